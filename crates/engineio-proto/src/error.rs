@@ -42,7 +42,11 @@ impl ErrorCode {
 
     /// The JSON body, e.g. `{"code":1,"message":"Session ID unknown"}`.
     pub fn to_json(self) -> String {
-        format!(r#"{{"code":{},"message":"{}"}}"#, self as u8, self.message())
+        format!(
+            r#"{{"code":{},"message":"{}"}}"#,
+            self as u8,
+            self.message()
+        )
     }
 }
 

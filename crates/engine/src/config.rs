@@ -1,0 +1,252 @@
+//! Engine settings, with defaults equal to Node's engine.io 6.6 (socket.io 4.8) unless noted.
+
+use crate::cors::Cors;
+use http::request::Parts;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Decides whether a handshake or an upgrade request is let in (Node's `allowRequest`). Return
+/// `Err(message)` to refuse it with a 403 (Engine.IO error code 4, "Forbidden", plus the message
+/// as `context`).
+pub type AllowRequest = Arc<dyn Fn(&Parts) -> Result<(), String> + Send + Sync>;
+
+/// Which transports clients may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    /// HTTP long-polling. Default: on.
+    pub polling: bool,
+    /// WebSocket. Default: on.
+    pub websocket: bool,
+}
+
+/// The `io` cookie set on the handshake response, for sticky load balancing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookie {
+    /// Cookie name. Default: `io`.
+    pub name: String,
+    /// Cookie path. Default: `/`.
+    pub path: String,
+    /// `HttpOnly`. Default: true.
+    pub http_only: bool,
+    /// `SameSite` value. Default: `Lax`.
+    pub same_site: &'static str,
+}
+
+impl Default for Cookie {
+    fn default() -> Self {
+        Cookie {
+            name: "io".into(),
+            path: "/".into(),
+            http_only: true,
+            same_site: "Lax",
+        }
+    }
+}
+
+/// Engine.IO server settings. Build one with [`EngineConfig::default`] and the `with_*` methods.
+///
+/// | setting | default | Node's name |
+/// | --- | --- | --- |
+/// | `path` | `/engine.io` (the Socket.IO server uses `/socket.io`) | `path` |
+/// | `ping_interval` | 25 s | `pingInterval` |
+/// | `ping_timeout` | 20 s | `pingTimeout` |
+/// | `upgrade_timeout` | 10 s | `upgradeTimeout` |
+/// | `max_payload` | 1,000,000 bytes | `maxHttpBufferSize` |
+/// | `transports` | polling and websocket | `transports` |
+/// | `allow_upgrades` | true | `allowUpgrades` |
+/// | `compression_threshold` | `Some(1024)` | `httpCompression.threshold` |
+/// | `cookie` | `None` | `cookie` |
+/// | `cors` | same origin (python-engineio's default) | `cors` |
+/// | `allow_eio3` | true (Node: false) | `allowEIO3` |
+/// | `max_buffered_packets` | 4096 (Node: unbounded) | - |
+/// | `max_packets_per_poll` | 16 (Node: unbounded) | - |
+/// | `max_sessions` | 100,000 | - |
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// The path the engine answers on, without a trailing slash (both `/p` and `/p/` match).
+    pub path: String,
+    /// Time between heartbeats.
+    pub ping_interval: Duration,
+    /// Time allowed for the other side of a heartbeat.
+    pub ping_timeout: Duration,
+    /// Time allowed to complete an upgrade after the probe.
+    pub upgrade_timeout: Duration,
+    /// The largest request body or WebSocket message accepted, in bytes, advertised to v4
+    /// clients as `maxPayload`. Larger input closes the session.
+    pub max_payload: u64,
+    /// Transports clients may use.
+    pub transports: Transports,
+    /// Whether a polling session may upgrade to WebSocket.
+    pub allow_upgrades: bool,
+    /// Polling responses at least this large are compressed (gzip or deflate, as the client
+    /// accepts); `None` turns compression off.
+    pub compression_threshold: Option<usize>,
+    /// The cookie set on handshakes, if any.
+    pub cookie: Option<Cookie>,
+    /// Which origins may connect.
+    pub cors: Cors,
+    /// Whether Engine.IO v3 clients (socket.io-client 1.x/2.x) are served.
+    pub allow_eio3: bool,
+    /// Packets that may wait for a client to read them. **When full**, a volatile packet is
+    /// dropped and any other packet closes the session (a client that far behind is gone or
+    /// hostile; it reconnects and resynchronises).
+    pub max_buffered_packets: usize,
+    /// Packets sent in one polling response (python-engineio refuses more than 16).
+    pub max_packets_per_poll: usize,
+    /// Sessions this engine holds at once; a handshake past it is refused with Engine.IO error
+    /// 3 ("Bad request", status 400) until sessions end.
+    pub max_sessions: usize,
+    /// Decides whether to let a handshake or upgrade in.
+    pub allow_request: Option<AllowRequest>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            path: "/engine.io".into(),
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            upgrade_timeout: Duration::from_millis(10_000),
+            max_payload: 1_000_000,
+            transports: Transports {
+                polling: true,
+                websocket: true,
+            },
+            allow_upgrades: true,
+            compression_threshold: Some(1024),
+            cookie: None,
+            cors: Cors::default(),
+            allow_eio3: true,
+            max_buffered_packets: 4096,
+            max_packets_per_poll: 16,
+            max_sessions: 100_000,
+            allow_request: None,
+        }
+    }
+}
+
+impl fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("path", &self.path)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("upgrade_timeout", &self.upgrade_timeout)
+            .field("max_payload", &self.max_payload)
+            .field("transports", &self.transports)
+            .field("allow_upgrades", &self.allow_upgrades)
+            .field("compression_threshold", &self.compression_threshold)
+            .field("cookie", &self.cookie)
+            .field("cors", &self.cors)
+            .field("allow_eio3", &self.allow_eio3)
+            .field("max_buffered_packets", &self.max_buffered_packets)
+            .field("max_packets_per_poll", &self.max_packets_per_poll)
+            .field("max_sessions", &self.max_sessions)
+            .field("allow_request", &self.allow_request.is_some())
+            .finish()
+    }
+}
+
+impl EngineConfig {
+    /// Sets [`EngineConfig::path`]; a trailing slash is dropped.
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        let mut p: String = path.into();
+        while p.len() > 1 && p.ends_with('/') {
+            p.pop();
+        }
+        if !p.starts_with('/') {
+            p.insert(0, '/');
+        }
+        self.path = p;
+        self
+    }
+
+    /// Sets [`EngineConfig::ping_interval`].
+    pub fn with_ping_interval(mut self, d: Duration) -> Self {
+        self.ping_interval = d;
+        self
+    }
+
+    /// Sets [`EngineConfig::ping_timeout`].
+    pub fn with_ping_timeout(mut self, d: Duration) -> Self {
+        self.ping_timeout = d;
+        self
+    }
+
+    /// Sets [`EngineConfig::upgrade_timeout`].
+    pub fn with_upgrade_timeout(mut self, d: Duration) -> Self {
+        self.upgrade_timeout = d;
+        self
+    }
+
+    /// Sets [`EngineConfig::max_payload`].
+    pub fn with_max_payload(mut self, bytes: u64) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Sets [`EngineConfig::transports`].
+    pub fn with_transports(mut self, polling: bool, websocket: bool) -> Self {
+        self.transports = Transports { polling, websocket };
+        self
+    }
+
+    /// Sets [`EngineConfig::allow_upgrades`].
+    pub fn with_allow_upgrades(mut self, allow: bool) -> Self {
+        self.allow_upgrades = allow;
+        self
+    }
+
+    /// Sets [`EngineConfig::compression_threshold`].
+    pub fn with_compression_threshold(mut self, threshold: Option<usize>) -> Self {
+        self.compression_threshold = threshold;
+        self
+    }
+
+    /// Sets [`EngineConfig::cookie`].
+    pub fn with_cookie(mut self, cookie: Option<Cookie>) -> Self {
+        self.cookie = cookie;
+        self
+    }
+
+    /// Sets [`EngineConfig::cors`].
+    pub fn with_cors(mut self, cors: Cors) -> Self {
+        self.cors = cors;
+        self
+    }
+
+    /// Sets [`EngineConfig::allow_eio3`].
+    pub fn with_allow_eio3(mut self, allow: bool) -> Self {
+        self.allow_eio3 = allow;
+        self
+    }
+
+    /// Sets [`EngineConfig::max_buffered_packets`] (at least 1).
+    pub fn with_max_buffered_packets(mut self, n: usize) -> Self {
+        self.max_buffered_packets = n.max(1);
+        self
+    }
+
+    /// Sets [`EngineConfig::max_packets_per_poll`] (at least 1).
+    pub fn with_max_packets_per_poll(mut self, n: usize) -> Self {
+        self.max_packets_per_poll = n.max(1);
+        self
+    }
+
+    /// Sets [`EngineConfig::max_sessions`].
+    pub fn with_max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n;
+        self
+    }
+
+    /// Sets [`EngineConfig::allow_request`].
+    pub fn with_allow_request(
+        mut self,
+        f: impl Fn(&Parts) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.allow_request = Some(Arc::new(f));
+        self
+    }
+}

@@ -1,0 +1,318 @@
+//! The engine: the session table and the routing of each HTTP request to a transport.
+
+use crate::body::{self, ResponseBody};
+use crate::config::EngineConfig;
+use crate::cors;
+use crate::query::Query;
+use crate::socket::{Message, RemoteAddr, RequestInfo, Sid, Socket};
+use crate::transport::{polling, websocket};
+use http::{Method, Request, Response, StatusCode};
+use socketlet_engineio_proto::session::{CloseReason, Session, Timing, Transport};
+use socketlet_engineio_proto::{ErrorCode, ProtocolVersion};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// What the layer above (the Socket.IO server, or an application using the engine alone) does
+/// with sessions. Called from the engine's tasks: implementations must not block.
+pub trait EngineHandler: Send + Sync + 'static {
+    /// A session completed its handshake.
+    fn on_open(&self, socket: &Arc<Socket>);
+    /// A message arrived. Messages of one session arrive one at a time, in order.
+    fn on_message(&self, socket: &Arc<Socket>, msg: Message);
+    /// The session closed, once, for `reason`. No message follows.
+    fn on_close(&self, socket: &Arc<Socket>, reason: CloseReason);
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: EngineConfig,
+    pub(crate) handler: Arc<dyn EngineHandler>,
+    sessions: RwLock<HashMap<Sid, Arc<Socket>>>,
+}
+
+impl Shared {
+    pub(crate) fn remove(&self, sid: Sid) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&sid);
+    }
+
+    fn get(&self, sid: Sid) -> Option<Arc<Socket>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&sid)
+            .cloned()
+    }
+
+    pub(crate) fn timing(&self) -> Timing {
+        Timing {
+            ping_interval: self.config.ping_interval,
+            ping_timeout: self.config.ping_timeout,
+            upgrade_timeout: self.config.upgrade_timeout,
+        }
+    }
+}
+
+/// An Engine.IO server: give it HTTP requests with [`Engine::handle`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.shared.config)
+            .field("sessions", &self.session_count())
+            .finish()
+    }
+}
+
+/// The current time as the protocol state machine takes it (follows tokio's paused clock in
+/// tests).
+pub(crate) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Engine {
+    /// An engine with these settings, handing sessions to `handler`.
+    pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Engine {
+        Engine {
+            shared: Arc::new(Shared {
+                config,
+                handler,
+                sessions: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// A live session by id.
+    pub fn socket(&self, sid: Sid) -> Option<Arc<Socket>> {
+        self.shared.get(sid)
+    }
+
+    /// How many sessions the engine holds.
+    pub fn session_count(&self) -> usize {
+        self.shared
+            .sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Closes every session for `reason` (used when shutting down).
+    pub fn close_all(&self, reason: CloseReason) {
+        let all: Vec<Arc<Socket>> = self
+            .shared
+            .sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for s in all {
+            s.close_with(reason, true);
+        }
+    }
+
+    /// Whether `path` is the engine's (`/engine.io` or `/engine.io/` by default).
+    pub fn matches_path(&self, path: &str) -> bool {
+        let own = self.shared.config.path.as_str();
+        path.strip_prefix(own)
+            .is_some_and(|rest| rest.is_empty() || rest == "/")
+    }
+
+    /// Answers one HTTP request aimed at the engine's path: a handshake, a poll, a POST of
+    /// packets, a WebSocket, an upgrade or a CORS preflight. Errors are answered with Engine.IO's
+    /// JSON error bodies; nothing a client sends makes this panic.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let shared = &self.shared;
+        let origin = match shared.config.cors.check(req.headers()) {
+            Ok(origin) => origin.cloned(),
+            Err(()) => {
+                tracing::debug!(
+                    "refused origin {:?}",
+                    req.headers().get(http::header::ORIGIN)
+                );
+                return body::json_error_message(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadRequest,
+                    "Not an accepted origin.",
+                );
+            }
+        };
+        let preflight = req.method() == Method::OPTIONS;
+        let req_headers = origin.as_ref().map(|_| req.headers().clone());
+        let mut res = if preflight {
+            body::empty(StatusCode::NO_CONTENT)
+        } else {
+            self.route(req).await
+        };
+        if let (Some(origin), Some(h)) = (origin, req_headers) {
+            cors::apply(res.headers_mut(), &origin, &h, preflight);
+        }
+        res
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let shared = &self.shared;
+        let query = Query::parse(req.uri().query());
+        let version = match query.eio.as_deref().and_then(ProtocolVersion::from_query) {
+            Some(ProtocolVersion::V3) if !shared.config.allow_eio3 => None,
+            v => v,
+        };
+        let Some(version) = version else {
+            return body::json_error(ErrorCode::UnsupportedProtocolVersion);
+        };
+        let websocket = match query.transport.as_deref() {
+            Some("polling") if shared.config.transports.polling => false,
+            Some("websocket") if shared.config.transports.websocket => true,
+            _ => return body::json_error(ErrorCode::UnknownTransport),
+        };
+
+        let Some(sid) = query.sid.as_deref() else {
+            return self.handshake(req, version, websocket, &query).await;
+        };
+        let Some(socket) = Sid::parse(sid).and_then(|sid| shared.get(sid)) else {
+            return body::json_error(ErrorCode::UnknownSid);
+        };
+        if socket.protocol() != version {
+            return body::json_error(ErrorCode::BadRequest);
+        }
+        if websocket {
+            if !shared.config.allow_upgrades {
+                return body::json_error(ErrorCode::BadRequest);
+            }
+            if let Some(refusal) = self.refuse(&req) {
+                return refusal;
+            }
+            return websocket::upgrade(socket, req);
+        }
+        match *req.method() {
+            Method::GET => polling::get(socket, &query, req.headers()).await,
+            Method::POST => polling::post(socket, &query, req).await,
+            _ => body::json_error(ErrorCode::BadRequest),
+        }
+    }
+
+    /// Asks `allow_request` about a request; the refusal to send, if it says no.
+    fn refuse<B>(&self, req: &Request<B>) -> Option<Response<ResponseBody>> {
+        let allow = self.shared.config.allow_request.as_ref()?;
+        // The hook sees the request head only; rebuild one without the body.
+        let mut head = Request::new(());
+        *head.method_mut() = req.method().clone();
+        *head.uri_mut() = req.uri().clone();
+        *head.version_mut() = req.version();
+        *head.headers_mut() = req.headers().clone();
+        if let Some(addr) = req.extensions().get::<RemoteAddr>() {
+            head.extensions_mut().insert(*addr);
+        }
+        let (parts, ()) = head.into_parts();
+        let context = allow(&parts).err()?;
+        tracing::debug!(%context, "request refused by allow_request");
+        Some(body::json_error_context(ErrorCode::Forbidden, &context))
+    }
+
+    async fn handshake<B>(
+        &self,
+        req: Request<B>,
+        version: ProtocolVersion,
+        websocket: bool,
+        query: &Query,
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let shared = &self.shared;
+        if req.method() != Method::GET {
+            return body::json_error(ErrorCode::BadHandshakeMethod);
+        }
+        if websocket && !websocket::is_upgrade_request(req.headers()) {
+            return body::json_error(ErrorCode::BadRequest);
+        }
+        if let Some(refusal) = self.refuse(&req) {
+            return refusal;
+        }
+        if self.session_count() >= shared.config.max_sessions {
+            tracing::warn!("session limit reached, refusing a handshake");
+            return body::json_error(ErrorCode::BadRequest);
+        }
+        let transport = if websocket {
+            Transport::WebSocket
+        } else {
+            Transport::Polling
+        };
+        let session = Session::new(version, shared.timing(), transport, now());
+        let sid = Sid::random();
+        let request = RequestInfo {
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+            remote_addr: req.extensions().get::<RemoteAddr>().map(|a| a.0),
+        };
+        let socket = Arc::new(Socket::new(
+            sid,
+            session,
+            request,
+            shared.config.max_buffered_packets,
+            Arc::downgrade(shared),
+        ));
+        let handshake = socketlet_engineio_proto::Handshake {
+            sid: sid.to_string(),
+            upgrades: if !websocket
+                && shared.config.allow_upgrades
+                && shared.config.transports.websocket
+            {
+                vec!["websocket"]
+            } else {
+                vec![]
+            },
+            ping_interval: shared.config.ping_interval.as_millis() as u64,
+            ping_timeout: shared.config.ping_timeout.as_millis() as u64,
+            max_payload: Some(shared.config.max_payload),
+        };
+        socket.push_control(socketlet_engineio_proto::Packet::Open(
+            handshake.to_json(version).into(),
+        ));
+        shared
+            .sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sid, socket.clone());
+        tracing::debug!(%sid, ?version, websocket, "handshake");
+
+        let mut res = if websocket {
+            websocket::open(socket.clone(), req)
+        } else {
+            polling::start_timer(socket.clone());
+            shared.handler.on_open(&socket);
+            polling::get(socket.clone(), query, req.headers()).await
+        };
+        if let Some(cookie) = &shared.config.cookie {
+            let mut v = format!("{}={}; Path={}", cookie.name, sid, cookie.path);
+            if cookie.http_only {
+                v.push_str("; HttpOnly");
+            }
+            v.push_str("; SameSite=");
+            v.push_str(cookie.same_site);
+            if let Ok(v) = http::HeaderValue::from_str(&v) {
+                res.headers_mut().append(http::header::SET_COOKIE, v);
+            }
+        }
+        res
+    }
+}

@@ -1,0 +1,123 @@
+//! The engine as a tower [`Service`], and a plain hyper server loop to run any such service.
+
+use crate::body::ResponseBody;
+use crate::engine::Engine;
+use crate::socket::RemoteAddr;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket};
+use tower_service::Service;
+
+/// The engine alone as a tower service (like Node's `engine.io` package): requests to its path
+/// are answered by the engine, anything else gets a 404.
+#[derive(Debug, Clone)]
+pub struct EngineService {
+    engine: Engine,
+}
+
+impl EngineService {
+    /// Wraps an engine.
+    pub fn new(engine: Engine) -> Self {
+        EngineService { engine }
+    }
+}
+
+impl<B> Service<Request<B>> for EngineService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            if engine.matches_path(req.uri().path()) {
+                Ok(engine.handle(req).await)
+            } else {
+                let mut res = Response::new(ResponseBody::new(Bytes::from_static(b"Not Found")));
+                *res.status_mut() = StatusCode::NOT_FOUND;
+                Ok(res)
+            }
+        })
+    }
+}
+
+/// Binds a TCP listener with a deep accept backlog (4096), so bursts of connections do not pay
+/// SYN retries.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// Serves HTTP/1.1 (with upgrades, for WebSocket) on `listener` with `service` until `shutdown`
+/// completes; then stops accepting and returns. Connections already open carry on until they end.
+///
+/// Each request gets a [`RemoteAddr`] extension with the peer's address.
+pub async fn serve<S, B, F>(listener: TcpListener, service: S, shutdown: F) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: Future<Output = ()> + Send,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = service.clone();
+        tokio::spawn(async move {
+            let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(RemoteAddr(peer));
+                let mut svc = svc.clone();
+                async move {
+                    std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+                    svc.call(req).await
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), hyper_svc)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::trace!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}

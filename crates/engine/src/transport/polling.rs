@@ -1,0 +1,294 @@
+//! HTTP long-polling: a GET waits for packets, a POST delivers packets, one of each at a time.
+//!
+//! A polling session has a small timer task for its heartbeats; it hands over to the WebSocket
+//! task when the session upgrades.
+
+use crate::body::{self, ResponseBody};
+use crate::engine::now;
+use crate::query::Query;
+use crate::socket::{Message, Socket};
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use socketlet_engineio_proto::payload::{self, Framing};
+use socketlet_engineio_proto::session::{CloseReason, Reaction, TimerAction, Transport};
+use socketlet_engineio_proto::{ErrorCode, Packet, ProtocolVersion, Str};
+use std::sync::Arc;
+
+/// Clears a flag of the session's state when the request that set it ends, however it ends
+/// (the client may go away while a GET is parked).
+struct ActiveGuard<'a> {
+    socket: &'a Socket,
+    get: bool,
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.socket.lock();
+        if self.get {
+            st.poll_active = false;
+        } else {
+            st.post_active = false;
+        }
+    }
+}
+
+/// Protocol error on a polling request: close the session and answer 400.
+fn fail(socket: &Arc<Socket>, why: &str) -> Response<ResponseBody> {
+    tracing::debug!(sid = %socket.sid(), why, "polling protocol error");
+    socket.close_with(CloseReason::TransportError, false);
+    socket.finish();
+    body::json_error(ErrorCode::BadRequest)
+}
+
+fn jsonp_index(query: &Query) -> Result<Option<u32>, ()> {
+    match &query.jsonp {
+        None => Ok(None),
+        Some(j) if j.len() <= 9 && !j.is_empty() && j.bytes().all(|b| b.is_ascii_digit()) => {
+            j.parse().map(Some).map_err(|_| ())
+        }
+        Some(_) => Err(()),
+    }
+}
+
+/// Answers a GET: waits until there is something to send, then sends up to
+/// `max_packets_per_poll` packets.
+pub(crate) async fn get(
+    socket: Arc<Socket>,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Response<ResponseBody> {
+    let Some(shared) = socket.shared() else {
+        return body::json_error(ErrorCode::UnknownSid);
+    };
+    let Ok(jsonp) = jsonp_index(query) else {
+        return fail(&socket, "bad JSONP index");
+    };
+    {
+        let mut st = socket.lock();
+        if st.session.transport() == Transport::WebSocket {
+            return body::json_error(ErrorCode::BadRequest);
+        }
+        if st.poll_active {
+            drop(st);
+            return fail(&socket, "overlapping GET");
+        }
+        st.poll_active = true;
+    }
+    let guard = ActiveGuard {
+        socket: &socket,
+        get: true,
+    };
+    let max = shared.config.max_packets_per_poll;
+    let (packets, done) = loop {
+        let woken = socket.wake.notified();
+        {
+            let mut st = socket.lock();
+            let closed = st.session.closed().is_some();
+            if st.session.transport() == Transport::WebSocket {
+                // Upgraded while this GET was parked: release it; the WebSocket owns the outbox.
+                break (vec![Packet::Noop], false);
+            }
+            if !st.outbox.is_empty() {
+                let n = st.outbox.len().min(max);
+                let packets: Vec<Packet> = st.outbox.drain(..n).collect();
+                break (packets, closed && st.outbox.is_empty());
+            }
+            if closed {
+                break (vec![Packet::Close], true);
+            }
+        }
+        woken.await;
+    };
+    drop(guard);
+    if done {
+        socket.finish();
+    }
+
+    let version = socket.protocol();
+    let framing = if jsonp.is_some() {
+        Framing::V3Text
+    } else {
+        payload::framing_for(version, query.b64, &packets)
+    };
+    let encoded = payload::encode(framing, &packets);
+    let threshold = shared.config.compression_threshold;
+    if let Some(index) = jsonp {
+        let text = std::str::from_utf8(&encoded.body).unwrap_or_default();
+        let script = payload::jsonp_wrap(index, text);
+        return body::payload(
+            Bytes::from(script),
+            "text/javascript; charset=UTF-8",
+            headers,
+            threshold,
+        );
+    }
+    let content_type = if encoded.binary {
+        "application/octet-stream"
+    } else {
+        "text/plain; charset=UTF-8"
+    };
+    body::payload(encoded.body, content_type, headers, threshold)
+}
+
+/// Answers a POST: reads the body (bounded by `max_payload`), decodes its packets and feeds them
+/// to the session in order.
+pub(crate) async fn post<B>(
+    socket: Arc<Socket>,
+    query: &Query,
+    req: Request<B>,
+) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some(shared) = socket.shared() else {
+        return body::json_error(ErrorCode::UnknownSid);
+    };
+    {
+        let mut st = socket.lock();
+        if st.session.transport() == Transport::WebSocket || st.session.closed().is_some() {
+            return body::json_error(ErrorCode::BadRequest);
+        }
+        if st.post_active {
+            drop(st);
+            return fail(&socket, "overlapping POST");
+        }
+        st.post_active = true;
+    }
+    let _guard = ActiveGuard {
+        socket: &socket,
+        get: false,
+    };
+    let max = shared.config.max_payload;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        fail(&socket, "payload too large");
+        return body::text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
+    }
+    let binary_body = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let data = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                fail(&socket, "payload too large");
+                return body::text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
+            }
+            // The client went away mid-body: nothing to answer.
+            return body::json_error(ErrorCode::BadRequest);
+        }
+    };
+    let data = if query.jsonp.is_some() && socket.protocol() == ProtocolVersion::V3 {
+        match payload::decode_jsonp_form(&data) {
+            Ok(d) => d,
+            Err(e) => return fail(&socket, &e.to_string()),
+        }
+    } else {
+        data
+    };
+    let packets = match payload::decode(
+        socket.protocol(),
+        data,
+        binary_body,
+        shared.config.max_buffered_packets,
+    ) {
+        Ok(p) => p,
+        Err(e) => return fail(&socket, &e.to_string()),
+    };
+    for packet in packets {
+        let reaction = socket.lock().session.on_packet(packet, now());
+        if !react(&socket, reaction) {
+            break;
+        }
+    }
+    body::text(StatusCode::OK, "ok")
+}
+
+/// Carries out what the state machine asked for after a client packet. Returns false once the
+/// session is closed.
+pub(crate) fn react(socket: &Arc<Socket>, reaction: Reaction) -> bool {
+    match reaction {
+        Reaction::None => true,
+        Reaction::Deliver(packet) => {
+            let msg = match packet {
+                Packet::Message(s) => Message::Text(s),
+                Packet::Binary(b) => Message::Binary(b),
+                _ => return true,
+            };
+            if let Some(shared) = socket.shared() {
+                shared.handler.on_message(socket, msg);
+            }
+            true
+        }
+        Reaction::Reply(packet) => {
+            socket.push_control(packet);
+            true
+        }
+        Reaction::Close(reason) => {
+            socket.close_with(reason, false);
+            false
+        }
+    }
+}
+
+/// Runs the heartbeats of a polling session until it closes or moves to WebSocket.
+pub(crate) fn start_timer(socket: Arc<Socket>) {
+    tokio::spawn(async move {
+        loop {
+            let closed = socket.closed_wake.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            let deadline = {
+                let st = socket.lock();
+                if st.session.transport() == Transport::WebSocket {
+                    return;
+                }
+                if st.session.closed().is_some() {
+                    break;
+                }
+                st.session.next_deadline()
+            };
+            match deadline {
+                Some(d) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(d)) => {}
+                        _ = &mut closed => {}
+                    }
+                }
+                None => closed.await,
+            }
+            let action = {
+                let mut st = socket.lock();
+                if st.session.transport() == Transport::WebSocket {
+                    return;
+                }
+                st.session.on_timer(now())
+            };
+            match action {
+                Some(TimerAction::SendPing) => socket.push_control(Packet::Ping(Str::new())),
+                Some(TimerAction::Close(reason)) => socket.close_with(reason, false),
+                Some(TimerAction::AbortUpgrade) | None => {}
+            }
+        }
+        // Closed. Anything still queued (a DISCONNECT, a CLOSE) waits for the client's next GET,
+        // for a while.
+        let pending = !socket.lock().outbox.is_empty();
+        if pending {
+            if let Some(shared) = socket.shared() {
+                tokio::time::sleep(shared.config.ping_timeout).await;
+            }
+        }
+        socket.finish();
+    });
+}

@@ -1,0 +1,300 @@
+//! WebSocket: a direct session, or the upgrade of a polling session (`2probe`, `3probe`, `5`).
+//!
+//! One task per WebSocket reads frames, drains the session's outbox (all queued packets, then one
+//! flush: writes are coalesced) and runs the heartbeat timer.
+
+use crate::body::{self, ResponseBody};
+use crate::engine::now;
+use crate::socket::Socket;
+use crate::transport::polling::react;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use socketlet_engineio_proto::session::{CloseReason, TimerAction, Transport};
+use socketlet_engineio_proto::{ErrorCode, Packet, ProtocolVersion, Str};
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Whether the request asks for a WebSocket (`Upgrade: websocket`, `Connection: upgrade`, a
+/// key, version 13).
+pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has_token(header::UPGRADE, "websocket")
+        && has_token(header::CONNECTION, "upgrade")
+        && headers.contains_key(header::SEC_WEBSOCKET_KEY)
+        && headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13")
+}
+
+/// Answers the WebSocket handshake (101) and returns the pending upgrade.
+fn accept<B>(
+    mut req: Request<B>,
+) -> Result<(Response<ResponseBody>, hyper::upgrade::OnUpgrade), ErrorCode> {
+    if !is_upgrade_request(req.headers()) {
+        return Err(ErrorCode::BadRequest);
+    }
+    let key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|k| derive_accept_key(k.as_bytes()))
+        .ok_or(ErrorCode::BadRequest)?;
+    let accept = HeaderValue::from_str(&key).map_err(|_| ErrorCode::BadRequest)?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let mut res = body::empty(StatusCode::SWITCHING_PROTOCOLS);
+    let h = res.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    Ok((res, on_upgrade))
+}
+
+async fn connect(socket: &Socket, on_upgrade: hyper::upgrade::OnUpgrade) -> Option<Ws> {
+    let upgraded = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(sid = %socket.sid(), "WebSocket upgrade failed: {e}");
+            return None;
+        }
+    };
+    let max = socket
+        .shared()
+        .map(|s| usize::try_from(s.config.max_payload).unwrap_or(usize::MAX))
+        .unwrap_or(1_000_000);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
+}
+
+/// A new session whose first transport is WebSocket.
+pub(crate) fn open<B>(socket: Arc<Socket>, req: Request<B>) -> Response<ResponseBody> {
+    let (res, on_upgrade) = match accept(req) {
+        Ok(x) => x,
+        Err(code) => {
+            socket.close_with(CloseReason::TransportError, false);
+            socket.finish();
+            return body::json_error(code);
+        }
+    };
+    socket.lock().ws_attached = true;
+    if let Some(shared) = socket.shared() {
+        shared.handler.on_open(&socket);
+    }
+    tokio::spawn(async move {
+        match connect(&socket, on_upgrade).await {
+            Some(ws) => run(&socket, ws).await,
+            None => socket.close_with(CloseReason::TransportClose, false),
+        }
+        socket.finish();
+    });
+    res
+}
+
+/// A WebSocket opened to upgrade a polling session.
+pub(crate) fn upgrade<B>(socket: Arc<Socket>, req: Request<B>) -> Response<ResponseBody> {
+    {
+        let mut st = socket.lock();
+        if st.ws_attached
+            || st.session.transport() != Transport::Polling
+            || st.session.closed().is_some()
+        {
+            return body::json_error(ErrorCode::BadRequest);
+        }
+        st.ws_attached = true;
+    }
+    let (res, on_upgrade) = match accept(req) {
+        Ok(x) => x,
+        Err(code) => {
+            socket.lock().ws_attached = false;
+            return body::json_error(code);
+        }
+    };
+    tokio::spawn(async move {
+        let Some(mut ws) = connect(&socket, on_upgrade).await else {
+            socket.lock().ws_attached = false;
+            return;
+        };
+        if probe(&socket, &mut ws).await {
+            run(&socket, ws).await;
+            socket.finish();
+        } else {
+            {
+                let mut st = socket.lock();
+                st.session.abort_upgrade();
+                st.ws_attached = false;
+            }
+            let _ = ws.close(None).await;
+        }
+    });
+    res
+}
+
+/// Runs the probe exchange. Returns true once the session is on WebSocket.
+async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
+    let Some(timeout) = socket.shared().map(|s| s.config.upgrade_timeout) else {
+        return false;
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(_) => return false,
+            Err(_) => {
+                tracing::debug!(sid = %socket.sid(), "upgrade timed out");
+                return false;
+            }
+        };
+        let Some(Ok(packet)) = decode(socket.protocol(), frame) else {
+            return false;
+        };
+        let step = socket.lock().session.on_probe(&packet, now());
+        match step {
+            Ok(Some(reply)) => {
+                if ws.send(encode(socket.protocol(), reply)).await.is_err() {
+                    return false;
+                }
+                // Release a parked GET so the client can pause polling and send UPGRADE.
+                socket.push_control(Packet::Noop);
+            }
+            Ok(None) => {
+                if socket.lock().session.transport() == Transport::WebSocket {
+                    tracing::debug!(sid = %socket.sid(), "upgraded to WebSocket");
+                    // A GET still parked returns at once (see `polling::get`).
+                    socket.wake.notify_one();
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Turns a WebSocket frame into a packet. `None` for frames that carry none (ping, pong);
+/// `Some(Err(reason))` when the session must end.
+fn decode(version: ProtocolVersion, frame: WsMessage) -> Option<Result<Packet, CloseReason>> {
+    match frame {
+        WsMessage::Text(t) => Some(
+            Str::from_utf8(t.into())
+                .map_err(|_| CloseReason::TransportError)
+                .and_then(|s| {
+                    Packet::decode_text(version, s).map_err(|_| CloseReason::TransportError)
+                }),
+        ),
+        WsMessage::Binary(b) => {
+            Some(Packet::decode_binary(version, b).map_err(|_| CloseReason::TransportError))
+        }
+        WsMessage::Close(_) => Some(Err(CloseReason::TransportClose)),
+        WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => None,
+    }
+}
+
+fn encode(version: ProtocolVersion, packet: Packet) -> WsMessage {
+    match packet {
+        Packet::Binary(data) => WsMessage::Binary(Packet::binary_frame(version, &data)),
+        Packet::Message(text) => {
+            let mut s = String::with_capacity(text.len() + 1);
+            s.push('4');
+            s.push_str(&text);
+            WsMessage::text(s)
+        }
+        other => WsMessage::text(other.to_text(version).as_str()),
+    }
+}
+
+enum Event {
+    Frame(Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>),
+    Wake,
+    Timer,
+}
+
+/// The life of a session on WebSocket: read frames, write the outbox, keep heartbeats.
+async fn run(socket: &Arc<Socket>, mut ws: Ws) {
+    let version = socket.protocol();
+    loop {
+        let (batch, deadline, closed) = {
+            let mut st = socket.lock();
+            let batch: Vec<Packet> = st.outbox.drain(..).collect();
+            (
+                batch,
+                st.session.next_deadline(),
+                st.session.closed().is_some(),
+            )
+        };
+        if !batch.is_empty() {
+            let mut failed = false;
+            for packet in batch {
+                if ws.feed(encode(version, packet)).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed || ws.flush().await.is_err() {
+                socket.close_with(CloseReason::TransportClose, false);
+                return;
+            }
+        }
+        if closed {
+            let _ = ws.close(None).await;
+            return;
+        }
+        let far = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let sleep_until = deadline.map(tokio::time::Instant::from_std).unwrap_or(far);
+        let event = tokio::select! {
+            frame = ws.next() => Event::Frame(frame),
+            _ = socket.wake.notified() => Event::Wake,
+            _ = tokio::time::sleep_until(sleep_until) => Event::Timer,
+        };
+        match event {
+            Event::Wake => {}
+            Event::Timer => {
+                let action = socket.lock().session.on_timer(now());
+                match action {
+                    Some(TimerAction::SendPing) => socket.push_control(Packet::Ping(Str::new())),
+                    Some(TimerAction::Close(reason)) => socket.close_with(reason, false),
+                    Some(TimerAction::AbortUpgrade) | None => {}
+                }
+            }
+            Event::Frame(Some(Ok(frame))) => match decode(version, frame) {
+                None => {}
+                Some(Ok(packet)) => {
+                    let reaction = socket.lock().session.on_packet(packet, now());
+                    react(socket, reaction);
+                }
+                Some(Err(reason)) => {
+                    if reason == CloseReason::TransportError {
+                        tracing::debug!(sid = %socket.sid(), "bad packet on WebSocket");
+                    }
+                    socket.close_with(reason, false);
+                }
+            },
+            Event::Frame(Some(Err(e))) => {
+                tracing::debug!(sid = %socket.sid(), "WebSocket error: {e}");
+                let reason = match e {
+                    tokio_tungstenite::tungstenite::Error::Capacity(_)
+                    | tokio_tungstenite::tungstenite::Error::Protocol(_)
+                    | tokio_tungstenite::tungstenite::Error::Utf8(_) => CloseReason::TransportError,
+                    _ => CloseReason::TransportClose,
+                };
+                socket.close_with(reason, false);
+                return;
+            }
+            Event::Frame(None) => {
+                socket.close_with(CloseReason::TransportClose, false);
+                return;
+            }
+        }
+    }
+}
