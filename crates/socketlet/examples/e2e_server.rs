@@ -1,0 +1,180 @@
+//! The server the end-to-end tests drive (see `tests/e2e/CONTRACT.md`).
+
+use clap::Parser;
+use serde_json::{json, Value};
+use socketlet::{ConnectError, Cors, Data, Event, Socket, SocketIo};
+use std::time::Duration;
+
+#[derive(Parser)]
+struct Args {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 25_000)]
+    ping_interval: u64,
+    /// Heartbeat timeout in milliseconds.
+    #[arg(long, default_value_t = 20_000)]
+    ping_timeout: u64,
+    /// Allowed origin (repeatable; default: same origin).
+    #[arg(long)]
+    cors_origin: Vec<String>,
+}
+
+fn sorted_rooms(socket: &Socket) -> Value {
+    let mut rooms = socket.rooms();
+    rooms.sort();
+    json!(rooms)
+}
+
+fn echo(socket: Socket, ev: Event) -> impl std::future::Future<Output = ()> {
+    async move {
+        match ev.ack {
+            Some(ack) => {
+                let _ = ack.send(ev.data);
+            }
+            None => {
+                let _ = socket.emit("echo", ev.data);
+            }
+        }
+    }
+}
+
+fn on_root_connect(socket: Socket) {
+    let protocol = match socket.protocol() {
+        socketlet::ProtocolVersion::V5 => 5,
+        socketlet::ProtocolVersion::V4 => 4,
+    };
+    let auth = socket.auth().clone();
+    let _ = socket.emit(
+        "welcome",
+        json!({"sid": socket.id(), "auth": auth, "protocol": protocol}),
+    );
+    socket.on("echo", echo);
+    socket.on("ask-client", |socket, ev| async move {
+        let question = ev.data.args.first().cloned().unwrap_or(Value::Null);
+        let answer = socket
+            .emit_with_ack_timeout("question", question, Duration::from_secs(5))
+            .await;
+        let reply = match answer {
+            Ok(data) => json!({"answer": data.args.first().cloned().unwrap_or(Value::Null)}),
+            Err(_) => json!({"error": "timeout"}),
+        };
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(reply);
+        }
+    });
+    socket.on("join", |socket, ev| async move {
+        if let Some(room) = ev.data.str(0) {
+            socket.join([room]);
+        }
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(sorted_rooms(&socket));
+        }
+    });
+    socket.on("leave", |socket, ev| async move {
+        if let Some(room) = ev.data.str(0) {
+            socket.leave(room);
+        }
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(sorted_rooms(&socket));
+        }
+    });
+    socket.on("to-room", |socket, ev| async move {
+        let room = ev.data.str(0).unwrap_or_default().to_owned();
+        let msg = ev.data.args.get(1).cloned().unwrap_or(Value::Null);
+        let _ = socket.ns().to(room.clone()).emit(
+            "room-message",
+            json!({"room": room, "from": socket.id(), "msg": msg}),
+        );
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(json!(true));
+        }
+    });
+    socket.on("broadcast", |socket, ev| async move {
+        let _ = socket.broadcast().emit("broadcast", ev.data);
+    });
+    socket.on("binary-please", |_socket, ev| async move {
+        let mut data = Data::new();
+        let buf = data.push_binary(bytes::Bytes::from_static(&[1, 2, 3]));
+        let nested = data.push_binary(bytes::Bytes::from_static(&[0xff]));
+        data.push(json!({"buf": buf, "nested": [nested]}));
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(data);
+        }
+    });
+    socket.on("collect-acks", |socket, ev| async move {
+        let room = ev.data.str(0).unwrap_or_default().to_owned();
+        let result = socket
+            .ns()
+            .to(room)
+            .timeout(Duration::from_secs(2))
+            .emit_with_ack("ping-ack", json!("ping"))
+            .await;
+        let mut answers: Vec<Value> = result
+            .map(|r| {
+                r.responses
+                    .into_iter()
+                    .filter_map(|(_, d)| d.args.into_iter().next())
+                    .collect()
+            })
+            .unwrap_or_default();
+        answers.sort_by_key(|v| v.to_string());
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(json!(answers));
+        }
+    });
+    socket.on("disconnect-me", |socket, _ev| async move {
+        socket.disconnect();
+    });
+    socket.on("drop-transport", |socket, _ev| async move {
+        socket.close_connection();
+    });
+    socket.on("count", |socket, ev| async move {
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(json!(socket.ns().local_socket_count()));
+        }
+    });
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let cors = if args.cors_origin.is_empty() {
+        Cors::SameOrigin
+    } else {
+        Cors::from_list(args.cors_origin)
+    };
+    let io = SocketIo::builder()
+        .ping_interval(Duration::from_millis(args.ping_interval))
+        .ping_timeout(Duration::from_millis(args.ping_timeout))
+        .cors(cors)
+        .build();
+
+    let root = io.of("/");
+    root.use_middleware(|socket: Socket| async move {
+        let auth_token = socket.auth().get("token").and_then(Value::as_str).map(str::to_owned);
+        let token = auth_token.or_else(|| socket.query("token"));
+        if token.as_deref() == Some("reject") {
+            return Err(ConnectError::new("unauthorized").with_data(json!({"code": "E_TOKEN"})));
+        }
+        Ok(())
+    });
+    root.on_connect(on_root_connect);
+
+    io.of("/admin").on_connect(|socket: Socket| {
+        let _ = socket.emit("welcome", json!({"nsp": "/admin", "sid": socket.id()}));
+        socket.on("echo", echo);
+    });
+
+    let listener = socketlet::bind(([127, 0, 0, 1], args.port).into())?;
+    println!("LISTENING {}", listener.local_addr()?.port());
+    socketlet::serve(listener, io.service(), std::future::pending()).await
+}

@@ -1,0 +1,276 @@
+//! A client: one Engine.IO connection, carrying sockets for one or more namespaces.
+//!
+//! It turns Engine.IO messages into Socket.IO packets (with a bounded [`Decoder`]) and routes
+//! them: CONNECT runs the namespace's middlewares, EVENT and ACK go to the socket of their
+//! namespace, anything malformed closes the connection.
+
+use crate::data::Data;
+use crate::error::{ConnectError, DisconnectReason, EmitError};
+use crate::runner::run_detached;
+use crate::server::ServerInner;
+use crate::socket::Socket;
+use bytes::Bytes;
+use serde_json::Value;
+use socketlet_engine::proto::Str;
+use socketlet_engine::{CloseReason, Message, SendError, Socket as EngineSocket};
+use socketlet_socketio_proto::{Decoder, Packet, PacketData, ProtocolVersion};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+pub(crate) struct Client {
+    engine: Arc<EngineSocket>,
+    protocol: ProtocolVersion,
+    decoder: Mutex<Decoder>,
+    /// Connected namespaces; `None` once the connection closed (no socket may join then).
+    nsps: Mutex<Option<HashMap<String, Socket>>>,
+    /// Set when this layer closes the connection, to report the precise reason.
+    close_reason: Mutex<Option<DisconnectReason>>,
+    server: Weak<ServerInner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Client {
+    pub(crate) fn new(engine: Arc<EngineSocket>, server: &Arc<ServerInner>) -> Arc<Client> {
+        let protocol = match engine.protocol() {
+            socketlet_engine::ProtocolVersion::V3 => ProtocolVersion::V4,
+            socketlet_engine::ProtocolVersion::V4 => ProtocolVersion::V5,
+        };
+        Arc::new(Client {
+            engine,
+            protocol,
+            decoder: Mutex::new(Decoder::new(server.config.decoder.clone())),
+            nsps: Mutex::new(Some(HashMap::new())),
+            close_reason: Mutex::new(None),
+            server: Arc::downgrade(server),
+        })
+    }
+
+    pub(crate) fn engine(&self) -> &Arc<EngineSocket> {
+        &self.engine
+    }
+
+    pub(crate) fn protocol(&self) -> ProtocolVersion {
+        self.protocol
+    }
+
+    /// Whether the client has joined no namespace yet (for `connect_timeout`).
+    pub(crate) fn has_no_namespace(&self) -> bool {
+        lock(&self.nsps).as_ref().is_some_and(HashMap::is_empty)
+    }
+
+    pub(crate) fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
+        self.send_encoded(Str::from(packet.encode()), &packet.attachments, volatile)
+    }
+
+    /// Queues an encoded packet and its attachments as one unit.
+    pub(crate) fn send_encoded(
+        &self,
+        text: Str,
+        bins: &[Bytes],
+        volatile: bool,
+    ) -> Result<(), EmitError> {
+        let result = if bins.is_empty() {
+            let msgs = std::iter::once(Message::Text(text));
+            if volatile {
+                self.engine.send_volatile(msgs);
+                return Ok(());
+            }
+            self.engine.send_all(msgs)
+        } else {
+            let msgs: Vec<Message> = std::iter::once(Message::Text(text))
+                .chain(bins.iter().cloned().map(Message::Binary))
+                .collect();
+            if volatile {
+                self.engine.send_volatile(msgs);
+                return Ok(());
+            }
+            self.engine.send_all(msgs)
+        };
+        result.map_err(|e| match e {
+            SendError::Closed => EmitError::Disconnected,
+            SendError::Full => EmitError::BufferFull,
+        })
+    }
+
+    pub(crate) fn forget_namespace(&self, nsp: &str) {
+        if let Some(map) = lock(&self.nsps).as_mut() {
+            map.remove(nsp);
+        }
+    }
+
+    fn socket(&self, nsp: &str) -> Option<Socket> {
+        lock(&self.nsps).as_ref()?.get(nsp).cloned()
+    }
+
+    /// Closes the connection because the client broke the Socket.IO protocol.
+    fn protocol_error(&self, why: &dyn std::fmt::Display) {
+        tracing::debug!(sid = %self.engine.sid(), "Socket.IO protocol error: {why}");
+        *lock(&self.close_reason) = Some(DisconnectReason::ParseError);
+        self.engine.close();
+    }
+
+    pub(crate) fn on_message(self: &Arc<Self>, msg: Message) {
+        let now = tokio::time::Instant::now().into_std();
+        let decoded = {
+            let mut decoder = lock(&self.decoder);
+            match msg {
+                Message::Text(text) => decoder.decode_text(&text, now),
+                Message::Binary(data) => decoder.decode_binary(data, now),
+            }
+        };
+        match decoded {
+            Ok(Some(packet)) => self.on_packet(packet),
+            Ok(None) => {}
+            Err(e) => self.protocol_error(&e),
+        }
+    }
+
+    fn on_packet(self: &Arc<Self>, packet: Packet) {
+        let Packet {
+            nsp,
+            data,
+            attachments,
+        } = packet;
+        match data {
+            PacketData::Connect(auth) => {
+                if self.protocol == ProtocolVersion::V4 && nsp == "/" {
+                    // v4 clients are connected to `/` implicitly; a CONNECT for it is a no-op.
+                    return;
+                }
+                self.connect(&nsp, auth);
+            }
+            PacketData::Disconnect => {
+                if let Some(s) = self.socket(&nsp) {
+                    s.close(DisconnectReason::ClientNamespaceDisconnect, false);
+                }
+            }
+            PacketData::Event { name, args, id } => match self.socket(&nsp) {
+                Some(s) => s.on_event(
+                    name,
+                    Data {
+                        args,
+                        binary: attachments,
+                    },
+                    id,
+                ),
+                None => tracing::debug!(%nsp, "event for a namespace the client is not in"),
+            },
+            PacketData::Ack { args, id } => {
+                if let Some(s) = self.socket(&nsp) {
+                    s.on_ack(
+                        id,
+                        Data {
+                            args,
+                            binary: attachments,
+                        },
+                    );
+                }
+            }
+            PacketData::ConnectError(_) => self.protocol_error(&"CONNECT_ERROR sent by a client"),
+        }
+    }
+
+    fn send_connect_error(&self, nsp: &str, err: &ConnectError) {
+        let payload = match self.protocol {
+            ProtocolVersion::V5 => {
+                let mut o = serde_json::Map::new();
+                o.insert("message".into(), Value::String(err.message.clone()));
+                if let Some(d) = &err.data {
+                    o.insert("data".into(), d.clone());
+                }
+                Value::Object(o)
+            }
+            ProtocolVersion::V4 => Value::String(err.message.clone()),
+        };
+        let _ = self.send_packet(&Packet::new(nsp, PacketData::ConnectError(payload)), false);
+    }
+
+    /// Connects the client to a namespace: middlewares, then the connection handler, then the
+    /// CONNECT answer.
+    pub(crate) fn connect(self: &Arc<Self>, nsp_with_query: &str, auth: Option<Value>) {
+        let (nsp, query) = match nsp_with_query.split_once('?') {
+            Some((n, q)) => (n, Some(q.to_owned())),
+            None => (nsp_with_query, None),
+        };
+        match lock(&self.nsps).as_ref() {
+            None => return,
+            Some(map) if map.contains_key(nsp) => {
+                tracing::debug!(%nsp, "CONNECT to a namespace already joined");
+                return;
+            }
+            Some(_) => {}
+        }
+        let Some(server) = self.server.upgrade() else {
+            return;
+        };
+        let Some(ns) = server.namespace_for(nsp) else {
+            self.send_connect_error(nsp, &ConnectError::new("Invalid namespace"));
+            return;
+        };
+        let auth = match auth {
+            Some(Value::Object(o)) => Value::Object(o),
+            _ => Value::Null,
+        };
+        let socket = Socket::new(ns.clone(), self.clone(), auth, query);
+        let client = self.clone();
+        run_detached(async move {
+            let middlewares = ns
+                .handlers()
+                .middlewares
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            for mw in middlewares {
+                if let Err(e) = mw(socket.clone()).await {
+                    tracing::debug!(nsp = %ns.name(), "connection refused: {e}");
+                    client.send_connect_error(ns.name(), &e);
+                    return;
+                }
+            }
+            {
+                let mut nsps = lock(&client.nsps);
+                let Some(map) = nsps.as_mut() else {
+                    return;
+                };
+                if map.contains_key(ns.name()) {
+                    return;
+                }
+                map.insert(ns.name().to_owned(), socket.clone());
+                socket.set_connected();
+                ns.insert_socket(&socket);
+            }
+            let handler = ns
+                .handlers()
+                .on_connect
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(handler) = handler {
+                handler(socket.clone());
+            }
+            let payload = match client.protocol {
+                ProtocolVersion::V5 => {
+                    let mut o = serde_json::Map::new();
+                    o.insert("sid".into(), Value::String(socket.id().to_owned()));
+                    Some(Value::Object(o))
+                }
+                ProtocolVersion::V4 => None,
+            };
+            let _ =
+                client.send_packet(&Packet::new(ns.name(), PacketData::Connect(payload)), false);
+        });
+    }
+
+    pub(crate) fn on_close(&self, reason: CloseReason) {
+        let sockets = lock(&self.nsps).take();
+        let reason = lock(&self.close_reason)
+            .take()
+            .unwrap_or_else(|| DisconnectReason::from_engine(reason));
+        for s in sockets.into_iter().flat_map(HashMap::into_values) {
+            s.close(reason, false);
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! Namespaces: their middlewares and connection handler, and the index of this node's sockets
+//! and rooms that adapters work on.
+
+use crate::adapter::{Adapter, BroadcastOptions, Room};
+use crate::data::Data;
+use crate::error::{ConnectError, EmitError};
+use crate::operators::{AckResponses, BroadcastOperator};
+use crate::socket::{Socket, SocketInfo};
+use socketlet_engine::Sid;
+use socketlet_socketio_proto::{Packet, PacketData};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub(crate) type Middleware = Arc<
+    dyn Fn(Socket) -> Pin<Box<dyn Future<Output = Result<(), ConnectError>> + Send>> + Send + Sync,
+>;
+pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
+
+/// What a namespace does with new connections. Shared by the children of a dynamic namespace.
+#[derive(Default)]
+pub(crate) struct Handlers {
+    pub(crate) middlewares: RwLock<Vec<Middleware>>,
+    pub(crate) on_connect: RwLock<Option<ConnectHandler>>,
+}
+
+pub(crate) struct NsInner {
+    name: String,
+    handlers: Arc<Handlers>,
+    sockets: RwLock<HashMap<Sid, Socket>>,
+    rooms: RwLock<HashMap<Room, HashSet<Sid>>>,
+    adapter: Arc<dyn Adapter>,
+    next_ack: AtomicU64,
+    ack_timeout: Duration,
+}
+
+/// A namespace (`/`, `/admin`, ...). Cheap to clone; `Send + 'static`, so background tasks can
+/// keep one and emit at any time.
+#[derive(Clone)]
+pub struct Namespace {
+    pub(crate) inner: Arc<NsInner>,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.inner.name)
+            .field("sockets", &self.local_socket_count())
+            .finish()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Namespace {
+    pub(crate) fn new(
+        name: String,
+        handlers: Arc<Handlers>,
+        adapter: Arc<dyn Adapter>,
+        ack_timeout: Duration,
+    ) -> Namespace {
+        Namespace {
+            inner: Arc::new(NsInner {
+                name,
+                handlers,
+                sockets: RwLock::new(HashMap::new()),
+                rooms: RwLock::new(HashMap::new()),
+                adapter,
+                next_ack: AtomicU64::new(0),
+                ack_timeout,
+            }),
+        }
+    }
+
+    /// The namespace's name, starting with `/`.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Adds a connect middleware. Middlewares run in order for every connection to this
+    /// namespace, before the connection handler; the first `Err` refuses the connection with a
+    /// CONNECT_ERROR carrying its message and data. A middleware may store state on the socket
+    /// ([`Socket::extensions`]) for the handlers.
+    pub fn use_middleware<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        let mw: Middleware = Arc::new(move |s| Box::pin(f(s)));
+        write(&self.inner.handlers.middlewares).push(mw);
+        self
+    }
+
+    /// Sets the connection handler. It runs once per connected socket, before the client is told
+    /// it is connected, so the event handlers it registers see every event. It is synchronous:
+    /// spawn a task for slow work.
+    pub fn on_connect<F>(&self, f: F) -> &Self
+    where
+        F: Fn(Socket) + Send + Sync + 'static,
+    {
+        *write(&self.inner.handlers.on_connect) = Some(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn handlers(&self) -> &Handlers {
+        &self.inner.handlers
+    }
+
+    pub(crate) fn adapter(&self) -> &Arc<dyn Adapter> {
+        &self.inner.adapter
+    }
+
+    pub(crate) fn next_ack_id(&self) -> u64 {
+        self.inner.next_ack.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn ack_timeout(&self) -> Duration {
+        self.inner.ack_timeout
+    }
+
+    /// A broadcast to every socket of the namespace.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone())
+    }
+
+    /// A broadcast to the sockets in `room`.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    /// Same as [`Namespace::to`].
+    pub fn in_(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.to(room)
+    }
+
+    /// A broadcast to every socket except those in `room`.
+    pub fn except(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().except(room)
+    }
+
+    /// Emits an event to every socket of the namespace.
+    pub fn emit(&self, event: &str, data: impl Into<Data>) -> Result<(), EmitError> {
+        self.broadcast().emit(event, data)
+    }
+
+    /// Describes every socket of the namespace, on every node.
+    pub async fn fetch_sockets(&self) -> Result<Vec<SocketInfo>, crate::adapter::AdapterError> {
+        self.broadcast().fetch_sockets().await
+    }
+
+    /// A socket of this node by its id.
+    pub fn get_socket(&self, id: &str) -> Option<Socket> {
+        let sid = Sid::parse(id.rsplit('#').next().unwrap_or(id))?;
+        read(&self.inner.sockets)
+            .get(&sid)
+            .filter(|s| s.id() == id)
+            .cloned()
+    }
+
+    /// How many sockets this node holds in the namespace.
+    pub fn local_socket_count(&self) -> usize {
+        read(&self.inner.sockets).len()
+    }
+
+    /// The rooms that exist on this node.
+    pub fn local_rooms(&self) -> Vec<Room> {
+        read(&self.inner.rooms).keys().cloned().collect()
+    }
+
+    pub(crate) fn insert_socket(&self, socket: &Socket) {
+        write(&self.inner.sockets).insert(socket.sid(), socket.clone());
+    }
+
+    pub(crate) fn remove_socket(&self, socket: &Socket, rooms: &HashSet<Room>) {
+        {
+            let mut index = write(&self.inner.rooms);
+            for r in rooms {
+                if let Some(members) = index.get_mut(r) {
+                    members.remove(&socket.sid());
+                    if members.is_empty() {
+                        index.remove(r);
+                    }
+                }
+            }
+        }
+        write(&self.inner.sockets).remove(&socket.sid());
+    }
+
+    pub(crate) fn index_join(&self, sid: Sid, room: &str) {
+        let mut index = write(&self.inner.rooms);
+        match index.get_mut(room) {
+            Some(members) => {
+                members.insert(sid);
+            }
+            None => {
+                index.insert(room.to_owned(), HashSet::from([sid]));
+            }
+        }
+    }
+
+    pub(crate) fn index_leave(&self, sid: Sid, room: &str) {
+        let mut index = write(&self.inner.rooms);
+        if let Some(members) = index.get_mut(room) {
+            members.remove(&sid);
+            if members.is_empty() {
+                index.remove(room);
+            }
+        }
+    }
+
+    /// Adds to `out` the sockets of `room`, including the socket whose id is `room`.
+    fn collect_room(&self, room: &str, sockets: &HashMap<Sid, Socket>, out: &mut HashSet<Sid>) {
+        if let Some(members) = read(&self.inner.rooms).get(room) {
+            out.extend(members.iter().copied());
+        }
+        if let Some(sid) = Sid::parse(room.rsplit('#').next().unwrap_or(room)) {
+            if sockets.get(&sid).is_some_and(|s| s.id() == room) {
+                out.insert(sid);
+            }
+        }
+    }
+
+    /// The sockets of this node that `opts` targets (rooms and exceptions; flags ignored).
+    pub fn local_sockets(&self, opts: &BroadcastOptions) -> Vec<Socket> {
+        let sockets = read(&self.inner.sockets);
+        let mut except = HashSet::new();
+        for r in &opts.except {
+            self.collect_room(r, &sockets, &mut except);
+        }
+        if opts.rooms.is_empty() {
+            return sockets
+                .iter()
+                .filter(|(sid, _)| !except.contains(sid))
+                .map(|(_, s)| s.clone())
+                .collect();
+        }
+        let mut targets = HashSet::new();
+        for r in &opts.rooms {
+            self.collect_room(r, &sockets, &mut targets);
+        }
+        targets
+            .iter()
+            .filter(|sid| !except.contains(sid))
+            .filter_map(|sid| sockets.get(sid).cloned())
+            .collect()
+    }
+
+    /// Delivers `packet` to the targeted sockets of this node. The packet is encoded once and
+    /// the bytes shared by every receiver.
+    pub fn local_broadcast(&self, packet: &Packet, opts: &BroadcastOptions) {
+        let targets = self.local_sockets(opts);
+        if targets.is_empty() {
+            return;
+        }
+        let text = socketlet_engine::proto::Str::from(packet.encode());
+        for s in &targets {
+            s.notify_outgoing(packet);
+            // A socket that fails here is closing or was closed for falling behind; the
+            // broadcast goes on for the others.
+            let _ = s.send_encoded(text.clone(), &packet.attachments, opts.volatile);
+        }
+    }
+
+    /// Delivers an event expecting acks to the targeted sockets of this node and gathers their
+    /// answers until all came or `timeout` passed. The packet's ack id is set here.
+    pub fn local_broadcast_with_ack(
+        &self,
+        mut packet: Packet,
+        opts: &BroadcastOptions,
+        timeout: Duration,
+    ) -> impl Future<Output = AckResponses> + Send + 'static {
+        let targets = self.local_sockets(opts);
+        let id = self.next_ack_id();
+        if let PacketData::Event { id: ack_id, .. } = &mut packet.data {
+            *ack_id = Some(id);
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel(targets.len().max(1));
+        let text = socketlet_engine::proto::Str::from(packet.encode());
+        let mut expected = Vec::with_capacity(targets.len());
+        for s in targets {
+            s.register_broadcast_ack(id, tx.clone());
+            s.notify_outgoing(&packet);
+            if s.send_encoded(text.clone(), &packet.attachments, opts.volatile)
+                .is_ok()
+            {
+                expected.push(s);
+            } else {
+                s.forget_ack(id);
+            }
+        }
+        drop(tx);
+        async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut responses = Vec::with_capacity(expected.len());
+            while responses.len() < expected.len() {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(answer)) => responses.push(answer),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let answered: HashSet<String> = responses.iter().map(|(id, _)| id.clone()).collect();
+            let mut missing = Vec::new();
+            for s in &expected {
+                s.forget_ack(id);
+                if !answered.contains(s.id()) {
+                    missing.push(s.id().to_owned());
+                }
+            }
+            AckResponses { responses, missing }
+        }
+    }
+}
+
+/// A predicate that decides whether a namespace name belongs to a dynamic namespace.
+pub(crate) type NamespacePredicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;

@@ -1,0 +1,166 @@
+//! Broadcast operators: `to`, `except`, `local`, `volatile`, `timeout`, then an action.
+
+use crate::adapter::{AdapterError, BroadcastOptions, Room};
+use crate::data::Data;
+use crate::error::EmitError;
+use crate::namespace::Namespace;
+use crate::socket::{SocketInfo, RESERVED_EVENTS};
+use socketlet_socketio_proto::{Packet, PacketData};
+use std::time::Duration;
+
+/// The answers gathered by a broadcast with acks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AckResponses {
+    /// `(socket id, ack arguments)` for every socket that answered in time.
+    pub responses: Vec<(String, Data)>,
+    /// The ids of the sockets (of this node) that did not answer in time.
+    pub missing: Vec<String>,
+}
+
+/// Selects sockets of a namespace, then acts on them. Built from [`Namespace::to`],
+/// [`crate::Socket::broadcast`] and friends.
+///
+/// ```no_run
+/// # fn demo(io: socketlet::SocketIo) {
+/// io.of("/").to("room1").except("room2").volatile().emit("tick", serde_json::json!(1)).ok();
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct BroadcastOperator {
+    ns: Namespace,
+    opts: BroadcastOptions,
+    timeout: Option<Duration>,
+}
+
+impl BroadcastOperator {
+    pub(crate) fn new(ns: Namespace) -> Self {
+        BroadcastOperator {
+            ns,
+            opts: BroadcastOptions::default(),
+            timeout: None,
+        }
+    }
+
+    /// Also targets the sockets in `room`.
+    pub fn to(mut self, room: impl Into<Room>) -> Self {
+        self.opts.rooms.push(room.into());
+        self
+    }
+
+    /// Same as [`BroadcastOperator::to`].
+    pub fn in_(self, room: impl Into<Room>) -> Self {
+        self.to(room)
+    }
+
+    /// Leaves out the sockets in `room`.
+    pub fn except(mut self, room: impl Into<Room>) -> Self {
+        self.opts.except.push(room.into());
+        self
+    }
+
+    /// This node only.
+    pub fn local(mut self) -> Self {
+        self.opts.local = true;
+        self
+    }
+
+    /// Drops the event for sockets that cannot take it right now.
+    pub fn volatile(mut self) -> Self {
+        self.opts.volatile = true;
+        self
+    }
+
+    /// The wait for acks in [`BroadcastOperator::emit_with_ack`] (default: the server's
+    /// `ack_timeout`).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// The options built so far.
+    pub fn options(&self) -> &BroadcastOptions {
+        &self.opts
+    }
+
+    fn packet(&self, event: &str, data: Data) -> Result<Packet, EmitError> {
+        if RESERVED_EVENTS.contains(&event) {
+            return Err(EmitError::ReservedEvent(event.to_owned()));
+        }
+        Ok(Packet {
+            nsp: self.ns.name().to_owned(),
+            data: PacketData::Event {
+                name: event.to_owned(),
+                args: data.args,
+                id: None,
+            },
+            attachments: data.binary,
+        })
+    }
+
+    /// Emits an event to the selected sockets. The packet is encoded once for all of them.
+    pub fn emit(&self, event: &str, data: impl Into<Data>) -> Result<(), EmitError> {
+        let packet = self.packet(event, data.into())?;
+        self.ns
+            .adapter()
+            .broadcast(&self.ns, packet, self.opts.clone())
+            .map_err(|e| EmitError::Adapter(e.0))
+    }
+
+    /// Emits an event to the selected sockets and gathers every ack until all came or the
+    /// timeout passed.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        data: impl Into<Data>,
+    ) -> Result<AckResponses, EmitError> {
+        let packet = self.packet(event, data.into())?;
+        let timeout = self.timeout.unwrap_or_else(|| self.ns.ack_timeout());
+        Ok(self
+            .ns
+            .adapter()
+            .broadcast_with_ack(&self.ns, packet, self.opts.clone(), timeout)
+            .await)
+    }
+
+    /// Describes the selected sockets.
+    pub async fn fetch_sockets(&self) -> Result<Vec<SocketInfo>, AdapterError> {
+        self.ns
+            .adapter()
+            .fetch_sockets(&self.ns, self.opts.clone())
+            .await
+    }
+
+    /// Makes the selected sockets join `rooms`.
+    pub async fn sockets_join<I, R>(&self, rooms: I) -> Result<(), AdapterError>
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<Room>,
+    {
+        let rooms = rooms.into_iter().map(Into::into).collect();
+        self.ns
+            .adapter()
+            .add_sockets(&self.ns, self.opts.clone(), rooms)
+            .await
+    }
+
+    /// Makes the selected sockets leave `rooms`.
+    pub async fn sockets_leave<I, R>(&self, rooms: I) -> Result<(), AdapterError>
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<Room>,
+    {
+        let rooms = rooms.into_iter().map(Into::into).collect();
+        self.ns
+            .adapter()
+            .del_sockets(&self.ns, self.opts.clone(), rooms)
+            .await
+    }
+
+    /// Disconnects the selected sockets; with `close`, their whole connections.
+    pub async fn disconnect_sockets(&self, close: bool) -> Result<(), AdapterError> {
+        self.ns
+            .adapter()
+            .disconnect_sockets(&self.ns, self.opts.clone(), close)
+            .await
+    }
+}

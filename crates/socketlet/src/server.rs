@@ -1,0 +1,216 @@
+//! The server: namespaces, and the glue between the engine and the clients.
+
+use crate::adapter::Room;
+use crate::client::Client;
+use crate::config::{Builder, SocketIoConfig};
+use crate::data::Data;
+use crate::error::EmitError;
+use crate::namespace::{Handlers, Namespace, NamespacePredicate};
+use crate::operators::BroadcastOperator;
+use crate::service::SocketIoService;
+use socketlet_engine::{CloseReason, Engine, EngineHandler, Message, Sid, Socket as EngineSocket};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
+
+pub(crate) struct ServerInner {
+    pub(crate) config: SocketIoConfig,
+    namespaces: RwLock<HashMap<String, Namespace>>,
+    dynamic: RwLock<Vec<(NamespacePredicate, Arc<Handlers>)>>,
+    clients: RwLock<HashMap<Sid, Arc<Client>>>,
+    weak: Weak<ServerInner>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ServerInner {
+    fn make_namespace(&self, name: &str, handlers: Arc<Handlers>) -> Namespace {
+        Namespace::new(
+            name.to_owned(),
+            handlers,
+            (self.config.adapter)(name),
+            self.config.ack_timeout,
+        )
+    }
+
+    /// The namespace called `name`: a static one, or a new child of a matching dynamic one.
+    pub(crate) fn namespace_for(&self, name: &str) -> Option<Namespace> {
+        if let Some(ns) = read(&self.namespaces).get(name) {
+            return Some(ns.clone());
+        }
+        let handlers = read(&self.dynamic)
+            .iter()
+            .find(|(pred, _)| pred(name))
+            .map(|(_, h)| h.clone())?;
+        let mut map = write(&self.namespaces);
+        let ns = map
+            .entry(name.to_owned())
+            .or_insert_with(|| self.make_namespace(name, handlers));
+        Some(ns.clone())
+    }
+
+    fn me(&self) -> Option<Arc<ServerInner>> {
+        self.weak.upgrade()
+    }
+
+    fn client(&self, sid: Sid) -> Option<Arc<Client>> {
+        read(&self.clients).get(&sid).cloned()
+    }
+}
+
+impl EngineHandler for ServerInner {
+    fn on_open(&self, socket: &Arc<EngineSocket>) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        let client = Client::new(socket.clone(), &me);
+        write(&self.clients).insert(socket.sid(), client.clone());
+        if client.protocol() == socketlet_socketio_proto::ProtocolVersion::V4 {
+            // Protocol v4 clients are connected to `/` as soon as the connection opens.
+            client.connect("/", None);
+        }
+        let timeout = self.config.connect_timeout;
+        let weak = Arc::downgrade(&client);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(client) = weak.upgrade() {
+                if client.has_no_namespace() {
+                    tracing::debug!(sid = %client.engine().sid(), "no namespace joined in time");
+                    client.engine().close();
+                }
+            }
+        });
+    }
+
+    fn on_message(&self, socket: &Arc<EngineSocket>, msg: Message) {
+        if let Some(client) = self.client(socket.sid()) {
+            client.on_message(msg);
+        }
+    }
+
+    fn on_close(&self, socket: &Arc<EngineSocket>, reason: CloseReason) {
+        let client = write(&self.clients).remove(&socket.sid());
+        if let Some(client) = client {
+            client.on_close(reason);
+        }
+    }
+}
+
+/// A Socket.IO server. Cheap to clone and `Send + 'static`: hand clones to background tasks so
+/// they can emit to sockets and rooms at any time.
+///
+/// ```
+/// use socketlet::{SocketIo, Socket};
+///
+/// let io = SocketIo::new();
+/// io.of("/").on_connect(|socket: Socket| {
+///     socket.on("echo", |_socket, event| async move {
+///         if let Some(ack) = event.ack {
+///             let _ = ack.send(event.data);
+///         }
+///     });
+/// });
+/// ```
+#[derive(Clone)]
+pub struct SocketIo {
+    inner: Arc<ServerInner>,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for SocketIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketIo")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SocketIo {
+    fn default() -> Self {
+        SocketIo::new()
+    }
+}
+
+impl SocketIo {
+    /// A server with the default settings.
+    pub fn new() -> SocketIo {
+        SocketIo::with_config(SocketIoConfig::default())
+    }
+
+    /// A builder for the settings.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// A server with these settings.
+    pub fn with_config(config: SocketIoConfig) -> SocketIo {
+        let inner = Arc::new_cyclic(|weak| ServerInner {
+            config,
+            namespaces: RwLock::new(HashMap::new()),
+            dynamic: RwLock::new(Vec::new()),
+            clients: RwLock::new(HashMap::new()),
+            weak: weak.clone(),
+        });
+        let engine = Engine::new(inner.config.engine.clone(), inner.clone());
+        SocketIo { inner, engine }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SocketIoConfig {
+        &self.inner.config
+    }
+
+    /// The Engine.IO engine underneath.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The namespace `name`, created if needed.
+    pub fn of(&self, name: &str) -> Namespace {
+        let name = if name.starts_with('/') {
+            name.to_owned()
+        } else {
+            format!("/{name}")
+        };
+        let mut map = write(&self.inner.namespaces);
+        map.entry(name.clone())
+            .or_insert_with(|| self.inner.make_namespace(&name, Arc::default()))
+            .clone()
+    }
+
+    /// A dynamic namespace: every name `predicate` accepts becomes a namespace on its first
+    /// connection, sharing the middlewares and connection handler set on the returned parent.
+    pub fn dynamic<F>(&self, predicate: F) -> Namespace
+    where
+        F: Fn(&str) -> bool + Send + Sync + 'static,
+    {
+        let handlers: Arc<Handlers> = Arc::default();
+        write(&self.inner.dynamic).push((Arc::new(predicate), handlers.clone()));
+        self.inner.make_namespace("/_dynamic_parent", handlers)
+    }
+
+    /// A broadcast to the sockets of `/` in `room`.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.of("/").to(room)
+    }
+
+    /// Emits to every socket of `/`.
+    pub fn emit(&self, event: &str, data: impl Into<Data>) -> Result<(), EmitError> {
+        self.of("/").emit(event, data)
+    }
+
+    /// The server as a tower service (404 for paths that are not the server's).
+    pub fn service(&self) -> SocketIoService {
+        SocketIoService::new(self.clone())
+    }
+
+    /// Closes every connection (clients are told, and see reason `server shutting down`).
+    pub fn close(&self) {
+        self.engine.close_all(CloseReason::ServerShutdown);
+    }
+}

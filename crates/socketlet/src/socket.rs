@@ -1,0 +1,526 @@
+//! A socket: one client connected to one namespace.
+
+use crate::adapter::Room;
+use crate::client::Client;
+use crate::data::Data;
+use crate::error::{AckError, DisconnectReason, EmitError};
+use crate::extensions::Extensions;
+use crate::namespace::Namespace;
+use crate::operators::BroadcastOperator;
+use crate::runner::run_detached;
+use bytes::Bytes;
+use serde_json::Value;
+use socketlet_engine::proto::Str;
+use socketlet_engine::{RequestInfo, Sid, TransportKind};
+use socketlet_socketio_proto::{Packet, PacketData, ProtocolVersion};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Event names a client may not use and the server may not emit.
+pub(crate) const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+type EventHandler =
+    Arc<dyn Fn(Socket, Event) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+type AnyHandler = Arc<dyn Fn(&Socket, &str, &Data) + Send + Sync>;
+type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
+
+/// An event from a client.
+#[derive(Debug)]
+pub struct Event {
+    /// The event name.
+    pub name: String,
+    /// Its arguments.
+    pub data: Data,
+    /// The way to answer, if the client asked for an ack.
+    pub ack: Option<AckSender>,
+}
+
+/// Answers a client's event. Sending consumes it: an event is acked at most once.
+#[derive(Debug)]
+pub struct AckSender {
+    socket: Socket,
+    id: u64,
+}
+
+impl AckSender {
+    /// Sends the ack with `data` as its arguments.
+    pub fn send(self, data: impl Into<Data>) -> Result<(), EmitError> {
+        let data = data.into();
+        let packet = Packet {
+            nsp: self.socket.ns().name().to_owned(),
+            data: PacketData::Ack {
+                args: data.args,
+                id: self.id,
+            },
+            attachments: data.binary,
+        };
+        self.socket.send_packet(&packet, false)
+    }
+}
+
+enum AckTx {
+    One(oneshot::Sender<Data>),
+    Many(mpsc::Sender<(String, Data)>),
+}
+
+/// A description of a socket, possibly on another node (what `fetch_sockets` returns).
+#[derive(Debug, Clone)]
+pub struct SocketInfo {
+    /// The socket id.
+    pub id: String,
+    /// The namespace.
+    pub nsp: String,
+    /// The rooms it is in, its own id included.
+    pub rooms: Vec<Room>,
+    /// The auth payload it connected with (`null` if none).
+    pub auth: Value,
+    /// The socket itself when it is on this node.
+    pub local: Option<Socket>,
+}
+
+pub(crate) struct SocketInner {
+    sid: Sid,
+    id: String,
+    ns: Namespace,
+    client: Arc<Client>,
+    auth: Value,
+    /// The query of the namespace CONNECT (v4 clients put auth parameters there).
+    nsp_query: Option<String>,
+    connected: AtomicBool,
+    handlers: RwLock<HashMap<String, EventHandler>>,
+    any_incoming: RwLock<Vec<AnyHandler>>,
+    any_outgoing: RwLock<Vec<AnyHandler>>,
+    on_disconnect: RwLock<Vec<DisconnectHandler>>,
+    rooms: Mutex<HashSet<Room>>,
+    acks: Mutex<HashMap<u64, AckTx>>,
+    extensions: Extensions,
+}
+
+/// One client connected to one namespace. Cheap to clone, `Send + 'static`: keep it in a
+/// background task and emit to it whenever (emits after it disconnected fail with
+/// [`EmitError::Disconnected`]).
+#[derive(Clone)]
+pub struct Socket {
+    inner: Arc<SocketInner>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.inner.id)
+            .field("nsp", &self.inner.ns.name())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Socket {
+    pub(crate) fn new(
+        ns: Namespace,
+        client: Arc<Client>,
+        auth: Value,
+        nsp_query: Option<String>,
+    ) -> Socket {
+        let (sid, id) = match client.protocol() {
+            ProtocolVersion::V5 => {
+                let sid = Sid::random();
+                (sid, sid.to_string())
+            }
+            // Protocol v4 (socket.io 2.x): the id derives from the connection's id.
+            ProtocolVersion::V4 => {
+                let sid = client.engine().sid();
+                let id = if ns.name() == "/" {
+                    sid.to_string()
+                } else {
+                    format!("{}#{}", ns.name(), sid)
+                };
+                (sid, id)
+            }
+        };
+        Socket {
+            inner: Arc::new(SocketInner {
+                sid,
+                id,
+                ns,
+                client,
+                auth,
+                nsp_query,
+                connected: AtomicBool::new(false),
+                handlers: RwLock::new(HashMap::new()),
+                any_incoming: RwLock::new(Vec::new()),
+                any_outgoing: RwLock::new(Vec::new()),
+                on_disconnect: RwLock::new(Vec::new()),
+                rooms: Mutex::new(HashSet::new()),
+                acks: Mutex::new(HashMap::new()),
+                extensions: Extensions::default(),
+            }),
+        }
+    }
+
+    /// The socket id as clients see it.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub(crate) fn sid(&self) -> Sid {
+        self.inner.sid
+    }
+
+    /// The namespace.
+    pub fn ns(&self) -> &Namespace {
+        &self.inner.ns
+    }
+
+    /// The `auth` payload of the CONNECT packet (`null` for v4 clients and clients sending none).
+    pub fn auth(&self) -> &Value {
+        &self.inner.auth
+    }
+
+    /// The handshake request of the underlying connection (URI, headers, peer address).
+    pub fn request(&self) -> &RequestInfo {
+        self.inner.client.engine().request()
+    }
+
+    /// A query parameter of the namespace CONNECT (v4 clients) or of the handshake URL. v4
+    /// clients cannot send `auth`; they pass tokens this way.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let find = |q: &str| {
+            q.split('&').find_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (socketlet_engine::percent_decode(k) == name)
+                    .then(|| socketlet_engine::percent_decode(v))
+            })
+        };
+        self.inner
+            .nsp_query
+            .as_deref()
+            .and_then(find)
+            .or_else(|| self.request().uri.query().and_then(find))
+    }
+
+    /// The Socket.IO protocol generation of the client.
+    pub fn protocol(&self) -> ProtocolVersion {
+        self.inner.client.protocol()
+    }
+
+    /// The transport the connection is using now.
+    pub fn transport(&self) -> TransportKind {
+        self.inner.client.engine().transport()
+    }
+
+    /// Typed per-socket state.
+    pub fn extensions(&self) -> &Extensions {
+        &self.inner.extensions
+    }
+
+    /// Whether the socket is connected.
+    pub fn connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// Registers the handler of an event (replacing any previous one). Handlers start in the
+    /// order events arrive; a handler that awaits continues as a task of its own, so slow
+    /// handlers never hold up the connection.
+    pub fn on<F, Fut>(&self, event: impl Into<String>, handler: F)
+    where
+        F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let h: EventHandler = Arc::new(move |s, e| Box::pin(handler(s, e)));
+        write(&self.inner.handlers).insert(event.into(), h);
+    }
+
+    /// Registers a listener called with every incoming event, before its handler.
+    pub fn on_any<F>(&self, f: F)
+    where
+        F: Fn(&Socket, &str, &Data) + Send + Sync + 'static,
+    {
+        write(&self.inner.any_incoming).push(Arc::new(f));
+    }
+
+    /// Registers a listener called with every outgoing event (emits and broadcasts).
+    pub fn on_any_outgoing<F>(&self, f: F)
+    where
+        F: Fn(&Socket, &str, &Data) + Send + Sync + 'static,
+    {
+        write(&self.inner.any_outgoing).push(Arc::new(f));
+    }
+
+    /// Registers a handler called once when the socket disconnects, with the reason. The socket's
+    /// rooms can still be read there.
+    pub fn on_disconnect<F>(&self, f: F)
+    where
+        F: Fn(Socket, DisconnectReason) + Send + Sync + 'static,
+    {
+        write(&self.inner.on_disconnect).push(Arc::new(f));
+    }
+
+    /// Emits an event to this socket.
+    pub fn emit(&self, event: &str, data: impl Into<Data>) -> Result<(), EmitError> {
+        let packet = self.event_packet(event, data.into(), None)?;
+        self.notify_outgoing(&packet);
+        self.send_packet(&packet, false)
+    }
+
+    /// Emits an event to this socket only if it can take it right now (dropped otherwise).
+    pub fn emit_volatile(&self, event: &str, data: impl Into<Data>) -> Result<(), EmitError> {
+        let packet = self.event_packet(event, data.into(), None)?;
+        self.notify_outgoing(&packet);
+        self.send_packet(&packet, true)
+    }
+
+    /// Emits an event and waits for the client's ack, up to the server's `ack_timeout`.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        data: impl Into<Data>,
+    ) -> Result<Data, AckError> {
+        let timeout = self.ns().ack_timeout();
+        self.emit_with_ack_timeout(event, data, timeout).await
+    }
+
+    /// Emits an event and waits for the client's ack, up to `timeout`.
+    pub async fn emit_with_ack_timeout(
+        &self,
+        event: &str,
+        data: impl Into<Data>,
+        timeout: Duration,
+    ) -> Result<Data, AckError> {
+        let id = self.ns().next_ack_id();
+        let packet = self.event_packet(event, data.into(), Some(id))?;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.acks).insert(id, AckTx::One(tx));
+        struct Forget<'a>(&'a Socket, u64);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.forget_ack(self.1);
+            }
+        }
+        let _forget = Forget(self, id);
+        self.notify_outgoing(&packet);
+        self.send_packet(&packet, false)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(data)) => Ok(data),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => Err(AckError::Timeout),
+        }
+    }
+
+    fn event_packet(&self, event: &str, data: Data, id: Option<u64>) -> Result<Packet, EmitError> {
+        if RESERVED_EVENTS.contains(&event) {
+            return Err(EmitError::ReservedEvent(event.to_owned()));
+        }
+        Ok(Packet {
+            nsp: self.ns().name().to_owned(),
+            data: PacketData::Event {
+                name: event.to_owned(),
+                args: data.args,
+                id,
+            },
+            attachments: data.binary,
+        })
+    }
+
+    /// Joins rooms.
+    pub fn join<I, R>(&self, rooms: I)
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<Room>,
+    {
+        let mut mine = lock(&self.inner.rooms);
+        for room in rooms {
+            let room = room.into();
+            if room == self.inner.id {
+                continue;
+            }
+            self.ns().index_join(self.sid(), &room);
+            mine.insert(room);
+        }
+    }
+
+    /// Leaves a room.
+    pub fn leave(&self, room: &str) {
+        if lock(&self.inner.rooms).remove(room) {
+            self.ns().index_leave(self.sid(), room);
+        }
+    }
+
+    /// Leaves every room (except its own id).
+    pub fn leave_all(&self) {
+        let rooms = std::mem::take(&mut *lock(&self.inner.rooms));
+        for r in &rooms {
+            self.ns().index_leave(self.sid(), r);
+        }
+    }
+
+    /// The rooms the socket is in, its own id included.
+    pub fn rooms(&self) -> Vec<Room> {
+        let mut v: Vec<Room> = lock(&self.inner.rooms).iter().cloned().collect();
+        v.push(self.inner.id.clone());
+        v
+    }
+
+    /// A broadcast to `room`, excluding this socket.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    /// A broadcast to every socket of the namespace but this one.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns().clone()).except(self.inner.id.clone())
+    }
+
+    /// Disconnects the socket from its namespace (the client gets a DISCONNECT and does not
+    /// reconnect on its own). The connection stays open for its other namespaces.
+    pub fn disconnect(&self) {
+        self.close(DisconnectReason::ServerNamespaceDisconnect, true);
+    }
+
+    /// Closes the whole connection under this socket, all namespaces, without a Socket.IO
+    /// DISCONNECT: the client sees its transport close and reconnects.
+    pub fn close_connection(&self) {
+        self.inner.client.engine().close();
+    }
+
+    /// A description of the socket.
+    pub fn info(&self) -> SocketInfo {
+        SocketInfo {
+            id: self.inner.id.clone(),
+            nsp: self.ns().name().to_owned(),
+            rooms: self.rooms(),
+            auth: self.inner.auth.clone(),
+            local: Some(self.clone()),
+        }
+    }
+
+    // ---- crate-internal plumbing ----
+
+    pub(crate) fn set_connected(&self) {
+        self.inner.connected.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        self.inner.client.send_packet(packet, volatile)
+    }
+
+    pub(crate) fn send_encoded(
+        &self,
+        text: Str,
+        bins: &[Bytes],
+        volatile: bool,
+    ) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        self.inner.client.send_encoded(text, bins, volatile)
+    }
+
+    pub(crate) fn notify_outgoing(&self, packet: &Packet) {
+        let listeners = read(&self.inner.any_outgoing);
+        if listeners.is_empty() {
+            return;
+        }
+        if let PacketData::Event { name, args, .. } = &packet.data {
+            let data = Data {
+                args: args.clone(),
+                binary: packet.attachments.clone(),
+            };
+            for l in listeners.iter() {
+                l(self, name, &data);
+            }
+        }
+    }
+
+    pub(crate) fn register_broadcast_ack(&self, id: u64, tx: mpsc::Sender<(String, Data)>) {
+        lock(&self.inner.acks).insert(id, AckTx::Many(tx));
+    }
+
+    pub(crate) fn forget_ack(&self, id: u64) {
+        lock(&self.inner.acks).remove(&id);
+    }
+
+    /// An EVENT from the client.
+    pub(crate) fn on_event(&self, name: String, data: Data, id: Option<u64>) {
+        if RESERVED_EVENTS.contains(&name.as_str()) {
+            tracing::debug!(sid = %self.id(), event = %name, "client used a reserved event name");
+            return;
+        }
+        for l in read(&self.inner.any_incoming).iter() {
+            l(self, &name, &data);
+        }
+        let handler = read(&self.inner.handlers).get(&name).cloned();
+        let Some(handler) = handler else {
+            return;
+        };
+        let ack = id.map(|id| AckSender {
+            socket: self.clone(),
+            id,
+        });
+        run_detached(handler(self.clone(), Event { name, data, ack }));
+    }
+
+    /// An ACK from the client.
+    pub(crate) fn on_ack(&self, id: u64, data: Data) {
+        let tx = lock(&self.inner.acks).remove(&id);
+        match tx {
+            Some(AckTx::One(tx)) => {
+                let _ = tx.send(data);
+            }
+            Some(AckTx::Many(tx)) => {
+                let _ = tx.try_send((self.inner.id.clone(), data));
+            }
+            None => tracing::debug!(sid = %self.id(), id, "ack for no pending emit"),
+        }
+    }
+
+    /// Leaves the namespace, once: tells the client when `tell_client`, runs the disconnect
+    /// handlers, leaves every room, and drops pending acks and handlers (which may hold clones of
+    /// the socket).
+    pub(crate) fn close(&self, reason: DisconnectReason, tell_client: bool) {
+        if !self.inner.connected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if tell_client {
+            let packet = Packet::new(self.ns().name(), PacketData::Disconnect);
+            let _ = self.inner.client.send_packet(&packet, false);
+        }
+        self.inner.client.forget_namespace(self.ns().name());
+        let handlers = std::mem::take(&mut *write(&self.inner.on_disconnect));
+        for h in handlers {
+            h(self.clone(), reason);
+        }
+        let rooms = std::mem::take(&mut *lock(&self.inner.rooms));
+        self.ns().remove_socket(self, &rooms);
+        lock(&self.inner.acks).clear();
+        write(&self.inner.handlers).clear();
+        write(&self.inner.any_incoming).clear();
+        write(&self.inner.any_outgoing).clear();
+        tracing::debug!(id = %self.id(), nsp = %self.ns().name(), %reason, "socket disconnected");
+    }
+}
