@@ -1,10 +1,196 @@
-//! temporary check harness
+//! The `socketlet` binary: a Socket.IO server with a demo page at `/` and the official browser
+//! client bundle at `/socket.io/socket.io.js`.
+
 mod assets;
 
-fn main() {
-    let _ = (
-        assets::INDEX_HTML.len(),
-        assets::CLIENT_VERSION,
-        assets::client_file("socket.io.js"),
+use bytes::Bytes;
+use clap::Parser;
+use http::{header, Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use socketlet::{Cors, Socket, SocketIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A Socket.IO server (Engine.IO v3 and v4 on one endpoint) with a demo page.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "SOCKETLET_ADDR", default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// Path of the Socket.IO endpoint.
+    #[arg(long, env = "SOCKETLET_PATH", default_value = "/socket.io")]
+    path: String,
+    /// Origins allowed to connect (repeat the flag; `*` allows any). Default: same origin only,
+    /// honouring X-Forwarded-Proto/Host.
+    #[arg(
+        long = "cors-origin",
+        env = "SOCKETLET_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
+    /// Milliseconds between heartbeats.
+    #[arg(long, env = "SOCKETLET_PING_INTERVAL", default_value_t = 25_000)]
+    ping_interval: u64,
+    /// Milliseconds to wait for a heartbeat answer.
+    #[arg(long, env = "SOCKETLET_PING_TIMEOUT", default_value_t = 20_000)]
+    ping_timeout: u64,
+    /// Refuse Engine.IO v3 clients (socket.io-client 1.x/2.x, python-socketio 4.x).
+    #[arg(long, env = "SOCKETLET_NO_EIO3")]
+    no_eio3: bool,
+}
+
+/// Serves the demo page and the client bundle; 404 for the rest.
+#[derive(Clone)]
+struct Static {
+    bundle_prefix: String,
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<http_body_util::Full<Bytes>> {
+    let mut res = Response::new(http_body_util::Full::new(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
     );
+    res
+}
+
+impl<B> tower_service::Service<Request<B>> for Static {
+    type Response = Response<http_body_util::Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        let res = if req.method() != Method::GET && req.method() != Method::HEAD {
+            respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                Bytes::from_static(b"Method Not Allowed"),
+            )
+        } else if path == "/" || path == "/index.html" {
+            respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                Bytes::from_static(assets::INDEX_HTML.as_bytes()),
+            )
+        } else if let Some((bytes, content_type)) = path
+            .strip_prefix(self.bundle_prefix.as_str())
+            .and_then(assets::client_file)
+        {
+            let mut res = respond(StatusCode::OK, content_type, Bytes::from_static(bytes));
+            if let Some(v) = assets::CLIENT_VERSION
+                .and_then(|v| http::HeaderValue::from_str(&format!("\"{v}\"")).ok())
+            {
+                res.headers_mut().insert(header::ETAG, v);
+            }
+            res
+        } else {
+            respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                Bytes::from_static(b"Not Found"),
+            )
+        };
+        std::future::ready(Ok(res))
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// The demo's events: `echo`, `join`, `chat`.
+fn demo(io: &SocketIo) {
+    io.of("/").on_connect(|socket: Socket| {
+        tracing::info!(id = %socket.id(), transport = socket.transport().as_str(), "connected");
+        socket.on("echo", |_socket, ev| async move {
+            if let Some(ack) = ev.ack {
+                let _ = ack.send(ev.data);
+            }
+        });
+        socket.on("join", |socket, ev| async move {
+            if let Some(room) = ev.data.str(0).filter(|r| !r.is_empty() && r.len() <= 64) {
+                socket.join([room]);
+            }
+            if let Some(ack) = ev.ack {
+                let _ = ack.send(json!(socket.rooms()));
+            }
+        });
+        socket.on("chat", |socket, ev| async move {
+            let msg = ev.data.args.first().cloned().unwrap_or(Value::Null);
+            let room = msg
+                .get("room")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let text = msg.get("text").and_then(Value::as_str).unwrap_or_default();
+            if room.is_empty() || text.is_empty() || text.len() > 2000 {
+                return;
+            }
+            let _ = socket.ns().to(room.clone()).emit(
+                "chat",
+                json!({"room": room, "from": socket.id(), "text": text, "at": now_ms()}),
+            );
+        });
+        socket.on_disconnect(|socket, reason| {
+            tracing::info!(id = %socket.id(), %reason, "disconnected");
+        });
+    });
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let cors = if args.cors_origins.is_empty() {
+        Cors::SameOrigin
+    } else {
+        Cors::from_list(args.cors_origins.clone())
+    };
+    let io = SocketIo::builder()
+        .path(args.path.clone())
+        .ping_interval(Duration::from_millis(args.ping_interval))
+        .ping_timeout(Duration::from_millis(args.ping_timeout))
+        .allow_eio3(!args.no_eio3)
+        .cors(cors)
+        .build();
+    demo(&io);
+
+    let bundle_prefix = format!("{}/", io.config().engine.path.trim_end_matches('/'));
+    let service = socketlet::SocketIoService::with_inner(io.clone(), Static { bundle_prefix });
+    let listener = socketlet::bind(args.addr)?;
+    tracing::info!(
+        "socketlet listening on http://{} (Socket.IO at {}, client bundle {})",
+        listener.local_addr()?,
+        io.config().engine.path,
+        assets::CLIENT_VERSION.unwrap_or("not embedded")
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    socketlet::serve(listener, service, shutdown).await?;
+    io.close();
+    // Give the transports a moment to deliver the close packets.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
 }
