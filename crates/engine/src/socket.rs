@@ -80,6 +80,10 @@ pub(crate) struct State {
     pub(crate) post_active: bool,
     /// A WebSocket is attached (probing or live); a second one is refused.
     pub(crate) ws_attached: bool,
+    /// [`Socket::close_with`] has run. Not the same as `session.closed()`: the state machine
+    /// marks itself closed on a ping timeout or a CLOSE packet, and the engine must still wake
+    /// the waiters and tell the handler.
+    close_handled: bool,
 }
 
 /// One Engine.IO session. Shared as `Arc<Socket>`; every method takes `&self`.
@@ -124,6 +128,7 @@ impl Socket {
                 poll_active: false,
                 post_active: false,
                 ws_attached: false,
+                close_handled: false,
             }),
             wake: Notify::new(),
             closed_wake: Notify::new(),
@@ -239,16 +244,18 @@ impl Socket {
     /// Closes the session once: marks it closed, wakes its waiters, tells the handler. The entry
     /// in the engine's table goes when the transport is done with it ([`Socket::finish`]).
     pub(crate) fn close_with(self: &Arc<Self>, reason: CloseReason, tell_client: bool) {
-        {
+        let reason = {
             let mut st = self.lock();
-            if st.session.closed().is_some() {
+            if st.close_handled {
                 return;
             }
-            st.session.close(reason);
-            if tell_client {
+            st.close_handled = true;
+            if tell_client && st.session.closed().is_none() {
                 st.outbox.push_back(Packet::Close);
             }
-        }
+            // The state machine may have closed itself already; its reason stands.
+            st.session.close(reason)
+        };
         tracing::debug!(sid = %self.sid, reason = reason.as_str(), "session closed");
         self.wake.notify_one();
         self.closed_wake.notify_waiters();

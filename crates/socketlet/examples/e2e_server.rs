@@ -27,15 +27,13 @@ fn sorted_rooms(socket: &Socket) -> Value {
     json!(rooms)
 }
 
-fn echo(socket: Socket, ev: Event) -> impl std::future::Future<Output = ()> {
-    async move {
-        match ev.ack {
-            Some(ack) => {
-                let _ = ack.send(ev.data);
-            }
-            None => {
-                let _ = socket.emit("echo", ev.data);
-            }
+async fn echo(socket: Socket, ev: Event) {
+    match ev.ack {
+        Some(ack) => {
+            let _ = ack.send(ev.data);
+        }
+        None => {
+            let _ = socket.emit("echo", ev.data);
         }
     }
 }
@@ -141,8 +139,7 @@ fn on_root_connect(socket: Socket) {
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -160,7 +157,11 @@ async fn main() -> std::io::Result<()> {
 
     let root = io.of("/");
     root.use_middleware(|socket: Socket| async move {
-        let auth_token = socket.auth().get("token").and_then(Value::as_str).map(str::to_owned);
+        let auth_token = socket
+            .auth()
+            .get("token")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let token = auth_token.or_else(|| socket.query("token"));
         if token.as_deref() == Some("reject") {
             return Err(ConnectError::new("unauthorized").with_data(json!({"code": "E_TOKEN"})));

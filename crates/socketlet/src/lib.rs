@@ -80,3 +80,8 @@ pub use socketlet_engine::{
     bind, serve, Cors, EngineConfig, RemoteAddr, RequestInfo, TransportKind,
 };
 pub use socketlet_socketio_proto::ProtocolVersion;
+
+/// The README's Rust examples, compiled as doctests so they cannot rot.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

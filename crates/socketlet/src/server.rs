@@ -157,7 +157,11 @@ impl SocketIo {
             weak: weak.clone(),
         });
         let engine = Engine::new(inner.config.engine.clone(), inner.clone());
-        SocketIo { inner, engine }
+        let io = SocketIo { inner, engine };
+        // As in Node, `/` always exists: clients may connect to it (and v4 clients are connected
+        // to it implicitly) even if the application never declared it.
+        io.of("/");
+        io
     }
 
     /// The settings.
