@@ -241,8 +241,7 @@ impl Socket {
         self.wake.notify_one();
     }
 
-    /// Closes the session once: marks it closed, wakes its waiters, tells the handler. The entry
-    /// in the engine's table goes when the transport is done with it ([`Socket::finish`]).
+    /// Closes the session once: marks it closed, wakes its waiters, tells the handler.
     pub(crate) fn close_with(self: &Arc<Self>, reason: CloseReason, tell_client: bool) {
         let reason = {
             let mut st = self.lock();
@@ -261,6 +260,12 @@ impl Socket {
         self.closed_wake.notify_waiters();
         if let Some(shared) = self.shared.upgrade() {
             shared.handler.on_close(self, reason);
+        }
+        // Nothing left to deliver: no later request needs the session, so it leaves the table
+        // now (a parked GET still holds it and answers with CLOSE). Otherwise the transport
+        // removes it once the queue is drained, or after a grace period.
+        if self.lock().outbox.is_empty() {
+            self.finish();
         }
     }
 

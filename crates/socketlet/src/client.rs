@@ -188,8 +188,9 @@ impl Client {
         let _ = self.send_packet(&Packet::new(nsp, PacketData::ConnectError(payload)), false);
     }
 
-    /// Connects the client to a namespace: middlewares, then the connection handler, then the
-    /// CONNECT answer.
+    /// Connects the client to a namespace: middlewares, then the CONNECT answer, then the
+    /// connection handler. Events the client sends before the handler has run are held and
+    /// delivered after it, so no listener misses one.
     pub(crate) fn connect(self: &Arc<Self>, nsp_with_query: &str, auth: Option<Value>) {
         let (nsp, query) = match nsp_with_query.split_once('?') {
             Some((n, q)) => (n, Some(q.to_owned())),
@@ -242,15 +243,7 @@ impl Client {
                 socket.set_connected();
                 ns.insert_socket(&socket);
             }
-            let handler = ns
-                .handlers()
-                .on_connect
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if let Some(handler) = handler {
-                handler(socket.clone());
-            }
+            // As Node does: CONNECT first, then the connection handler (whose emits follow it).
             let payload = match client.protocol {
                 ProtocolVersion::V5 => {
                     let mut o = serde_json::Map::new();
@@ -261,6 +254,16 @@ impl Client {
             };
             let _ =
                 client.send_packet(&Packet::new(ns.name(), PacketData::Connect(payload)), false);
+            let handler = ns
+                .handlers()
+                .on_connect
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(handler) = handler {
+                handler(socket.clone());
+            }
+            socket.set_ready();
         });
     }
 

@@ -100,9 +100,9 @@ impl Namespace {
         self
     }
 
-    /// Sets the connection handler. It runs once per connected socket, before the client is told
-    /// it is connected, so the event handlers it registers see every event. It is synchronous:
-    /// spawn a task for slow work.
+    /// Sets the connection handler. It runs once per connected socket, right after the client is
+    /// told it is connected; events the client sends meanwhile wait for it, so the listeners it
+    /// registers see every event. It is synchronous: spawn a task for slow work.
     pub fn on_connect<F>(&self, f: F) -> &Self
     where
         F: Fn(Socket) + Send + Sync + 'static,

@@ -31,6 +31,12 @@ pub(crate) const RESERVED_EVENTS: &[&str] = &[
     "removeListener",
 ];
 
+/// Events held while the connection handler runs (see `Socket::on_event`).
+const MAX_EARLY_EVENTS: usize = 64;
+
+/// An event held until the socket is ready: name, arguments, ack id.
+type EarlyEvent = (String, Data, Option<u64>);
+
 type EventHandler =
     Arc<dyn Fn(Socket, Event) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 type AnyHandler = Arc<dyn Fn(&Socket, &str, &Data) + Send + Sync>;
@@ -99,6 +105,9 @@ pub(crate) struct SocketInner {
     /// The query of the namespace CONNECT (v4 clients put auth parameters there).
     nsp_query: Option<String>,
     connected: AtomicBool,
+    /// Events that arrived before the connection handler finished registering listeners:
+    /// `None` once it has (then events are dispatched at once).
+    early_events: Mutex<Option<Vec<EarlyEvent>>>,
     handlers: RwLock<HashMap<String, EventHandler>>,
     any_incoming: RwLock<Vec<AnyHandler>>,
     any_outgoing: RwLock<Vec<AnyHandler>>,
@@ -169,6 +178,7 @@ impl Socket {
                 auth,
                 nsp_query,
                 connected: AtomicBool::new(false),
+                early_events: Mutex::new(Some(Vec::new())),
                 handlers: RwLock::new(HashMap::new()),
                 any_incoming: RwLock::new(Vec::new()),
                 any_outgoing: RwLock::new(Vec::new()),
@@ -465,8 +475,34 @@ impl Socket {
         lock(&self.inner.acks).remove(&id);
     }
 
+    /// Marks the connection handler done and dispatches the events that came before, in order.
+    pub(crate) fn set_ready(&self) {
+        let early = lock(&self.inner.early_events).take().unwrap_or_default();
+        for (name, data, id) in early {
+            self.dispatch(name, data, id);
+        }
+    }
+
     /// An EVENT from the client.
     pub(crate) fn on_event(&self, name: String, data: Data, id: Option<u64>) {
+        {
+            let mut early = lock(&self.inner.early_events);
+            if let Some(queue) = early.as_mut() {
+                // The client got CONNECT and spoke before the handler registered its listeners
+                // (a few microseconds). Hold a bounded number of events; beyond that the client
+                // is flooding a socket that is not ready, and the extra events are dropped.
+                if queue.len() < MAX_EARLY_EVENTS {
+                    queue.push((name, data, id));
+                } else {
+                    tracing::debug!(id = %self.id(), "event dropped before the socket was ready");
+                }
+                return;
+            }
+        }
+        self.dispatch(name, data, id);
+    }
+
+    fn dispatch(&self, name: String, data: Data, id: Option<u64>) {
         if RESERVED_EVENTS.contains(&name.as_str()) {
             tracing::debug!(sid = %self.id(), event = %name, "client used a reserved event name");
             return;

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The project's test command (CI runs it through .ci/run). Works from any directory and can be
+# re-run at will. Steps, in order:
+#   1. cargo test --workspace --all-features
+#   2. the sans-I/O crates must not depend on tokio, hyper, tungstenite or tokio-tungstenite
+#   3. cargo build -p socketlet --example e2e_server
+#   4. end-to-end suite with the official Node client (socket.io-client), tests/e2e/node
+#   5. end-to-end suite with the official Python client (python-socketio), tests/e2e/python
+# Environment:
+#   SOCKETLET_SKIP_E2E=1  skip steps 4 and 5 (quick local runs; never set in CI)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+
+E2E_DIR="$ROOT/tests/e2e"
+NODE_DIR="$E2E_DIR/node"
+PY_DIR="$E2E_DIR/python"
+VENV="$PY_DIR/.venv"
+ARTIFACTS="$E2E_DIR/.artifacts"
+# Hard limit of each e2e suite, in seconds (each test also has its own, much shorter, timeouts).
+E2E_SUITE_LIMIT=300
+
+SANS_IO_CRATES=(socketlet-engineio-proto socketlet-socketio-proto)
+FORBIDDEN_DEPS='tokio|hyper|tungstenite|tokio-tungstenite'
+
+CURRENT_STEP=""
+step() {
+  CURRENT_STEP="$1"
+  printf '\n==> %s\n' "$1"
+}
+die() {
+  printf '\nERROR: %s\n' "$*" >&2
+  exit 1
+}
+on_exit() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ -n "$CURRENT_STEP" ]; then
+    printf '\nFAILED (exit %s) during: %s\n' "$rc" "$CURRENT_STEP" >&2
+  fi
+}
+trap on_exit EXIT
+
+# Installs Debian packages (apt-get update first), as root or through sudo.
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; please install: $*"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "need root or sudo to apt-get install: $*"
+    sudo=(sudo)
+  fi
+  echo "Installing Debian packages: $*"
+  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update
+  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "$@"
+}
+
+# Runs a command with a hard time limit when coreutils' timeout is available.
+with_limit() {
+  if command -v timeout >/dev/null 2>&1; then
+    timeout --kill-after=10 "$E2E_SUITE_LIMIT" "$@"
+  else
+    "$@"
+  fi
+}
+
+# On an e2e failure, shows where the server logs are and their last lines.
+show_server_logs() {
+  printf '\nServer logs (stderr of every e2e server process) are in %s\n' "$ARTIFACTS" >&2
+  local f
+  for f in "$ARTIFACTS"/"$1"-*.log; do
+    [ -e "$f" ] || continue
+    printf -- '--- last lines of %s ---\n' "${f#"$ROOT"/}" >&2
+    tail -n 30 "$f" >&2 || true
+  done
+}
+
+command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust: https://rustup.rs)"
+
+# ---------------------------------------------------------------------------------------------
+step "1/5 cargo test --workspace --all-features"
+cargo test --workspace --all-features
+
+# ---------------------------------------------------------------------------------------------
+step "2/5 sans-I/O crates must not depend on tokio, hyper, tungstenite or tokio-tungstenite"
+for crate in "${SANS_IO_CRATES[@]}"; do
+  # --all-features: an optional (feature-gated) dependency counts too.
+  tree="$(cargo tree -p "$crate" -e normal --prefix none --all-features)"
+  offending="$(grep -E "^($FORBIDDEN_DEPS) v" <<<"$tree" | sed 's/ (\*)$//' | sort -u || true)"
+  if [ -n "$offending" ]; then
+    printf '%s\n' "$offending" >&2
+    die "$crate must stay sans-I/O, but depends on the crates above (see: cargo tree -p $crate -e normal -i <crate>)"
+  fi
+  echo "ok: $crate has no I/O runtime dependency"
+done
+
+# ---------------------------------------------------------------------------------------------
+step "3/5 cargo build -p socketlet --example e2e_server"
+cargo build -p socketlet --example e2e_server
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+SOCKETLET_E2E_SERVER="$TARGET_DIR/debug/examples/e2e_server"
+[ -x "$SOCKETLET_E2E_SERVER" ] || die "built, but no executable at $SOCKETLET_E2E_SERVER"
+export SOCKETLET_E2E_SERVER
+echo "SOCKETLET_E2E_SERVER=$SOCKETLET_E2E_SERVER"
+
+if [ "${SOCKETLET_SKIP_E2E:-}" = 1 ]; then
+  step "4/5 and 5/5 e2e suites SKIPPED (SOCKETLET_SKIP_E2E=1)"
+  CURRENT_STEP=""
+  exit 0
+fi
+
+rm -rf "$ARTIFACTS"
+mkdir -p "$ARTIFACTS"
+
+# ---------------------------------------------------------------------------------------------
+step "4/5 e2e: official Node client (socket.io-client), tests/e2e/node"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install nodejs npm
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 18 ] || die "Node.js >= 18 is needed for node --test, found $(node --version)"
+echo "node $(node --version), npm $(npm --version)"
+
+# npm ci (which starts from an empty node_modules) only when node_modules is missing or older than
+# the lockfile. npm rewrites node_modules/.package-lock.json on every install.
+stamp="$NODE_DIR/node_modules/.package-lock.json"
+if [ ! -f "$stamp" ] || [ "$NODE_DIR/package-lock.json" -nt "$stamp" ] \
+  || [ "$NODE_DIR/package.json" -nt "$stamp" ]; then
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund)
+  touch "$stamp"
+else
+  echo "node_modules is up to date with package-lock.json"
+fi
+
+node_test_flags=(--test --test-reporter=spec)
+# One test file (transport setup) at a time; the flag exists from Node 20.10 on.
+node_help="$(node --help)"
+if grep -q -- '--test-concurrency' <<<"$node_help"; then
+  node_test_flags+=(--test-concurrency=1)
+fi
+node_test_files=()
+for f in "$NODE_DIR"/*.test.mjs; do node_test_files+=("$(basename "$f")"); done
+if ! (cd "$NODE_DIR" && with_limit node "${node_test_flags[@]}" "${node_test_files[@]}"); then
+  show_server_logs node
+  die "the Node e2e suite failed"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "5/5 e2e: official Python client (python-socketio), tests/e2e/python"
+if ! command -v python3 >/dev/null 2>&1; then
+  apt_install python3 python3-venv
+fi
+# (Re)create the venv when it is missing or broken (e.g. a half-made one without pip).
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+  # Debian ships venv without ensurepip unless python3-venv is installed.
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    apt_install python3-venv
+  fi
+  rm -rf "$VENV"
+  echo "Creating $VENV"
+  python3 -m venv "$VENV"
+fi
+req_stamp="$VENV/.requirements.sha256"
+# Reinstall when requirements.txt or the venv's Python changed.
+req_hash="$(sha256sum <"$PY_DIR/requirements.txt" | cut -d' ' -f1) $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])')"
+if [ ! -f "$req_stamp" ] || [ "$(cat "$req_stamp")" != "$req_hash" ]; then
+  PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -r "$PY_DIR/requirements.txt"
+  printf '%s\n' "$req_hash" >"$req_stamp"
+else
+  echo "venv is up to date with requirements.txt"
+fi
+"$VENV/bin/python" --version
+if ! (cd "$PY_DIR" && with_limit "$VENV/bin/python" -m pytest -q); then
+  show_server_logs python
+  die "the Python e2e suite failed"
+fi
+
+CURRENT_STEP=""
+printf '\nAll tests passed.\n'
