@@ -9,6 +9,7 @@ use crate::error::{ConnectError, DisconnectReason, EmitError};
 use crate::runner::run_detached;
 use crate::server::ServerInner;
 use crate::socket::Socket;
+use crate::sync::{lock, read};
 use bytes::Bytes;
 use serde_json::Value;
 use socketlet_engine::proto::Str;
@@ -26,10 +27,6 @@ pub(crate) struct Client {
     /// Set when this layer closes the connection, to report the precise reason.
     close_reason: Mutex<Option<DisconnectReason>>,
     server: Weak<ServerInner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Client {
@@ -72,24 +69,29 @@ impl Client {
         bins: &[Bytes],
         volatile: bool,
     ) -> Result<(), EmitError> {
-        let result = if bins.is_empty() {
-            let msgs = std::iter::once(Message::Text(text));
-            if volatile {
-                self.engine.send_volatile(msgs);
-                return Ok(());
-            }
-            self.engine.send_all(msgs)
+        let text = Message::Text(text);
+        if bins.is_empty() {
+            self.deliver(std::iter::once(text), volatile)
         } else {
-            let msgs: Vec<Message> = std::iter::once(Message::Text(text))
+            let msgs: Vec<Message> = std::iter::once(text)
                 .chain(bins.iter().cloned().map(Message::Binary))
                 .collect();
-            if volatile {
-                self.engine.send_volatile(msgs);
-                return Ok(());
-            }
-            self.engine.send_all(msgs)
-        };
-        result.map_err(|e| match e {
+            self.deliver(msgs, volatile)
+        }
+    }
+
+    /// Hands messages to the engine: a volatile packet is dropped when the client is not ready
+    /// for it; any other goes to the bounded queue (see `max_buffered_packets`).
+    fn deliver<I>(&self, msgs: I, volatile: bool) -> Result<(), EmitError>
+    where
+        I: IntoIterator<Item = Message>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        if volatile {
+            self.engine.send_volatile(msgs);
+            return Ok(());
+        }
+        self.engine.send_all(msgs).map_err(|e| match e {
             SendError::Closed => EmitError::Disconnected,
             SendError::Full => EmitError::BufferFull,
         })
@@ -218,12 +220,7 @@ impl Client {
         let socket = Socket::new(ns.clone(), self.clone(), auth, query);
         let client = self.clone();
         run_detached(async move {
-            let middlewares = ns
-                .handlers()
-                .middlewares
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let middlewares = read(&ns.handlers().middlewares).clone();
             for mw in middlewares {
                 if let Err(e) = mw(socket.clone()).await {
                     tracing::debug!(nsp = %ns.name(), "connection refused: {e}");
@@ -254,12 +251,7 @@ impl Client {
             };
             let _ =
                 client.send_packet(&Packet::new(ns.name(), PacketData::Connect(payload)), false);
-            let handler = ns
-                .handlers()
-                .on_connect
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let handler = read(&ns.handlers().on_connect).clone();
             if let Some(handler) = handler {
                 handler(socket.clone());
             }

@@ -65,6 +65,7 @@ mod runner;
 mod server;
 mod service;
 mod socket;
+mod sync;
 
 pub use adapter::{Adapter, AdapterError, BroadcastOptions, MemoryAdapter, Room};
 pub use config::{Builder, SocketIoConfig};

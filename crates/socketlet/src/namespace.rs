@@ -6,6 +6,7 @@ use crate::data::Data;
 use crate::error::{ConnectError, EmitError};
 use crate::operators::{AckResponses, BroadcastOperator};
 use crate::socket::{Socket, SocketInfo};
+use crate::sync::{read, write};
 use socketlet_engine::Sid;
 use socketlet_socketio_proto::{Packet, PacketData};
 use std::collections::{HashMap, HashSet};
@@ -51,14 +52,6 @@ impl std::fmt::Debug for Namespace {
             .field("sockets", &self.local_socket_count())
             .finish()
     }
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Namespace {

@@ -8,6 +8,7 @@ use crate::error::EmitError;
 use crate::namespace::{Handlers, Namespace, NamespacePredicate};
 use crate::operators::BroadcastOperator;
 use crate::service::SocketIoService;
+use crate::sync::{read, write};
 use socketlet_engine::{CloseReason, Engine, EngineHandler, Message, Sid, Socket as EngineSocket};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -18,14 +19,6 @@ pub(crate) struct ServerInner {
     dynamic: RwLock<Vec<(NamespacePredicate, Arc<Handlers>)>>,
     clients: RwLock<HashMap<Sid, Arc<Client>>>,
     weak: Weak<ServerInner>,
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ServerInner {

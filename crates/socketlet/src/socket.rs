@@ -8,6 +8,7 @@ use crate::extensions::Extensions;
 use crate::namespace::Namespace;
 use crate::operators::BroadcastOperator;
 use crate::runner::run_detached;
+use crate::sync::{lock, read, write};
 use bytes::Bytes;
 use serde_json::Value;
 use socketlet_engine::proto::Str;
@@ -132,18 +133,6 @@ impl std::fmt::Debug for Socket {
             .field("nsp", &self.inner.ns.name())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Socket {
