@@ -59,6 +59,7 @@ mod config;
 mod data;
 mod error;
 mod extensions;
+pub mod jobs;
 mod namespace;
 mod operators;
 mod runner;
