@@ -2,6 +2,8 @@
 //! client bundle at `/socket.io/socket.io.js`.
 
 mod assets;
+mod provision;
+mod vm;
 
 use bytes::Bytes;
 use clap::Parser;
@@ -40,6 +42,108 @@ struct Args {
     /// Refuse Engine.IO v3 clients (socket.io-client 1.x/2.x, python-socketio 4.x).
     #[arg(long, env = "SOCKETLET_NO_EIO3")]
     no_eio3: bool,
+    /// How the VM console opens VMs: `simulated`, or `command` (runs --vm-command per VM).
+    #[arg(long, env = "SOCKETLET_VM_PROVISIONER", default_value = "simulated")]
+    vm_provisioner: ProvisionerKind,
+    /// The program the command provisioner runs, with `name vcpus memory_mb image` as arguments
+    /// and VM_NAME, VM_VCPUS, VM_MEMORY_MB, VM_IMAGE in its environment.
+    #[arg(long, env = "SOCKETLET_VM_COMMAND")]
+    vm_command: Option<std::path::PathBuf>,
+    /// Arguments put before the VM's own (repeatable).
+    #[arg(long = "vm-command-arg", allow_hyphen_values = true)]
+    vm_command_args: Vec<String>,
+    /// Seconds the command may run before it is killed.
+    #[arg(long, env = "SOCKETLET_VM_COMMAND_TIMEOUT", default_value_t = 300.0)]
+    vm_command_timeout: f64,
+    /// Seconds one `open_vms` request may take in all (one deadline for the whole batch).
+    #[arg(long, env = "SOCKETLET_VM_DEADLINE", default_value_t = 120.0)]
+    vm_deadline: f64,
+    /// VMs opened at the same time, across all clients.
+    #[arg(long, env = "SOCKETLET_VM_CONCURRENCY", default_value_t = 4)]
+    vm_concurrency: u32,
+    /// Keep the client connected after `vm_response` (the story's server disconnected it).
+    #[arg(long, env = "SOCKETLET_VM_KEEP_CONNECTED")]
+    vm_keep_connected: bool,
+    /// Multiplies the simulated provisioner's durations (1.0: a few seconds per VM).
+    #[arg(long, env = "SOCKETLET_VM_TIME_SCALE", default_value_t = 1.0)]
+    vm_time_scale: f64,
+    /// Chance that the simulated provisioner fails a VM (images named `broken*` always fail).
+    #[arg(long, env = "SOCKETLET_VM_FAILURE_RATE", default_value_t = 0.1)]
+    vm_failure_rate: f64,
+    /// Seconds running jobs get to finish on shutdown (SIGTERM or ctrl-c).
+    #[arg(long, env = "SOCKETLET_SHUTDOWN_GRACE", default_value_t = 30.0)]
+    shutdown_grace: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProvisionerKind {
+    Simulated,
+    Command,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
+}
+
+fn console(args: &Args) -> Result<vm::Console, String> {
+    let (provisioner, name, simulated): (std::sync::Arc<dyn provision::Provisioner>, String, bool) =
+        match args.vm_provisioner {
+            ProvisionerKind::Simulated => (
+                std::sync::Arc::new(provision::Simulated {
+                    time_scale: args.vm_time_scale,
+                    failure_rate: args.vm_failure_rate.clamp(0.0, 1.0),
+                }),
+                "simulated".into(),
+                true,
+            ),
+            ProvisionerKind::Command => {
+                let program = args
+                    .vm_command
+                    .clone()
+                    .ok_or("--vm-provisioner command needs --vm-command PROGRAM")?;
+                let name = format!("command: {}", program.display());
+                (
+                    std::sync::Arc::new(provision::Command {
+                        program,
+                        args: args.vm_command_args.clone(),
+                        timeout: secs(args.vm_command_timeout),
+                    }),
+                    name,
+                    false,
+                )
+            }
+        };
+    Ok(vm::Console::new(
+        provisioner,
+        args.vm_concurrency,
+        secs(args.vm_deadline),
+        !args.vm_keep_connected,
+        name,
+        simulated,
+    ))
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Serves the demo page and the client bundle; 404 for the rest.
@@ -114,9 +218,10 @@ fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// The demo's events: `echo`, `join`, `chat`.
-fn demo(io: &SocketIo) {
-    io.of("/").on_connect(|socket: Socket| {
+/// The demo's events: `echo`, `join`, `chat`, and the VM console's.
+fn demo(io: &SocketIo, console: vm::Console) {
+    io.of("/").on_connect(move |socket: Socket| {
+        console.attach(&socket);
         tracing::info!(id = %socket.id(), transport = socket.transport().as_str(), "connected");
         socket.on("echo", |_socket, ev| async move {
             if let Some(ack) = ev.ack {
@@ -173,7 +278,9 @@ async fn main() -> std::io::Result<()> {
         .allow_eio3(!args.no_eio3)
         .cors(cors)
         .build();
-    demo(&io);
+    let console = console(&args).map_err(std::io::Error::other)?;
+    let jobs = console.jobs.clone();
+    demo(&io, console);
 
     let bundle_prefix = format!("{}/", io.config().engine.path.trim_end_matches('/'));
     let service = socketlet::SocketIoService::with_inner(io.clone(), Static { bundle_prefix });
@@ -184,11 +291,19 @@ async fn main() -> std::io::Result<()> {
         io.config().engine.path,
         assets::CLIENT_VERSION.unwrap_or("not embedded")
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    };
-    socketlet::serve(listener, service, shutdown).await?;
+    socketlet::serve(listener, service, stop_signal()).await?;
+    // Graceful shutdown: no new connections; clients are told; running jobs get the grace period
+    // (their results still reach clients that stay); then every connection closes.
+    let grace = secs(args.shutdown_grace);
+    tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down");
+    let _ = io.emit(
+        "server_shutdown",
+        json!({ "grace_ms": grace.as_millis() as u64 }),
+    );
+    tokio::select! {
+        _ = jobs.shutdown(grace) => {}
+        _ = stop_signal() => tracing::warn!("second signal: not waiting for jobs"),
+    }
     io.close();
     // Give the transports a moment to deliver the close packets.
     tokio::time::sleep(Duration::from_millis(200)).await;
