@@ -3,7 +3,7 @@
 # re-run at will. Steps, in order:
 #   1. cargo test --workspace --all-features
 #   2. the sans-I/O crates must not depend on tokio, hyper, tungstenite or tokio-tungstenite
-#   3. cargo build -p socketlet --example e2e_server
+#   3. cargo build -p socketlet --example e2e_server -p socketlet-cli (the e2e server, the binary)
 #   4. end-to-end suite with the official Node client (socket.io-client), tests/e2e/node
 #   5. end-to-end suite with the official Python client (python-socketio), tests/e2e/python
 # Environment:
@@ -95,14 +95,18 @@ for crate in "${SANS_IO_CRATES[@]}"; do
 done
 
 # ---------------------------------------------------------------------------------------------
-step "3/5 cargo build -p socketlet --example e2e_server"
-cargo build -p socketlet --example e2e_server
+step "3/5 cargo build -p socketlet --example e2e_server -p socketlet-cli"
+cargo build -p socketlet --example e2e_server -p socketlet-cli
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 SOCKETLET_E2E_SERVER="$TARGET_DIR/debug/examples/e2e_server"
 [ -x "$SOCKETLET_E2E_SERVER" ] || die "built, but no executable at $SOCKETLET_E2E_SERVER"
 export SOCKETLET_E2E_SERVER
 echo "SOCKETLET_E2E_SERVER=$SOCKETLET_E2E_SERVER"
+SOCKETLET_BIN="$TARGET_DIR/debug/socketlet"
+[ -x "$SOCKETLET_BIN" ] || die "built, but no executable at $SOCKETLET_BIN"
+export SOCKETLET_BIN
+echo "SOCKETLET_BIN=$SOCKETLET_BIN"
 
 if [ "${SOCKETLET_SKIP_E2E:-}" = 1 ]; then
   step "4/5 and 5/5 e2e suites SKIPPED (SOCKETLET_SKIP_E2E=1)"

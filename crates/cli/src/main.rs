@@ -264,6 +264,7 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let cors = if args.cors_origins.is_empty() {
@@ -285,7 +286,8 @@ async fn main() -> std::io::Result<()> {
     let bundle_prefix = format!("{}/", io.config().engine.path.trim_end_matches('/'));
     let service = socketlet::SocketIoService::with_inner(io.clone(), Static { bundle_prefix });
     let listener = socketlet::bind(args.addr)?;
-    tracing::info!(
+    // One line on standard output (logs go to standard error), for people and scripts alike.
+    println!(
         "socketlet listening on http://{} (Socket.IO at {}, client bundle {})",
         listener.local_addr()?,
         io.config().engine.path,
