@@ -81,10 +81,11 @@ fn on_root_connect(socket: Socket) {
     socket.on("to-room", |socket, ev| async move {
         let room = ev.data.str(0).unwrap_or_default().to_owned();
         let msg = ev.data.args.get(1).cloned().unwrap_or(Value::Null);
-        let _ = socket.ns().to(room.clone()).emit(
-            "room-message",
-            json!({"room": room, "from": socket.id(), "msg": msg}),
-        );
+        // `msg` keeps its binary attachments: its placeholders refer to `ev.data.binary`.
+        let mut data = Data::new();
+        data.binary = ev.data.binary;
+        data.push(json!({"room": room, "from": socket.id(), "msg": msg}));
+        let _ = socket.ns().to(room.clone()).emit("room-message", data);
         if let Some(ack) = ev.ack {
             let _ = ack.send(json!(true));
         }

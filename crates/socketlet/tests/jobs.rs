@@ -112,7 +112,11 @@ async fn one_deadline_for_the_whole_batch() {
     assert_eq!(t0.elapsed(), Duration::from_secs(30));
     assert_eq!(results[0].1, Outcome::Done(json!({"slept": 5})));
     assert_eq!(results[1].1, Outcome::Running);
-    assert_eq!(results[2].1, Outcome::Queued, "one slot, still taken at the deadline");
+    assert_eq!(
+        results[2].1,
+        Outcome::Queued,
+        "one slot, still taken at the deadline"
+    );
     // Past the deadline the jobs go on.
     tokio::time::sleep(Duration::from_secs(100)).await;
     assert_eq!(gauge.finished.load(Ordering::SeqCst), 3);
@@ -120,14 +124,17 @@ async fn one_deadline_for_the_whole_batch() {
 
 #[tokio::test(start_paused = true)]
 async fn unknown_kinds_submit_nothing_and_panics_are_failures() {
-    let jobs = Jobs::new(InProcessBackend::new(1).register("boom", |_ctx, _input| async move {
-        if true {
-            panic!("bug in a job");
-        }
-        Ok::<_, String>(Value::Null)
-    }));
+    let jobs = Jobs::new(
+        InProcessBackend::new(1).register("boom", |_ctx, _input| async move {
+            if true {
+                panic!("bug in a job");
+            }
+            Ok::<_, String>(Value::Null)
+        }),
+    );
     assert_eq!(
-        jobs.submit_batch([("boom", Value::Null), ("nope", Value::Null)]).unwrap_err(),
+        jobs.submit_batch([("boom", Value::Null), ("nope", Value::Null)])
+            .unwrap_err(),
         JobError::UnknownKind("nope".into())
     );
     let batch = jobs.submit_batch([("boom", Value::Null)]).unwrap();
@@ -148,10 +155,22 @@ async fn shutdown_lets_running_jobs_finish_within_grace_then_abandons_them() {
     let waiter = tokio::spawn(batch.wait(t0 + Duration::from_secs(300), |_| {}));
     tokio::time::sleep(Duration::from_secs(1)).await;
     within("shutdown", jobs.shutdown(Duration::from_secs(10))).await;
-    assert_eq!(t0.elapsed(), Duration::from_secs(11), "returns at the end of the grace period");
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_secs(11),
+        "returns at the end of the grace period"
+    );
     let results = within("batch", waiter).await.unwrap();
-    assert_eq!(results[0].1, Outcome::Done(json!({"slept": 5})), "finished within grace");
-    assert_eq!(results[1].1, Outcome::Running, "abandoned at the end of grace");
+    assert_eq!(
+        results[0].1,
+        Outcome::Done(json!({"slept": 5})),
+        "finished within grace"
+    );
+    assert_eq!(
+        results[1].1,
+        Outcome::Running,
+        "abandoned at the end of grace"
+    );
     assert_eq!(
         results[2].1,
         Outcome::Failed("jobs are shutting down".into()),
@@ -192,6 +211,14 @@ async fn a_client_leaving_mid_batch_does_not_cancel_jobs_and_gets_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     client.send("1").await; // the client leaves
     let emitted = within("the batch's end", emits.recv()).await.unwrap();
-    assert_eq!(emitted, Err(EmitError::Disconnected), "nothing reaches a dead socket");
-    assert_eq!(gauge.finished.load(Ordering::SeqCst), 2, "the jobs ran to the end");
+    assert_eq!(
+        emitted,
+        Err(EmitError::Disconnected),
+        "nothing reaches a dead socket"
+    );
+    assert_eq!(
+        gauge.finished.load(Ordering::SeqCst),
+        2,
+        "the jobs ran to the end"
+    );
 }
