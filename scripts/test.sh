@@ -111,7 +111,7 @@ export SOCKETLET_BIN
 echo "SOCKETLET_BIN=$SOCKETLET_BIN"
 
 if [ "${SOCKETLET_SKIP_E2E:-}" = 1 ]; then
-  step "4/7 and 5/5 e2e suites SKIPPED (SOCKETLET_SKIP_E2E=1)"
+  step "4/7 to 7/7 e2e suites SKIPPED (SOCKETLET_SKIP_E2E=1)"
   CURRENT_STEP=""
   exit 0
 fi

@@ -69,6 +69,25 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// An [`Engine`] handle that does not keep it alive; see [`Engine::downgrade`].
+#[derive(Clone)]
+pub struct WeakEngine(std::sync::Weak<Shared>);
+
+impl std::fmt::Debug for WeakEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WeakEngine")
+    }
+}
+
+impl WeakEngine {
+    /// The engine, if it still exists.
+    pub fn upgrade(&self) -> Option<Engine> {
+        Some(Engine {
+            shared: self.0.upgrade()?,
+        })
+    }
+}
+
 /// The current time as the protocol state machine takes it (follows tokio's paused clock in
 /// tests).
 pub(crate) fn now() -> std::time::Instant {
@@ -90,6 +109,11 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &EngineConfig {
         &self.shared.config
+    }
+
+    /// A handle that does not keep the engine alive.
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.shared))
     }
 
     /// A live session by id.

@@ -33,7 +33,7 @@ mod transport;
 pub use body::ResponseBody;
 pub use config::{AllowRequest, Cookie, EngineConfig, Transports};
 pub use cors::Cors;
-pub use engine::{Engine, EngineHandler};
+pub use engine::{Engine, EngineHandler, WeakEngine};
 pub use error::SendError;
 pub use query::percent_decode;
 pub use service::{bind, serve, EngineService};

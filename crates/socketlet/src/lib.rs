@@ -73,9 +73,9 @@ pub use config::{Builder, SocketIoConfig};
 pub use data::Data;
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use extensions::Extensions;
-pub use namespace::Namespace;
+pub use namespace::{LocalAcks, Namespace};
 pub use operators::{AckResponses, BroadcastOperator};
-pub use server::SocketIo;
+pub use server::{SocketIo, WeakSocketIo};
 pub use service::{BoxError, NotFound, ResponseBody, SocketIoLayer, SocketIoService};
 pub use socket::{AckSender, Event, Socket, SocketInfo};
 pub use socketlet_engine::{

@@ -20,12 +20,14 @@ pub(crate) type Middleware = Arc<
     dyn Fn(Socket) -> Pin<Box<dyn Future<Output = Result<(), ConnectError>> + Send>> + Send + Sync,
 >;
 pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
+pub(crate) type ServerSideHandler = Arc<dyn Fn(&str, Data) + Send + Sync>;
 
 /// What a namespace does with new connections. Shared by the children of a dynamic namespace.
 #[derive(Default)]
 pub(crate) struct Handlers {
     pub(crate) middlewares: RwLock<Vec<Middleware>>,
     pub(crate) on_connect: RwLock<Option<ConnectHandler>>,
+    pub(crate) server_side: RwLock<Option<ServerSideHandler>>,
 }
 
 pub(crate) struct NsInner {
@@ -263,20 +265,15 @@ impl Namespace {
         }
     }
 
-    /// Delivers an event expecting acks to the targeted sockets of this node and gathers their
-    /// answers until all came or `timeout` passed. The packet's ack id is set here.
-    pub fn local_broadcast_with_ack(
-        &self,
-        mut packet: Packet,
-        opts: &BroadcastOptions,
-        timeout: Duration,
-    ) -> impl Future<Output = AckResponses> + Send + 'static {
+    /// Delivers an event expecting acks to the targeted sockets of this node, and returns the
+    /// acks to come. The packet's ack id is set here (one id for all receivers, as Node does).
+    pub fn local_broadcast_acks(&self, mut packet: Packet, opts: &BroadcastOptions) -> LocalAcks {
         let targets = self.local_sockets(opts);
         let id = self.next_ack_id();
         if let PacketData::Event { id: ack_id, .. } = &mut packet.data {
             *ack_id = Some(id);
         }
-        let (tx, mut rx) = tokio::sync::mpsc::channel(targets.len().max(1));
+        let (tx, rx) = tokio::sync::mpsc::channel(targets.len().max(1));
         let text = socketlet_engine::proto::Str::from(packet.encode());
         let mut expected = Vec::with_capacity(targets.len());
         for s in targets {
@@ -290,25 +287,116 @@ impl Namespace {
                 s.forget_ack(id);
             }
         }
-        drop(tx);
+        LocalAcks {
+            id,
+            expected,
+            answered: HashSet::new(),
+            rx,
+        }
+    }
+
+    /// Delivers an event expecting acks to the targeted sockets of this node and gathers their
+    /// answers until all came or `timeout` passed.
+    pub fn local_broadcast_with_ack(
+        &self,
+        packet: Packet,
+        opts: &BroadcastOptions,
+        timeout: Duration,
+    ) -> impl Future<Output = AckResponses> + Send + 'static {
+        let mut acks = self.local_broadcast_acks(packet, opts);
         async move {
             let deadline = tokio::time::Instant::now() + timeout;
-            let mut responses = Vec::with_capacity(expected.len());
-            while responses.len() < expected.len() {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(answer)) => responses.push(answer),
-                    Ok(None) | Err(_) => break,
-                }
+            let mut responses = Vec::with_capacity(acks.expected());
+            while let Some(answer) = acks.next(deadline).await {
+                responses.push(answer);
             }
-            let answered: HashSet<String> = responses.iter().map(|(id, _)| id.clone()).collect();
-            let mut missing = Vec::new();
-            for s in &expected {
-                s.forget_ack(id);
-                if !answered.contains(s.id()) {
-                    missing.push(s.id().to_owned());
-                }
+            AckResponses {
+                responses,
+                missing: acks.missing(),
             }
-            AckResponses { responses, missing }
+        }
+    }
+
+    /// Sends an event to the other nodes of the cluster (not to clients, not to this node), where
+    /// the handler set with [`Namespace::on_server_side_emit`] receives it.
+    pub fn server_side_emit(
+        &self,
+        event: &str,
+        data: impl Into<Data>,
+    ) -> Result<(), crate::adapter::AdapterError> {
+        self.adapter().server_side_emit(self, event, data.into())
+    }
+
+    /// Sets the handler of events sent by other nodes with [`Namespace::server_side_emit`].
+    pub fn on_server_side_emit<F>(&self, f: F) -> &Self
+    where
+        F: Fn(&str, Data) + Send + Sync + 'static,
+    {
+        *write(&self.inner.handlers.server_side) = Some(Arc::new(f));
+        self
+    }
+
+    /// Hands an event from another node to the server-side handler (for adapters).
+    pub fn deliver_server_side_emit(&self, event: &str, data: Data) {
+        let handler = read(&self.inner.handlers.server_side).clone();
+        if let Some(h) = handler {
+            h(event, data);
+        }
+    }
+}
+
+/// The acks expected from a broadcast sent on this node (see
+/// [`Namespace::local_broadcast_acks`]). Dropping it forgets the acks still pending.
+pub struct LocalAcks {
+    id: u64,
+    expected: Vec<Socket>,
+    answered: HashSet<String>,
+    rx: tokio::sync::mpsc::Receiver<(String, Data)>,
+}
+
+impl std::fmt::Debug for LocalAcks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalAcks")
+            .field("expected", &self.expected.len())
+            .field("answered", &self.answered.len())
+            .finish()
+    }
+}
+
+impl LocalAcks {
+    /// How many sockets were sent the event (the acks to expect).
+    pub fn expected(&self) -> usize {
+        self.expected.len()
+    }
+
+    /// The next ack, as `(socket id, arguments)`; `None` once all came or at `deadline`.
+    pub async fn next(&mut self, deadline: tokio::time::Instant) -> Option<(String, Data)> {
+        if self.answered.len() >= self.expected.len() {
+            return None;
+        }
+        match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            Ok(Some(answer)) => {
+                self.answered.insert(answer.0.clone());
+                Some(answer)
+            }
+            Ok(None) | Err(_) => None,
+        }
+    }
+
+    /// The ids of the sockets that have not answered (yet).
+    pub fn missing(&self) -> Vec<String> {
+        self.expected
+            .iter()
+            .filter(|s| !self.answered.contains(s.id()))
+            .map(|s| s.id().to_owned())
+            .collect()
+    }
+}
+
+impl Drop for LocalAcks {
+    fn drop(&mut self) {
+        for s in &self.expected {
+            s.forget_ack(self.id);
         }
     }
 }

@@ -180,6 +180,25 @@ impl SocketIo {
             .clone()
     }
 
+    /// A handle that does not keep the server alive (for long-lived helpers such as cluster
+    /// adapters, which the server itself holds).
+    pub fn downgrade(&self) -> WeakSocketIo {
+        WeakSocketIo {
+            inner: Arc::downgrade(&self.inner),
+            engine: self.engine.downgrade(),
+        }
+    }
+
+    /// The namespace `name` if it exists (unlike [`SocketIo::of`], never creates one).
+    pub fn namespace(&self, name: &str) -> Option<Namespace> {
+        read(&self.inner.namespaces).get(name).cloned()
+    }
+
+    /// The names of the namespaces that exist.
+    pub fn namespace_names(&self) -> Vec<String> {
+        read(&self.inner.namespaces).keys().cloned().collect()
+    }
+
     /// A dynamic namespace: every name `predicate` accepts becomes a namespace on its first
     /// connection, sharing the middlewares and connection handler set on the returned parent.
     pub fn dynamic<F>(&self, predicate: F) -> Namespace
@@ -209,5 +228,28 @@ impl SocketIo {
     /// Closes every connection (clients are told, and see reason `server shutting down`).
     pub fn close(&self) {
         self.engine.close_all(CloseReason::ServerShutdown);
+    }
+}
+
+/// A [`SocketIo`] handle that does not keep the server alive; see [`SocketIo::downgrade`].
+#[derive(Clone)]
+pub struct WeakSocketIo {
+    inner: Weak<ServerInner>,
+    engine: socketlet_engine::WeakEngine,
+}
+
+impl std::fmt::Debug for WeakSocketIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WeakSocketIo")
+    }
+}
+
+impl WeakSocketIo {
+    /// The server, if it still exists.
+    pub fn upgrade(&self) -> Option<SocketIo> {
+        Some(SocketIo {
+            inner: self.inner.upgrade()?,
+            engine: self.engine.upgrade()?,
+        })
     }
 }

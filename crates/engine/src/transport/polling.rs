@@ -91,8 +91,7 @@ pub(crate) async fn get(
                 break (vec![Packet::Noop], false);
             }
             if !st.outbox.is_empty() {
-                let n = st.outbox.len().min(max);
-                let packets: Vec<Packet> = st.outbox.drain(..n).collect();
+                let packets = take_batch(&mut st.outbox, max, socket.protocol());
                 break (packets, closed && st.outbox.is_empty());
             }
             if closed {
@@ -215,6 +214,31 @@ where
     body::text(StatusCode::OK, "ok")
 }
 
+/// Takes the packets for one polling response: at most `max`.
+///
+/// For v3, a packet holding a character outside the Basic Multilingual Plane ends the response:
+/// v3 lengths count UTF-16 units (as the JavaScript clients do) but python-engineio 3.x counts
+/// code points, and the two only agree on where the payload ends when such a packet is last.
+fn take_batch(
+    outbox: &mut std::collections::VecDeque<Packet>,
+    max: usize,
+    version: ProtocolVersion,
+) -> Vec<Packet> {
+    let mut packets = Vec::with_capacity(outbox.len().min(max));
+    while packets.len() < max {
+        let Some(packet) = outbox.pop_front() else {
+            break;
+        };
+        let astral = version == ProtocolVersion::V3
+            && matches!(&packet, Packet::Message(s) if s.chars().any(|c| c > '\u{ffff}'));
+        packets.push(packet);
+        if astral {
+            break;
+        }
+    }
+    packets
+}
+
 /// Carries out what the state machine asked for after a client packet. Returns false once the
 /// session is closed.
 pub(crate) fn react(socket: &Arc<Socket>, reaction: Reaction) -> bool {
@@ -291,4 +315,38 @@ pub(crate) fn start_timer(socket: Arc<Socket>) {
         }
         socket.finish();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn msg(s: &str) -> Packet {
+        Packet::Message(Str::from(s.to_owned()))
+    }
+
+    #[test]
+    fn batches_are_bounded_and_v3_ends_them_after_astral_text() {
+        let mut q: VecDeque<Packet> = (0..20).map(|i| msg(&i.to_string())).collect();
+        assert_eq!(take_batch(&mut q, 16, ProtocolVersion::V4).len(), 16);
+        assert_eq!(q.len(), 4);
+
+        let mut q: VecDeque<Packet> = [msg("a"), msg("b 😀"), msg("c"), msg("é")].into();
+        assert_eq!(
+            take_batch(&mut q, 16, ProtocolVersion::V3),
+            vec![msg("a"), msg("b 😀")]
+        );
+        assert_eq!(
+            take_batch(&mut q, 16, ProtocolVersion::V3),
+            vec![msg("c"), msg("é")]
+        );
+
+        let mut q: VecDeque<Packet> = [msg("b 😀"), msg("c")].into();
+        assert_eq!(
+            take_batch(&mut q, 16, ProtocolVersion::V4).len(),
+            2,
+            "v4 is unaffected"
+        );
+    }
 }

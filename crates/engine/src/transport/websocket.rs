@@ -166,8 +166,11 @@ async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
                 if ws.send(encode(socket.protocol(), reply)).await.is_err() {
                     return false;
                 }
-                // Release a parked GET so the client can pause polling and send UPGRADE.
-                socket.push_control(Packet::Noop);
+                // Release a parked GET so the client can pause polling and send UPGRADE (only
+                // a parked one: otherwise the NOOP would wait and go out on the WebSocket).
+                if socket.lock().poll_active {
+                    socket.push_control(Packet::Noop);
+                }
             }
             Ok(None) => {
                 if socket.lock().session.transport() == Transport::WebSocket {

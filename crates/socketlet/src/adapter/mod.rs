@@ -10,6 +10,7 @@ mod memory;
 
 pub use memory::MemoryAdapter;
 
+use crate::data::Data;
 use crate::namespace::Namespace;
 use crate::operators::AckResponses;
 use crate::socket::SocketInfo;
@@ -106,6 +107,17 @@ pub trait Adapter: Send + Sync + 'static {
         opts: BroadcastOptions,
         close: bool,
     ) -> BoxFuture<'static, Result<(), AdapterError>>;
+
+    /// Sends an event to the other nodes' server-side handlers. Single node: nothing to do.
+    fn server_side_emit(
+        &self,
+        ns: &Namespace,
+        event: &str,
+        data: Data,
+    ) -> Result<(), AdapterError> {
+        let _ = (ns, event, data);
+        Ok(())
+    }
 }
 
 /// Makes the adapter of each namespace when it is created.
