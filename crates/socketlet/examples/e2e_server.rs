@@ -19,6 +19,15 @@ struct Args {
     /// Allowed origin (repeatable; default: same origin).
     #[arg(long)]
     cors_origin: Vec<String>,
+    /// Join a cluster through this Redis (e.g. redis://127.0.0.1:6379).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Also deliver python-socketio message-queue messages from this channel (with --redis).
+    #[arg(long)]
+    python_channel: Option<String>,
+    /// Accept pickled python-socketio messages (python-socketio < 5.14), read safely.
+    #[arg(long)]
+    accept_pickle: bool,
 }
 
 fn sorted_rooms(socket: &Socket) -> Value {
@@ -129,6 +138,35 @@ fn on_root_connect(socket: Socket) {
     socket.on("drop-transport", |socket, _ev| async move {
         socket.close_connection();
     });
+    socket.on("fetch-sockets", |socket, ev| async move {
+        let reply = match socket.ns().fetch_sockets().await {
+            Ok(sockets) => {
+                let mut ids: Vec<Value> = sockets
+                    .iter()
+                    .map(|s| json!({"id": s.id, "rooms": s.rooms, "local": s.local.is_some()}))
+                    .collect();
+                ids.sort_by_key(|v| v["id"].to_string());
+                json!(ids)
+            }
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(reply);
+        }
+    });
+    socket.on("remote-disconnect", |socket, ev| async move {
+        let target = ev.data.str(0).unwrap_or_default().to_owned();
+        let result = socket.ns().to(target).disconnect_sockets(false).await;
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(json!(result.is_ok()));
+        }
+    });
+    socket.on("server-side-emit", |socket, ev| async move {
+        let result = socket.ns().server_side_emit("ping-nodes", ev.data);
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(json!(result.is_ok()));
+        }
+    });
     socket.on("count", |socket, ev| async move {
         if let Some(ack) = ev.ack {
             let _ = ack.send(json!(socket.ns().local_socket_count()));
@@ -150,11 +188,24 @@ async fn main() -> std::io::Result<()> {
     } else {
         Cors::from_list(args.cors_origin)
     };
-    let io = SocketIo::builder()
+    let mut builder = SocketIo::builder()
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
-        .cors(cors)
-        .build();
+        .cors(cors);
+    let cluster = match &args.redis {
+        Some(url) => {
+            let config = socketlet_redis::RedisConfig::new(url.clone())
+                .with_python_channel(args.python_channel.clone())
+                .with_accept_pickle(args.accept_pickle);
+            let cluster = socketlet_redis::RedisCluster::connect(config)
+                .await
+                .map_err(std::io::Error::other)?;
+            builder = builder.adapter(cluster.adapter_factory());
+            Some(cluster)
+        }
+        None => None,
+    };
+    let io = builder.build();
 
     let root = io.of("/");
     root.use_middleware(|socket: Socket| async move {
@@ -175,6 +226,16 @@ async fn main() -> std::io::Result<()> {
         let _ = socket.emit("welcome", json!({"nsp": "/admin", "sid": socket.id()}));
         socket.on("echo", echo);
     });
+
+    if let Some(cluster) = &cluster {
+        cluster.attach(&io);
+        let counter = io.clone();
+        io.of("/").on_server_side_emit(move |event, data| {
+            if event == "ping-nodes" {
+                let _ = counter.emit("nodes-pinged", data);
+            }
+        });
+    }
 
     let listener = socketlet::bind(([127, 0, 0, 1], args.port).into())?;
     println!("LISTENING {}", listener.local_addr()?.port());

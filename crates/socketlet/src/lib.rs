@@ -81,6 +81,7 @@ pub use socket::{AckSender, Event, Socket, SocketInfo};
 pub use socketlet_engine::{
     bind, serve, Cors, EngineConfig, RemoteAddr, RequestInfo, TransportKind,
 };
+pub use socketlet_socketio_proto as socketio_proto;
 pub use socketlet_socketio_proto::ProtocolVersion;
 
 /// The README's Rust examples, compiled as doctests so they cannot rot.

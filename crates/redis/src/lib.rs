@@ -1,0 +1,152 @@
+//! A Redis adapter for socketlet: many nodes, one cluster.
+//!
+//! Every node keeps its own sockets; broadcasts, room operations, `fetch_sockets`, server-side
+//! emits and broadcasts with acks reach the other nodes through Redis pub/sub, in the wire format
+//! of Node's `@socket.io/redis-adapter` 8.x. A socketlet node and a Node socket.io node therefore
+//! share one cluster and one room, and the emitters that Django or Celery code already uses keep
+//! working: Node's `@socket.io/redis-emitter`, and python-socketio's
+//! `RedisManager(write_only=True)` (JSON, python-socketio 5.14 and later; pickled messages of older
+//! versions only when [`RedisConfig::accept_pickle`] is on, through a reader that understands
+//! plain data and can never run code).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use socketlet::SocketIo;
+//! use socketlet_redis::{RedisCluster, RedisConfig};
+//!
+//! let cluster = RedisCluster::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+//! let io = SocketIo::builder().adapter(cluster.adapter_factory()).build();
+//! cluster.attach(&io);
+//! # Ok(()) }
+//! ```
+//!
+//! # Faults
+//!
+//! When Redis goes away, every node keeps serving its own clients: local delivery never waits
+//! for Redis. The subscriber reconnects with exponential backoff (100 ms to 5 s) and resubscribes;
+//! messages published during the outage are lost (pub/sub keeps nothing). Requests that need
+//! answers from other nodes (`fetch_sockets`) end with an [`socketlet::AdapterError`] after
+//! [`RedisConfig::request_timeout`] instead of hanging.
+//!
+//! # How this crate is built
+//!
+//! - `node.rs`: the connection to Redis (one subscriber, one ordered publish queue), channels,
+//!   and the dispatch of what arrives.
+//! - `adapter.rs`: the [`socketlet::Adapter`] of each namespace, and the answers to other nodes'
+//!   requests.
+//! - `msgpack.rs`: Node's msgpack packets to and from socketlet's JSON with placeholders.
+//! - `python.rs` and `pickle.rs`: python-socketio's message queue.
+
+mod adapter;
+pub mod msgpack;
+mod node;
+pub mod pickle;
+mod python;
+
+use node::Node;
+use socketlet::adapter::AdapterFactory;
+use socketlet::SocketIo;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of a Redis cluster node.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// The Redis URL, e.g. `redis://127.0.0.1:6379`.
+    pub url: String,
+    /// The channel prefix (Node's `key`). Default: `socket.io`.
+    pub key: String,
+    /// How long a request to other nodes may wait for their answers (Node's `requestsTimeout`).
+    /// Default: 5 s.
+    pub request_timeout: Duration,
+    /// The python-socketio message-queue channel to listen to (`socketio` is python-socketio's
+    /// default), or `None` not to listen. Default: `None`.
+    pub python_channel: Option<String>,
+    /// Accept pickled messages on the python channel (python-socketio up to 5.13), read with a
+    /// plain-data reader that refuses anything else. Default: off.
+    pub accept_pickle: bool,
+    /// Messages waiting to be published, per node. When full, a broadcast still reaches this
+    /// node's clients and fails for the others with an error. Default: 65,536.
+    pub publish_queue: usize,
+}
+
+impl RedisConfig {
+    /// Defaults for the Redis at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            key: "socket.io".into(),
+            request_timeout: Duration::from_secs(5),
+            python_channel: None,
+            accept_pickle: false,
+            publish_queue: 65_536,
+        }
+    }
+
+    /// Sets [`RedisConfig::key`].
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = key.into();
+        self
+    }
+
+    /// Sets [`RedisConfig::request_timeout`].
+    pub fn with_request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// Sets [`RedisConfig::python_channel`].
+    pub fn with_python_channel(mut self, channel: Option<String>) -> Self {
+        self.python_channel = channel;
+        self
+    }
+
+    /// Sets [`RedisConfig::accept_pickle`].
+    pub fn with_accept_pickle(mut self, accept: bool) -> Self {
+        self.accept_pickle = accept;
+        self
+    }
+}
+
+/// This node's membership in a Redis cluster. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RedisCluster {
+    node: Arc<Node>,
+}
+
+impl RedisCluster {
+    /// Connects to Redis (the first connection must succeed; later outages are survived).
+    pub async fn connect(config: RedisConfig) -> Result<RedisCluster, redis::RedisError> {
+        Ok(RedisCluster {
+            node: Node::connect(config).await?,
+        })
+    }
+
+    /// The adapter factory to give the server (`SocketIo::builder().adapter(...)`).
+    pub fn adapter_factory(&self) -> AdapterFactory {
+        let node = self.node.clone();
+        Arc::new(move |nsp: &str| {
+            node.register_namespace(nsp);
+            Arc::new(adapter::RedisAdapter::new(node.clone(), nsp)) as Arc<dyn socketlet::Adapter>
+        })
+    }
+
+    /// Starts delivering what other nodes publish to `io`'s sockets.
+    pub fn attach(&self, io: &SocketIo) {
+        self.node.attach(io);
+        for nsp in io.namespace_names() {
+            self.node.register_namespace(&nsp);
+        }
+    }
+
+    /// This node's id in the cluster (6 characters, as Node's adapter uses).
+    pub fn uid(&self) -> &str {
+        self.node.uid()
+    }
+
+    /// How many nodes the cluster has now (subscribers of `/`'s request channel).
+    pub async fn server_count(&self) -> Result<usize, socketlet::AdapterError> {
+        self.node.server_count("/").await
+    }
+}
