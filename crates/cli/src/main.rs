@@ -70,6 +70,21 @@ struct Args {
     /// Chance that the simulated provisioner fails a VM (images named `broken*` always fail).
     #[arg(long, env = "SOCKETLET_VM_FAILURE_RATE", default_value_t = 0.1)]
     vm_failure_rate: f64,
+    /// Join a cluster of nodes through this Redis (e.g. redis://127.0.0.1:6379); wire-compatible
+    /// with Node's @socket.io/redis-adapter and @socket.io/redis-emitter.
+    #[arg(long, env = "SOCKETLET_REDIS")]
+    redis: Option<String>,
+    /// With --redis: also deliver what python-socketio's RedisManager publishes on this channel
+    /// (python-socketio's default is `socketio`).
+    #[arg(long, env = "SOCKETLET_PYTHON_CHANNEL")]
+    python_channel: Option<String>,
+    /// With --python-channel: accept pickled messages (python-socketio < 5.14), read by a reader
+    /// that understands plain data only and never runs code.
+    #[arg(long, env = "SOCKETLET_ACCEPT_PICKLE")]
+    accept_pickle: bool,
+    /// Set the `io` cookie on handshakes, for load balancers that stick by cookie.
+    #[arg(long, env = "SOCKETLET_COOKIE")]
+    cookie: bool,
     /// Seconds running jobs get to finish on shutdown (SIGTERM or ctrl-c).
     #[arg(long, env = "SOCKETLET_SHUTDOWN_GRACE", default_value_t = 30.0)]
     shutdown_grace: f64,
@@ -272,13 +287,32 @@ async fn main() -> std::io::Result<()> {
     } else {
         Cors::from_list(args.cors_origins.clone())
     };
-    let io = SocketIo::builder()
+    let cookie = args.cookie.then(socketlet::Cookie::default);
+    let mut builder = SocketIo::builder()
         .path(args.path.clone())
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
         .allow_eio3(!args.no_eio3)
         .cors(cors)
-        .build();
+        .engine(|e| e.with_cookie(cookie));
+    let cluster = match &args.redis {
+        Some(url) => {
+            let config = socketlet_redis::RedisConfig::new(url.clone())
+                .with_python_channel(args.python_channel.clone())
+                .with_accept_pickle(args.accept_pickle);
+            let cluster = socketlet_redis::RedisCluster::connect(config)
+                .await
+                .map_err(|e| std::io::Error::other(format!("cannot reach Redis at {url}: {e}")))?;
+            tracing::info!(uid = cluster.uid(), "joined the Redis cluster at {url}");
+            builder = builder.adapter(cluster.adapter_factory());
+            Some(cluster)
+        }
+        None => None,
+    };
+    let io = builder.build();
+    if let Some(cluster) = &cluster {
+        cluster.attach(&io);
+    }
     let console = console(&args).map_err(std::io::Error::other)?;
     let jobs = console.jobs.clone();
     demo(&io, console);

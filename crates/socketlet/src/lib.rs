@@ -79,7 +79,7 @@ pub use server::{SocketIo, WeakSocketIo};
 pub use service::{BoxError, NotFound, ResponseBody, SocketIoLayer, SocketIoService};
 pub use socket::{AckSender, Event, Socket, SocketInfo};
 pub use socketlet_engine::{
-    bind, serve, Cors, EngineConfig, RemoteAddr, RequestInfo, TransportKind,
+    bind, serve, Cookie, Cors, EngineConfig, RemoteAddr, RequestInfo, TransportKind,
 };
 pub use socketlet_socketio_proto as socketio_proto;
 pub use socketlet_socketio_proto::ProtocolVersion;
