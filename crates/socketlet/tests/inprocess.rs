@@ -744,6 +744,35 @@ async fn upgrade_from_polling_to_websocket() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_get_arriving_during_the_probe_is_answered_at_once() {
+    // The race a browser hits: `3probe` goes out while no GET is parked, then the client's next
+    // GET arrives. It must not be parked (the client waits for it before sending UPGRADE).
+    let io = SocketIo::new();
+    let (mut sockets, _reasons) = echo_server(&io);
+    let (client, _id) = connected(&io).await;
+    let socket = next(&mut sockets).await;
+    let mut ws = ws_connect(
+        &io,
+        &format!("EIO=4&transport=websocket&sid={}", client.sid),
+    )
+    .await
+    .expect("WebSocket handshake");
+    ws_send_text(&mut ws, "2probe").await;
+    assert_eq!(ws_recv_text(&mut ws).await, "3probe");
+    let asked = Instant::now();
+    assert_eq!(client.recv_one().await, "6");
+    assert!(
+        asked.elapsed() < Duration::from_millis(1),
+        "the GET was parked"
+    );
+    ws_send_text(&mut ws, "5").await;
+    settle().await;
+    assert_eq!(socket.transport(), socketlet::TransportKind::WebSocket);
+    socket.emit("hello", serde_json::json!(1)).unwrap();
+    assert_eq!(ws_recv_text(&mut ws).await, r#"42["hello",1]"#);
+}
+
+#[tokio::test(start_paused = true)]
 async fn upgrade_timeout_keeps_the_session_on_polling() {
     let io = SocketIo::new();
     let (mut sockets, mut reasons) = echo_server(&io);

@@ -17,6 +17,8 @@ SUITE_LIMIT=180
 
 : "${SOCKETLET_E2E_SERVER:=$ROOT/target/debug/examples/e2e_server}"
 export SOCKETLET_E2E_SERVER
+: "${SOCKETLET_BIN:=$ROOT/target/debug/socketlet}"
+export SOCKETLET_BIN
 
 die() {
   printf '\nERROR: %s\n' "$*" >&2
@@ -64,11 +66,11 @@ fi
 mkdir -p "$ARTIFACTS"
 limit=()
 command -v timeout >/dev/null 2>&1 && limit=(timeout --kill-after=10 "$SUITE_LIMIT")
-if ! (cd "$HERE" && ${limit[@]+"${limit[@]}"} node --test --test-reporter=spec jsonp.test.mjs); then
-  for f in "$ARTIFACTS"/browser-jsonp-*.log; do
+if ! (cd "$HERE" && ${limit[@]+"${limit[@]}"} node --test --test-concurrency=1 --test-reporter=spec jsonp.test.mjs vm-console.test.mjs); then
+  for f in "$ARTIFACTS"/browser-*.log "$ARTIFACTS"/vm-console*.log; do
     [ -e "$f" ] || continue
     printf -- '--- last lines of %s ---\n' "${f#"$ROOT"/}" >&2
     tail -n 30 "$f" >&2 || true
   done
-  die "the browser JSONP e2e test failed (screenshot: tests/e2e/.artifacts/jsonp.png)"
+  die "the browser e2e tests failed (screenshots: tests/e2e/.artifacts/jsonp.png, vm-console-failure.png)"
 fi

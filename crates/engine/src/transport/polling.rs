@@ -97,10 +97,16 @@ pub(crate) async fn get(
             if closed {
                 break (vec![Packet::Close], true);
             }
+            if st.session.transport() == Transport::Upgrading {
+                // The client pauses polling and sends UPGRADE only once this GET returns: never
+                // park a GET while a probe is under way.
+                break (vec![Packet::Noop], false);
+            }
         }
         woken.await;
     };
     drop(guard);
+    tracing::trace!(sid = %socket.sid(), packets = packets.len(), "GET answered");
     if done {
         socket.finish();
     }
@@ -205,6 +211,7 @@ where
         Ok(p) => p,
         Err(e) => return fail(&socket, &e.to_string()),
     };
+    tracing::trace!(sid = %socket.sid(), packets = packets.len(), "POST received");
     for packet in packets {
         let reaction = socket.lock().session.on_packet(packet, now());
         if !react(&socket, reaction) {

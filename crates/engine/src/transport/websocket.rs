@@ -161,6 +161,7 @@ async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
             return false;
         };
         let step = socket.lock().session.on_probe(&packet, now());
+        tracing::trace!(sid = %socket.sid(), ?packet, ok = step.is_ok(), "upgrade step");
         match step {
             Ok(Some(reply)) => {
                 if ws.send(encode(socket.protocol(), reply)).await.is_err() {
@@ -168,7 +169,9 @@ async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
                 }
                 // Release a parked GET so the client can pause polling and send UPGRADE (only
                 // a parked one: otherwise the NOOP would wait and go out on the WebSocket).
-                if socket.lock().poll_active {
+                let parked = socket.lock().poll_active;
+                tracing::trace!(sid = %socket.sid(), parked, "probe answered");
+                if parked {
                     socket.push_control(Packet::Noop);
                 }
             }

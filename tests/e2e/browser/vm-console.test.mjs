@@ -1,0 +1,376 @@
+// The VM console of socketlet's demo page in a real browser: headless Chromium (Debian's
+// /usr/bin/chromium) driven by playwright-core loads the page served by the `socketlet` binary
+// (with its embedded socket.io-client 4.x bundle) and uses the page as a person would:
+//
+// 1. selects web-1 and db-1 and clicks Open: both rows go queued -> running -> done with full
+//    green bars; the summary says both opened; the server then disconnects the client (as the
+//    story's server did) and the page explains it. A screenshot of that state is saved to
+//    docs/vm-console.png (shown in the README).
+// 2. selects legacy-1 (image `broken-*`, which the simulated provisioner always fails) and clicks
+//    Open again: the page reconnects first (a new socket), and the row fails with a red bar and
+//    the provisioner's error.
+//
+// Environment: SOCKETLET_BIN (default <repo>/target/debug/socketlet, built with
+// `cargo build -p socketlet-cli`). On failure: tests/e2e/.artifacts/vm-console-failure.png.
+// Run with `node --test` (see run.sh).
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const REPO_ROOT = resolve(HERE, "..", "..", "..");
+const SERVER_BIN = process.env.SOCKETLET_BIN || join(REPO_ROOT, "target", "debug", "socketlet");
+const ARTIFACTS_DIR = join(REPO_ROOT, "tests", "e2e", ".artifacts");
+const FAILURE_SHOT = join(ARTIFACTS_DIR, "vm-console-failure.png");
+const README_SHOT = join(REPO_ROOT, "docs", "vm-console.png");
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const VIEWPORT = { width: 1280, height: 900 };
+
+/** Timeout (ms) of a single short wait (page load, element, ack). */
+const WAIT_MS = 10_000;
+/** Timeout (ms) of a whole round of VMs (a fraction of a second at --vm-time-scale 0.05). */
+const ROUND_MS = 30_000;
+
+const withTimeout = (promise, ms, what) => {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+    }),
+  ]);
+};
+
+/**
+ * Starts the socketlet binary on a free port; resolves to `{ url, logPath, stop() }` once it
+ * printed its `socketlet listening on http://127.0.0.1:<port> ...` line.
+ */
+function startServer() {
+  assert.ok(
+    existsSync(SERVER_BIN),
+    `socketlet binary not found at ${SERVER_BIN}; build it with ` +
+      "`cargo build -p socketlet-cli` or set SOCKETLET_BIN",
+  );
+  mkdirSync(ARTIFACTS_DIR, { recursive: true });
+  const logPath = join(ARTIFACTS_DIR, `vm-console-server-${process.pid}.log`);
+  const log = createWriteStream(logPath);
+  const proc = spawn(
+    SERVER_BIN,
+    ["--addr", "127.0.0.1:0", "--vm-time-scale", "0.05", "--vm-failure-rate", "0"],
+    { stdio: ["ignore", "pipe", "pipe"], env: { RUST_LOG: "info", ...process.env } },
+  );
+  proc.stderr.pipe(log);
+  const exited = new Promise((r) => proc.once("exit", r));
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill("SIGTERM");
+    try {
+      await withTimeout(exited, 3000, "socketlet exit after SIGTERM");
+    } catch {
+      proc.kill("SIGKILL");
+      await withTimeout(exited, WAIT_MS, "socketlet exit after SIGKILL");
+    }
+  };
+  const listening = new Promise((resolveUrl, reject) => {
+    const rl = createInterface({ input: proc.stdout });
+    rl.on("line", (line) => {
+      const m = /^socketlet listening on (http:\/\/127\.0\.0\.1:(\d+))\b/.exec(line);
+      if (m) resolveUrl(m[1]);
+    });
+    proc.once("error", reject);
+    proc.once("exit", (code, signal) =>
+      reject(new Error(`socketlet exited (${code ?? signal}) before listening; log: ${logPath}`)),
+    );
+  });
+  return withTimeout(listening, WAIT_MS, "socketlet's listening line").then(
+    (url) => ({ url, logPath, stop }),
+    async (err) => {
+      await stop().catch(() => {});
+      throw err;
+    },
+  );
+}
+
+/** `#rrggbb` -> `rgb(r, g, b)`, as getComputedStyle reports colours. */
+function rgb(hex) {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(hex.trim());
+  assert.ok(m, `a #rrggbb colour: ${hex}`);
+  return `rgb(${parseInt(m[1], 16)}, ${parseInt(m[2], 16)}, ${parseInt(m[3], 16)})`;
+}
+
+/** What a VM row shows: status, fraction, status line, bar fill width (% of track) and colour. */
+function readRow(page, name) {
+  return page.evaluate((name) => {
+    const row = document.getElementById(`vm-${name}`);
+    if (!row) return null;
+    const bar = row.querySelector("[role=progressbar]");
+    const fill = bar && bar.firstElementChild;
+    return {
+      status: row.dataset.status ?? null,
+      fraction: Number(row.dataset.fraction),
+      text: row.querySelector(".line")?.textContent.trim() ?? "",
+      ariaNow: bar?.getAttribute("aria-valuenow") ?? null,
+      widthPct: fill ? (100 * fill.getBoundingClientRect().width) / bar.getBoundingClientRect().width : 0,
+      color: fill ? getComputedStyle(fill).backgroundColor : "",
+      checked: row.querySelector("input[type=checkbox]")?.checked ?? null,
+    };
+  }, name);
+}
+
+/** Waits until every named row has `status` (bounded). */
+async function waitForStatus(page, names, status, ms = ROUND_MS) {
+  await page.waitForFunction(
+    ({ names, status }) =>
+      names.every((n) => document.getElementById(`vm-${n}`)?.dataset.status === status),
+    { names, status },
+    { timeout: ms, polling: 50 },
+  );
+}
+
+const cssVar = (page, name) =>
+  page.evaluate((name) => getComputedStyle(document.documentElement).getPropertyValue(name), name);
+
+describe("VM console in Chromium", { timeout: 120_000 }, () => {
+  let server;
+  let context;
+  let page;
+  let userDataDir;
+  const consoleLines = [];
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
+    server = await startServer();
+    userDataDir = mkdtempSync(join(tmpdir(), "socketlet-chromium-"));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      timeout: 30_000,
+      args: CHROMIUM_ARGS,
+      viewport: VIEWPORT,
+      colorScheme: "light",
+      reducedMotion: "reduce",
+    });
+    context.setDefaultTimeout(WAIT_MS);
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on("console", (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+    page.on("pageerror", (e) => consoleLines.push(`pageerror: ${e.message}`));
+  });
+
+  after(async () => {
+    if (context) await withTimeout(context.close(), WAIT_MS, "browser close").catch(() => {});
+    if (server) await server.stop().catch(() => {});
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  });
+
+  /** Runs `body`; on failure saves a screenshot and the page's console before rethrowing. */
+  async function step(t, body) {
+    try {
+      await body();
+    } catch (err) {
+      mkdirSync(ARTIFACTS_DIR, { recursive: true });
+      if (page) {
+        await withTimeout(
+          page.screenshot({ path: FAILURE_SHOT, fullPage: true }),
+          WAIT_MS,
+          "failure screenshot",
+        ).then(
+          () => t.diagnostic(`screenshot: ${FAILURE_SHOT}`),
+          (e) => t.diagnostic(`failure screenshot failed: ${e.message}`),
+        );
+      }
+      t.diagnostic(`page console: ${JSON.stringify(consoleLines)}`);
+      if (page) {
+        // A session stuck half-way through the polling -> WebSocket upgrade swallows every emit.
+        const engine = await withTimeout(
+          page.evaluate(() => {
+            const s = window.socket;
+            const tr = s && s.io.engine && s.io.engine.transport;
+            return s ? { connected: s.connected, transport: tr && tr.name, state: tr && tr.readyState } : null;
+          }),
+          WAIT_MS,
+          "engine state",
+        ).catch((e) => ({ error: e.message }));
+        t.diagnostic(`client engine: ${JSON.stringify(engine)}`);
+        if (engine && engine.transport === "polling" && engine.state === "pausing") {
+          t.diagnostic(
+            "the client is stuck pausing polling for a WebSocket upgrade: the server never " +
+              "released the GET that arrived after its 3probe (see the server log: upgrade timed out)",
+          );
+        }
+      }
+      if (server) t.diagnostic(`server log: ${server.logPath}`);
+      throw err;
+    }
+  }
+
+  let firstSocketId;
+  let firstRoundPassed = false;
+
+  test("opens two VMs with live progress, then explains the server's disconnect", (t) =>
+    step(t, async () => {
+      await page.goto(`${server.url}/`, { timeout: WAIT_MS });
+      await page.locator("#vm-list #vm-legacy-1").waitFor({ state: "visible" });
+      const provisioner = await page.locator("#vm-provisioner").textContent();
+      assert.match(provisioner, /Provisioner: simulated — no real VMs are opened/);
+      assert.equal(await page.locator("#vm-list > li.vm").count(), 6, "the six VMs of the catalog");
+      const dbSpecs = await page.locator("#vm-db-1 .specs").textContent();
+      assert.match(dbSpecs, /8 vCPUs · 16 GiB · postgres-16\.qcow2/);
+      assert.ok(await page.locator("#vm-open").isDisabled(), "Open needs a selection");
+
+      firstSocketId = await page.evaluate(() => window.socket.id);
+      assert.ok(firstSocketId, "connected");
+
+      // Record every status each row shows (even ones that last a few milliseconds).
+      await page.evaluate(() => {
+        window.__statuses = {};
+        const seen = (row) => {
+          const list = (window.__statuses[row.id] ??= []);
+          const s = row.dataset.status ?? "";
+          if (list[list.length - 1] !== s) list.push(s);
+        };
+        new MutationObserver((records) => {
+          for (const r of records) seen(r.target);
+        }).observe(document.getElementById("vm-list"), {
+          subtree: true,
+          attributes: true,
+          attributeFilter: ["data-status"],
+        });
+        window.__progress = [];
+        window.socket.on("vm_progress", (p) => window.__progress.push(p));
+      });
+
+      // The existing sections still work next to the console.
+      await page.locator("#echo-send").click();
+      await page.waitForFunction(
+        () => /^Echoed /.test(document.getElementById("echo-result").textContent),
+        null,
+        { timeout: WAIT_MS },
+      );
+
+      await page.locator("#vm-check-web-1").check();
+      await page.locator("#vm-check-db-1").check();
+      assert.equal((await page.locator("#vm-open").textContent()).trim(), "Open 2 VMs");
+      await page.locator("#vm-open").click();
+
+      await waitForStatus(page, ["web-1", "db-1"], "done");
+      const green = rgb(await cssVar(page, "--ok"));
+      for (const name of ["web-1", "db-1"]) {
+        const row = await readRow(page, name);
+        assert.equal(row.fraction, 1, `${name} fraction`);
+        assert.equal(row.ariaNow, "100", `${name} aria-valuenow`);
+        assert.ok(row.widthPct > 99.5, `${name} bar is full: ${row.widthPct}%`);
+        assert.equal(row.color, green, `${name} bar is green`);
+        assert.match(row.text, /^done\s*opened at 192\.0\.2\.\d+ · took \d/, `${name}: ${row.text}`);
+      }
+      // The live part: each row went queued -> running -> done, fed by progress messages.
+      const statuses = await page.evaluate(() => window.__statuses);
+      for (const name of ["web-1", "db-1"]) {
+        const seq = statuses[`vm-${name}`] ?? [];
+        t.diagnostic(`${name} statuses: ${seq.join(" -> ")}`);
+        assert.deepEqual(seq.slice(-3), ["queued", "running", "done"], `${name}: ${seq}`);
+      }
+      const progress = await page.evaluate(() => window.__progress);
+      for (const name of ["web-1", "db-1"]) {
+        const messages = progress
+          .filter((p) => p.vm === name && p.event === "progress")
+          .map((p) => p.message);
+        assert.ok(messages.includes("booting"), `${name} progress messages: ${messages}`);
+      }
+      // The page does not untick the VMs; the checkboxes are usable again.
+      assert.equal((await readRow(page, "web-1")).checked, true);
+
+      await page.waitForFunction(
+        () => document.getElementById("vm-summary").dataset.state === "ok",
+        null,
+        { timeout: WAIT_MS },
+      );
+      const summary = await page.locator("#vm-summary").textContent();
+      assert.match(summary, /2 opened, 0 failed/, summary);
+
+      // As in the story, the server disconnects the client once it sent the results.
+      const note = page.locator("#vm-disconnect");
+      await note.waitFor({ state: "visible" });
+      const noteText = await note.textContent();
+      assert.match(
+        noteText,
+        /server closed the connection after sending the results, as the original app did/,
+      );
+      assert.match(noteText, /io server disconnect/);
+      assert.equal(await page.evaluate(() => window.socket.connected), false);
+      assert.match(await page.locator("#vm-hint").textContent(), /Open reconnects first/);
+
+      // The README's screenshot: the VM console, finished, in view.
+      await page.evaluate(() => {
+        const card = document.getElementById("vms");
+        window.scrollTo(0, card.getBoundingClientRect().top + window.scrollY - 16);
+      });
+      mkdirSync(dirname(README_SHOT), { recursive: true });
+      await page.screenshot({ path: README_SHOT, animations: "disabled", timeout: WAIT_MS });
+      t.diagnostic(`screenshot: ${README_SHOT}`);
+      firstRoundPassed = true;
+    }));
+
+  test("reconnects for the next Open and shows a failed VM in red", (t) => {
+    if (!firstRoundPassed) {
+      t.skip("the first round failed");
+      return undefined;
+    }
+    return step(t, async () => {
+      await page.locator("#vm-check-web-1").uncheck();
+      await page.locator("#vm-check-db-1").uncheck();
+      await page.locator("#vm-check-legacy-1").check();
+      assert.match(await page.locator("#vm-legacy-1 .specs").textContent(), /broken-centos-6\.qcow2/);
+      await page.locator("#vm-open").click();
+
+      await waitForStatus(page, ["legacy-1"], "failed");
+      const row = await readRow(page, "legacy-1");
+      assert.equal(row.color, rgb(await cssVar(page, "--bad")), "the bar is red");
+      assert.ok(row.widthPct > 0, `the bar shows how far it got: ${row.widthPct}%`);
+      assert.match(row.text, /failed\s*legacy-1: the guest did not boot \(simulated failure\)/);
+      // The rows of the previous round are back to "not opened".
+      for (const name of ["web-1", "db-1"]) {
+        const other = await readRow(page, name);
+        assert.equal(other.status, null, `${name} is not part of this round`);
+        assert.equal(other.fraction, 0, `${name} bar is empty`);
+      }
+
+      await page.waitForFunction(
+        () => document.getElementById("vm-summary").dataset.state === "error",
+        null,
+        { timeout: WAIT_MS },
+      );
+      assert.match(await page.locator("#vm-summary").textContent(), /0 opened, 1 failed/);
+
+      // Reconnecting worked: the round ran on a new connection, which the server closed again.
+      const log = await page.locator("#conn-events").textContent();
+      assert.equal((log.match(/connected as /g) ?? []).length, 2, log);
+      assert.equal((log.match(/disconnected: io server disconnect/g) ?? []).length >= 1, true, log);
+      await page.locator("#vm-disconnect").waitFor({ state: "visible" });
+      const secondSocketId = await page.evaluate(() => {
+        const m = [...document.querySelectorAll("#conn-events li")]
+          .map((li) => /connected as (\S+)/.exec(li.textContent))
+          .filter(Boolean);
+        return m[m.length - 1][1];
+      });
+      assert.notEqual(secondSocketId, firstSocketId, "a new socket");
+      assert.deepEqual(consoleLines.filter((l) => l.startsWith("pageerror")), []);
+    });
+  });
+});
