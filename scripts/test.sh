@@ -97,8 +97,8 @@ for crate in "${SANS_IO_CRATES[@]}"; do
 done
 
 # ---------------------------------------------------------------------------------------------
-step "3/7 cargo build -p socketlet --example e2e_server -p socketlet-cli"
-cargo build -p socketlet --example e2e_server -p socketlet-cli
+step "3/7 cargo build -p socketlet --example e2e_server -p socketlet-cli --bin socketlet"
+cargo build -p socketlet --example e2e_server -p socketlet-cli --bin socketlet
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 SOCKETLET_E2E_SERVER="$TARGET_DIR/debug/examples/e2e_server"
