@@ -26,6 +26,9 @@
 //! # }
 //! ```
 //!
+//! The same flow in an axum app, with progress pushed to the client and a graceful shutdown:
+//! `crates/socketlet/examples/jobs_axum.rs`.
+//!
 //! Rules the API keeps:
 //! - concurrency is bounded (jobs past the limit wait their turn, reported as queued);
 //! - a failure is reported the moment it happens, and never retried behind the caller's back;

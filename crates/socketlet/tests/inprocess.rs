@@ -744,6 +744,36 @@ async fn upgrade_from_polling_to_websocket() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn bad_v3_input_closes_the_session() {
+    let io = SocketIo::new();
+    // A length that runs past the end of the body.
+    let (client, _) = Polling::handshake(&io, 3).await;
+    let res = client.post("9:42[\"x\"]").await;
+    res.assert_engine_error(400, 3);
+    client.get().await.assert_engine_error(400, 1);
+    // A length that is not a number.
+    let (client, _) = Polling::handshake(&io, 3).await;
+    client.post("x:42").await.assert_engine_error(400, 3);
+    client.get().await.assert_engine_error(400, 1);
+    // A truncated XHR2 binary payload.
+    let (client, _) = Polling::handshake(&io, 3).await;
+    let req = request(
+        Method::POST,
+        &client.query(),
+        &[("content-type", "application/octet-stream")],
+        bytes::Bytes::from_static(&[1, 1, 0, 0xff, 4, 1]),
+    );
+    call(&io, req).await.assert_engine_error(400, 3);
+    client.get().await.assert_engine_error(400, 1);
+    // A JSONP index that is not a number.
+    let (client, _) = Polling::handshake(&io, 3).await;
+    let res = get(&io, &format!("{}&j=alert(1)", client.query())).await;
+    res.assert_engine_error(400, 3);
+    client.get().await.assert_engine_error(400, 1);
+    assert_eq!(io.engine().session_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_get_arriving_during_the_probe_is_answered_at_once() {
     // The race a browser hits: `3probe` goes out while no GET is parked, then the client's next
     // GET arrives. It must not be parked (the client waits for it before sending UPGRADE).
