@@ -122,15 +122,131 @@ impl<'a> Reader<'a> {
         Ok(l)
     }
 
-    fn line(&mut self) -> Result<&'a str, PickleError> {
+    /// The bytes up to the next newline (protocol 0 arguments), without it.
+    fn line_bytes(&mut self) -> Result<&'a [u8], PickleError> {
         let rest = self.data.get(self.pos..).unwrap_or_default();
         let n = rest
             .iter()
             .position(|b| *b == b'\n')
             .ok_or(PickleError::Malformed("unterminated line"))?;
         let line = self.take(n + 1)?;
-        std::str::from_utf8(&line[..n]).map_err(|_| PickleError::Malformed("bad text line"))
+        Ok(&line[..n])
     }
+
+    fn line(&mut self) -> Result<&'a str, PickleError> {
+        std::str::from_utf8(self.line_bytes()?).map_err(|_| PickleError::Malformed("bad text line"))
+    }
+}
+
+/// The argument of protocol 0's UNICODE: `raw-unicode-escape` text, i.e. Latin-1 bytes where
+/// `\uXXXX` and `\UXXXXXXXX` (after an odd run of backslashes) stand for other characters.
+/// Pickle writes backslashes and newlines as `\u005c` and `\u000a`; Python 2 narrow builds
+/// write characters beyond the BMP as surrogate pairs, joined here.
+fn raw_unicode_escape(b: &[u8]) -> Result<String, PickleError> {
+    let bad = PickleError::Malformed("bad UNICODE escape");
+    let mut out = String::with_capacity(b.len());
+    let mut high: Option<u32> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let run = b[i..].iter().take_while(|c| **c == b'\\').count();
+        let after = b.get(i + run).copied();
+        if run % 2 == 1 && matches!(after, Some(b'u' | b'U')) {
+            out.extend(std::iter::repeat_n('\\', run - 1));
+            let digits = if after == Some(b'u') { 4 } else { 8 };
+            let start = i + run + 1;
+            let hex = b.get(start..start + digits).ok_or(bad.clone())?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(bad);
+            }
+            let hex = std::str::from_utf8(hex).map_err(|_| bad.clone())?;
+            let code = u32::from_str_radix(hex, 16).map_err(|_| bad.clone())?;
+            i = start + digits;
+            match (high.take(), code) {
+                (None, 0xd800..=0xdbff) => high = Some(code),
+                (Some(h), 0xdc00..=0xdfff) => {
+                    let c = 0x10000 + ((h - 0xd800) << 10) + (code - 0xdc00);
+                    out.push(char::from_u32(c).ok_or(bad.clone())?);
+                }
+                (Some(_), _) => return Err(bad),
+                (None, c) => out.push(char::from_u32(c).ok_or(bad.clone())?),
+            }
+            continue;
+        }
+        if high.is_some() {
+            return Err(bad);
+        }
+        if run > 0 {
+            out.extend(std::iter::repeat_n('\\', run));
+            i += run;
+        } else {
+            out.push(char::from(b[i]));
+            i += 1;
+        }
+    }
+    if high.is_some() {
+        return Err(bad);
+    }
+    Ok(out)
+}
+
+/// The argument of protocol 0's STRING (Python 2's `str`): a quoted Python literal, unescaped as
+/// Python's `codecs.escape_decode` does.
+fn string_literal(line: &[u8]) -> Result<Vec<u8>, PickleError> {
+    let quoted =
+        line.len() >= 2 && line[0] == line[line.len() - 1] && (line[0] == b'\'' || line[0] == b'"');
+    if !quoted {
+        return Err(PickleError::Malformed("unquoted STRING"));
+    }
+    let s = &line[1..line.len() - 1];
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        i += 1;
+        if c != b'\\' {
+            out.push(c);
+            continue;
+        }
+        let e = *s
+            .get(i)
+            .ok_or(PickleError::Malformed("bad STRING escape"))?;
+        i += 1;
+        match e {
+            b'\n' => {}
+            b'\\' | b'\'' | b'"' => out.push(e),
+            b'a' => out.push(0x07),
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0c),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(0x0b),
+            b'0'..=b'7' => {
+                let mut v = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match s.get(i) {
+                        Some(d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push((v & 0xff) as u8);
+            }
+            b'x' => {
+                let byte = s
+                    .get(i..i + 2)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+                    .ok_or(PickleError::Malformed("bad STRING escape"))?;
+                out.push(byte);
+                i += 2;
+            }
+            other => out.extend([b'\\', other]),
+        }
+    }
+    Ok(out)
 }
 
 struct Machine {
@@ -300,6 +416,17 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
                 let b = r.take(n)?;
                 let s = std::str::from_utf8(b).map_err(|_| PickleError::Malformed("bad UTF-8"))?;
                 m.push(Py::Str(s.to_owned()));
+            }
+            // Protocol 0 text (Python 3's `str`, Python 2's `unicode`).
+            b'V' => {
+                let line = r.line_bytes()?;
+                m.push(Py::Str(raw_unicode_escape(line)?));
+            }
+            // Python 2 byte strings of protocol 0 (the default of Python 2's `pickle.dumps`):
+            // read as Latin-1 text, as for protocols 1 and 2 below.
+            b'S' => {
+                let b = string_literal(r.line_bytes()?)?;
+                m.push(Py::Str(b.iter().map(|c| char::from(*c)).collect()));
             }
             // Python 2 byte strings (protocols 1 and 2): read as Latin-1 text.
             b'U' | b'T' => {
@@ -545,12 +672,53 @@ mod tests {
     }
 
     #[test]
+    fn protocol_0_text() {
+        // pickle.dumps({'method': 'emit', 'event': 'news', 'data': ('h\xe9', 1,
+        // 'back\\slash \\u0041', 'two\nlines', '\U0001F600'), 'room': None}, protocol=0),
+        // as Python 3.11 writes it.
+        let p3 = b"(dp0\nVmethod\np1\nVemit\np2\nsVevent\np3\nVnews\np4\nsVdata\np5\n(Vh\xe9\np6\nI1\nVback\\u005cslash \\u005cu0041\np7\nVtwo\\u000alines\np8\nV\\U0001f600\np9\ntp10\nsVroom\np11\nNs.";
+        let mut bins = Vec::new();
+        assert_eq!(
+            loads(p3).unwrap().to_json(&mut bins).unwrap(),
+            json!({"method": "emit", "event": "news", "room": null,
+                   "data": ["h\u{e9}", 1, "back\\slash \\u0041", "two\nlines", "\u{1F600}"]})
+        );
+        // Python 2.7's pickle.dumps({'method': 'emit', 'data': (u'h\xe9\U0001F600', 'it\'s\n\x00\\')})
+        // (protocol 0, a narrow build: the emoji as a surrogate pair).
+        let p2 = b"(dp0\nS'method'\np1\nS'emit'\np2\nsS'data'\np3\n(Vh\xe9\\ud83d\\ude00\np4\nS\"it's\\n\\x00\\\\\"\np5\ntp6\ns.";
+        assert_eq!(
+            loads(p2).unwrap().to_json(&mut bins).unwrap(),
+            json!({"method": "emit", "data": ["h\u{e9}\u{1F600}", "it's\n\u{0}\\"]})
+        );
+        for bad in [
+            &b"S'unterminated\n."[..],
+            b"Sbare\n.",
+            b"S'\\x4'\n.",
+            b"V\\u12\n.",
+            b"V\\ud83d\n.",
+            b"V\\ude00x\\ud83d\n.",
+            b"V\\U00110000\n.",
+            b"V\\u+123\n.",
+        ] {
+            assert!(loads(bad).is_err(), "{bad:?}");
+        }
+        // An escaped backslash before `u` is no escape.
+        assert_eq!(
+            loads(b"V\\\\u0041\n.").unwrap(),
+            Py::Str("\\\\u0041".into())
+        );
+    }
+
+    #[test]
     fn code_execution_is_refused() {
         // The classic: pickle of an object whose __reduce__ returns (os.system, ('touch x',)).
         let evil = b"\x80\x04\x95\x22\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06system\x94\x93\x94\x8c\x07touch x\x94\x85\x94R\x94.";
         assert_eq!(loads(evil), Err(PickleError::Forbidden("STACK_GLOBAL")));
         let evil0 = b"cos\nsystem\n(S'touch x'\ntR.";
         assert_eq!(loads(evil0), Err(PickleError::Forbidden("GLOBAL")));
+        // The same in a protocol 0 message as Python 3 writes it: refused at GLOBAL.
+        let evil_msg0 = b"(dp0\nVmethod\np1\nVemit\np2\nsVdata\np3\ncposix\nsystem\np4\n(Vtouch x\np5\ntp6\nRp7\ns.";
+        assert_eq!(loads(evil_msg0), Err(PickleError::Forbidden("GLOBAL")));
         assert_eq!(
             loads(b"\x80\x04N\x81."),
             Err(PickleError::Forbidden("NEWOBJ"))
