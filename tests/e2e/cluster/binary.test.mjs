@@ -1,5 +1,5 @@
 // The documentation, run: three `socketlet --redis URL --python-channel socketio` nodes (the real
-// binary) behind the nginx block of SCALING.md, taken from the file itself (only the upstream
+// binary) behind the nginx block of the README, taken from the file itself (only the upstream
 // addresses and the listen address are replaced), and python-socketio's RedisManager publishing to
 // them. The binary's demo events are used: `join` (acks the rooms) and `chat` ({room, text}, sent
 // to the room as `chat` {room, from, text, at}).
@@ -16,14 +16,14 @@ import { Env, HERE, PY5, ack, freePort, python, record, sleep, until } from "./h
 const ROOM = "lobby";
 const GRACE_MS = 500;
 
-/** The ```nginx block of SCALING.md, pointed at `ports` and listening on 127.0.0.1:`listen`. */
+/** The ```nginx block of the README, pointed at `ports` and listening on 127.0.0.1:`listen`. */
 function documentedConfig(ports, listen) {
-  const doc = readFileSync(join(HERE, "SCALING.md"), "utf8");
+  const doc = readFileSync(join(HERE, "..", "..", "..", "README.md"), "utf8");
   const m = /```nginx\n([\s\S]*?)```/.exec(doc);
-  assert.ok(m, "SCALING.md has an nginx block");
+  assert.ok(m, "the README has an nginx block");
   let conf = m[1];
   const servers = conf.match(/^\s*server \d+\.\d+\.\d+\.\d+:\d+;$/gm) ?? [];
-  assert.equal(servers.length, ports.length, "one upstream server line per node in SCALING.md");
+  assert.equal(servers.length, ports.length, "one upstream server line per node in the README");
   servers.forEach((line, i) => {
     conf = conf.replace(line, line.replace(/\d+\.\d+\.\d+\.\d+:\d+/, `127.0.0.1:${ports[i]}`));
   });
@@ -33,7 +33,7 @@ function documentedConfig(ports, listen) {
 }
 
 describe(
-  "the socketlet binary: three nodes with --redis behind SCALING.md's nginx block",
+  "the socketlet binary: three nodes with --redis behind the README's nginx block",
   { timeout: 90000 },
   () => {
     const env = new Env();
