@@ -9,8 +9,9 @@
 #   6. python-socketio 4.5.1 and 4.6.1 (Engine.IO v3) and a mixed-generation room, tests/e2e/python4
 #   7. headless Chromium: JSONP polling with socket.io-client 2.x, and the VM console, tests/e2e/browser
 #   8. Redis clusters: nginx, Node's redis-adapter and emitter, python-socketio's queue, faults, tests/e2e/cluster
+#   9. the benchmark harness in smoke mode (tiny numbers, socketlet only: the scenarios complete), bench/
 # Environment:
-#   SOCKETLET_SKIP_E2E=1  skip steps 4 to 8 (quick local runs; never set in CI)
+#   SOCKETLET_SKIP_E2E=1  skip steps 4 to 9 (quick local runs; never set in CI)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -81,11 +82,11 @@ show_server_logs() {
 command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust: https://rustup.rs)"
 
 # ---------------------------------------------------------------------------------------------
-step "1/8 cargo test --workspace --all-features"
+step "1/9 cargo test --workspace --all-features"
 cargo test --workspace --all-features
 
 # ---------------------------------------------------------------------------------------------
-step "2/8 sans-I/O crates must not depend on tokio, hyper, tungstenite or tokio-tungstenite"
+step "2/9 sans-I/O crates must not depend on tokio, hyper, tungstenite or tokio-tungstenite"
 for crate in "${SANS_IO_CRATES[@]}"; do
   # --all-features: an optional (feature-gated) dependency counts too.
   tree="$(cargo tree -p "$crate" -e normal --prefix none --all-features)"
@@ -98,7 +99,7 @@ for crate in "${SANS_IO_CRATES[@]}"; do
 done
 
 # ---------------------------------------------------------------------------------------------
-step "3/8 cargo build -p socketlet --example e2e_server -p socketlet-cli --bin socketlet"
+step "3/9 cargo build -p socketlet --example e2e_server -p socketlet-cli --bin socketlet"
 cargo build -p socketlet --example e2e_server -p socketlet-cli --bin socketlet
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
@@ -112,7 +113,7 @@ export SOCKETLET_BIN
 echo "SOCKETLET_BIN=$SOCKETLET_BIN"
 
 if [ "${SOCKETLET_SKIP_E2E:-}" = 1 ]; then
-  step "4/8 to 8/8 e2e suites SKIPPED (SOCKETLET_SKIP_E2E=1)"
+  step "4/9 to 9/9 e2e suites SKIPPED (SOCKETLET_SKIP_E2E=1)"
   CURRENT_STEP=""
   exit 0
 fi
@@ -121,7 +122,7 @@ rm -rf "$ARTIFACTS"
 mkdir -p "$ARTIFACTS"
 
 # ---------------------------------------------------------------------------------------------
-step "4/8 e2e: official Node client (socket.io-client), tests/e2e/node"
+step "4/9 e2e: official Node client (socket.io-client), tests/e2e/node"
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm
 fi
@@ -154,7 +155,7 @@ if ! (cd "$NODE_DIR" && with_limit node "${node_test_flags[@]}" "${node_test_fil
 fi
 
 # ---------------------------------------------------------------------------------------------
-step "5/8 e2e: official Python client (python-socketio), tests/e2e/python"
+step "5/9 e2e: official Python client (python-socketio), tests/e2e/python"
 if ! command -v python3 >/dev/null 2>&1; then
   apt_install python3 python3-venv
 fi
@@ -184,16 +185,20 @@ if ! (cd "$PY_DIR" && with_limit "$VENV/bin/python" -m pytest -q); then
 fi
 
 # ---------------------------------------------------------------------------------------------
-step "6/8 e2e: python-socketio 4.5.1 and 4.6.1 (Engine.IO v3), mixed room, tests/e2e/python4"
+step "6/9 e2e: python-socketio 4.5.1 and 4.6.1 (Engine.IO v3), mixed room, tests/e2e/python4"
 bash "$E2E_DIR/python4/run.sh" || die "the python-socketio 4.x e2e suite failed"
 
 # ---------------------------------------------------------------------------------------------
-step "7/8 e2e: headless Chromium (JSONP polling, VM console), tests/e2e/browser"
+step "7/9 e2e: headless Chromium (JSONP polling, VM console), tests/e2e/browser"
 bash "$E2E_DIR/browser/run.sh" || die "the browser e2e tests failed"
 
 # ---------------------------------------------------------------------------------------------
-step "8/8 e2e: Redis clusters (nginx, Node redis-adapter and emitter, python-socketio queue), tests/e2e/cluster"
+step "8/9 e2e: Redis clusters (nginx, Node redis-adapter and emitter, python-socketio queue), tests/e2e/cluster"
 bash "$E2E_DIR/cluster/run.sh" || die "the cluster e2e suite failed"
+
+# ---------------------------------------------------------------------------------------------
+step "9/9 benchmark harness, smoke mode (bench/run.sh --smoke)"
+bash "$ROOT/bench/run.sh" --smoke || die "the benchmark smoke run failed"
 
 CURRENT_STEP=""
 printf '\nAll tests passed.\n'

@@ -1,0 +1,183 @@
+//! Socket.IO clients of the generator: over WebSocket, over long-polling, and upgraded from
+//! polling to WebSocket.
+
+use crate::http::HttpConn;
+use crate::net::Target;
+use crate::proto::{classify, parse_open, Incoming, EIO_PATH, SEPARATOR};
+use crate::BoxError;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+/// A WebSocket connection to the server.
+pub(crate) type Ws = WebSocketStream<TcpStream>;
+
+fn ws_config() -> WebSocketConfig {
+    // Small buffers: the generator holds up to tens of thousands of connections.
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
+/// Opens the Engine.IO WebSocket transport (joining session `sid` when upgrading).
+pub(crate) async fn open_ws(target: &Target, sid: Option<&str>) -> Result<Ws, BoxError> {
+    let stream = target.connect().await?;
+    let url = match sid {
+        Some(sid) => format!(
+            "ws://{}{EIO_PATH}&transport=websocket&sid={sid}",
+            target.host()
+        ),
+        None => format!("ws://{}{EIO_PATH}&transport=websocket", target.host()),
+    };
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config())).await?;
+    Ok(ws)
+}
+
+/// Sends one text frame.
+pub(crate) async fn send(ws: &mut Ws, text: String) -> Result<(), BoxError> {
+    ws.send(Message::text(text)).await?;
+    Ok(())
+}
+
+/// The next text frame; `None` when the connection ended.
+pub(crate) async fn recv(ws: &mut Ws) -> Result<Option<Utf8Bytes>, BoxError> {
+    loop {
+        match ws.next().await {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(Message::Text(t))) => return Ok(Some(t)),
+            Some(Ok(Message::Close(_))) => return Ok(None),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Handles a frame that needs no one's attention (PING gets its PONG). Returns what it is.
+pub(crate) async fn answer(ws: &mut Ws, text: &str) -> Result<Incoming, BoxError> {
+    let kind = classify(text);
+    if kind == Incoming::Ping {
+        send(ws, "3".to_owned()).await?;
+    }
+    Ok(kind)
+}
+
+/// Waits for the Socket.IO CONNECT answer on `/`.
+async fn await_connected(ws: &mut Ws) -> Result<(), BoxError> {
+    loop {
+        let text = recv(ws).await?.ok_or("closed before CONNECT")?;
+        match answer(ws, &text).await? {
+            Incoming::Connected => return Ok(()),
+            Incoming::ConnectError => return Err(format!("CONNECT refused: {:.80}", &*text).into()),
+            _ => {}
+        }
+    }
+}
+
+/// A Socket.IO client connected to `/` over WebSocket directly.
+pub(crate) async fn connect_ws(target: &Target) -> Result<Ws, BoxError> {
+    let mut ws = open_ws(target, None).await?;
+    let open = recv(&mut ws).await?.ok_or("closed before OPEN")?;
+    parse_open(&open)?;
+    send(&mut ws, "40".to_owned()).await?;
+    await_connected(&mut ws).await?;
+    Ok(ws)
+}
+
+/// A long-polling session: its query path (with the sid).
+#[derive(Debug, Clone)]
+pub(crate) struct PollingSession {
+    /// `/socket.io/?EIO=4&transport=polling&sid=...`.
+    pub(crate) path: String,
+    /// The Engine.IO session id.
+    pub(crate) sid: String,
+}
+
+/// The Engine.IO polling handshake alone (one GET); returns the session.
+pub(crate) async fn polling_handshake(conn: &mut HttpConn) -> Result<PollingSession, BoxError> {
+    let body = conn
+        .get(&format!("{EIO_PATH}&transport=polling"))
+        .await?
+        .text_ok()?;
+    let first = body.split(SEPARATOR).next().unwrap_or("");
+    let sid = parse_open(first)?;
+    Ok(PollingSession {
+        path: format!("{EIO_PATH}&transport=polling&sid={sid}"),
+        sid,
+    })
+}
+
+impl PollingSession {
+    /// POSTs `body` (packets joined by the separator); the answer must be `ok`.
+    pub(crate) async fn post(&self, conn: &mut HttpConn, body: &str) -> Result<(), BoxError> {
+        let text = conn.post(&self.path, body).await?.text_ok()?;
+        if !text.eq_ignore_ascii_case("ok") {
+            return Err(format!("POST answered {text:.80}").into());
+        }
+        Ok(())
+    }
+
+    /// One GET: the packets it carries.
+    pub(crate) async fn get(&self, conn: &mut HttpConn) -> Result<Vec<String>, BoxError> {
+        let text = conn.get(&self.path).await?.text_ok()?;
+        Ok(text.split(SEPARATOR).map(str::to_owned).collect())
+    }
+
+    /// One GET; PINGs in it are answered with a POST on the same connection. Returns the
+    /// packets that are not PINGs.
+    pub(crate) async fn get_answering(&self, conn: &mut HttpConn) -> Result<Vec<String>, BoxError> {
+        let packets = self.get(conn).await?;
+        if packets.iter().any(|p| classify(p) == Incoming::Ping) {
+            self.post(conn, "3").await?;
+        }
+        Ok(packets
+            .into_iter()
+            .filter(|p| classify(p) != Incoming::Ping)
+            .collect())
+    }
+}
+
+/// A Socket.IO client connected to `/` over long-polling (handshake, CONNECT, its answer), all
+/// on `conn`.
+pub(crate) async fn connect_polling(conn: &mut HttpConn) -> Result<PollingSession, BoxError> {
+    let session = polling_handshake(conn).await?;
+    session.post(conn, "40").await?;
+    loop {
+        for p in session.get_answering(conn).await? {
+            match classify(&p) {
+                Incoming::Connected => return Ok(session),
+                Incoming::ConnectError => return Err(format!("CONNECT refused: {p:.80}").into()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A Socket.IO client connected over polling, then upgraded to WebSocket (probe, UPGRADE).
+pub(crate) async fn connect_upgrade(target: &Target) -> Result<Ws, BoxError> {
+    let mut conn = HttpConn::new(target.clone());
+    let session = connect_polling(&mut conn).await?;
+    let mut ws = open_ws(target, Some(&session.sid)).await?;
+    send(&mut ws, "2probe".to_owned()).await?;
+    loop {
+        let text = recv(&mut ws).await?.ok_or("closed during the probe")?;
+        if answer(&mut ws, &text).await? == Incoming::Probe {
+            break;
+        }
+    }
+    send(&mut ws, "5".to_owned()).await?;
+    Ok(ws)
+}
+
+/// Sends one `echo` with ack id `id` and waits for its ack (answering PINGs meanwhile).
+pub(crate) async fn echo_once(ws: &mut Ws, id: u64, payload: &str) -> Result<(), BoxError> {
+    send(ws, crate::proto::echo_packet(id, payload)).await?;
+    loop {
+        let text = recv(ws).await?.ok_or("closed while waiting for an ack")?;
+        if answer(ws, &text).await? == Incoming::Ack(id) {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! TCP connections to the server under test: several source addresses, `SO_LINGER=0`, no Nagle.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Where the server listens, and the source addresses to connect from.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    addr: SocketAddr,
+    host: String,
+    sources: Vec<Ipv4Addr>,
+    next: AtomicUsize,
+}
+
+impl Target {
+    /// A server at `addr` (loopback only), connected to from `sources` addresses
+    /// 127.0.0.1, 127.0.0.2, ... in turn (each gives about 28k ports).
+    pub(crate) fn new(addr: SocketAddr, sources: usize) -> io::Result<Target> {
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the load generator only loads servers on 127.0.0.0/8",
+            ));
+        }
+        let n = sources.clamp(1, 250) as u8;
+        let sources = (1..=n).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+        Ok(Target {
+            inner: Arc::new(Inner {
+                addr,
+                host: addr.to_string(),
+                sources,
+                next: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// `host:port`, for the `Host` header and URLs.
+    pub(crate) fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// Opens a connection from the next source address. Closing it later sends a RST, so no
+    /// TIME_WAIT socket is left behind.
+    pub(crate) async fn connect(&self) -> io::Result<TcpStream> {
+        let socket = TcpSocket::new_v4()?;
+        socket.set_zero_linger()?;
+        socket.set_nodelay(true)?;
+        if self.inner.sources.len() > 1 {
+            let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.sources.len();
+            socket.bind(SocketAddr::new(IpAddr::V4(self.inner.sources[i]), 0))?;
+        }
+        socket.connect(self.inner.addr).await
+    }
+}
+
+/// Writes all of `data`.
+pub(crate) async fn write_all(stream: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what is available (waiting for at least one byte) and appends it to `buf`; 0 is EOF.
+pub(crate) async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        stream.readable().await?;
+        match stream.try_read(&mut chunk) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,841 @@
+//! `report`: turns a directory of JSON results into `REPORT.md` and SVG plots.
+
+use crate::stats::RunResult;
+use crate::svg;
+use crate::BoxError;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// The parameters.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ReportArgs {
+    /// Directory of results: `<server>/<cell>-<rep>.json`, `<server>/version.txt`.
+    #[arg(long)]
+    raw: PathBuf,
+    /// Where to write REPORT.md and the SVG files.
+    #[arg(long)]
+    out: PathBuf,
+    /// When the runs were made (shown as is).
+    #[arg(long, default_value = "")]
+    date: String,
+    /// `full` or `smoke`.
+    #[arg(long, default_value = "full")]
+    mode: String,
+    /// The command that produced the results (shown as is).
+    #[arg(long, default_value = "bench/run.sh")]
+    command: String,
+}
+
+/// Servers in the order of the tables; socketlet first, its ratios to every other one.
+const ORDER: &[&str] = &["socketlet", "socketioxide", "node", "python"];
+const SUBJECT: &str = "socketlet";
+
+struct Row {
+    cell: &'static str,
+    metric: &'static str,
+    label: &'static str,
+}
+
+struct Section {
+    title: &'static str,
+    intro: &'static str,
+    rows: &'static [Row],
+}
+
+const fn row(cell: &'static str, metric: &'static str, label: &'static str) -> Row {
+    Row {
+        cell,
+        metric,
+        label,
+    }
+}
+
+const SECTIONS: &[Section] = &[
+    Section {
+        title: "1. Idle connections",
+        intro:
+            "RSS growth of the server (VmRSS) once N more clients are connected and the RSS has \
+                settled, divided by N (after 100 warm-up connections). Polling clients are \
+                Socket.IO-connected and keep one GET pending.",
+        rows: &[
+            row(
+                "idle-ws-1k",
+                "rss_per_conn_kib",
+                "WebSocket, 1k: RSS per connection (KiB)",
+            ),
+            row(
+                "idle-ws-10k",
+                "rss_per_conn_kib",
+                "WebSocket, 10k: RSS per connection (KiB)",
+            ),
+            row(
+                "idle-polling-1k",
+                "rss_per_conn_kib",
+                "polling, 1k: RSS per session (KiB)",
+            ),
+            row(
+                "idle-polling-10k",
+                "rss_per_conn_kib",
+                "polling, 10k: RSS per session (KiB)",
+            ),
+            row(
+                "idle-ws-10k",
+                "per_sec",
+                "WebSocket, 10k: connects/s while filling",
+            ),
+            row(
+                "idle-ws-10k",
+                "server_cpu_us_per_op",
+                "WebSocket, 10k: server CPU per connect (us)",
+            ),
+        ],
+    },
+    Section {
+        title: "2. Connection rate",
+        intro: "64 handshakes in flight. WebSocket: TCP connect, upgrade, OPEN, CONNECT and its \
+                answer (kept open). Polling: the Engine.IO handshake GET on 64 keep-alive \
+                connections. Upgrade: Socket.IO connect over polling (3 requests) then the \
+                WebSocket upgrade (probe, UPGRADE), kept open.",
+        rows: &[
+            row("connect-ws", "per_sec", "WebSocket connects/s"),
+            row(
+                "connect-ws",
+                "server_cpu_us_per_op",
+                "WebSocket: server CPU per connect (us)",
+            ),
+            row(
+                "connect-ws",
+                "connect_p99_ms",
+                "WebSocket: connect p99 (ms)",
+            ),
+            row(
+                "connect-ws",
+                "rss_per_op_kib",
+                "WebSocket: RSS per kept connection (KiB)",
+            ),
+            row("connect-polling", "per_sec", "polling handshakes/s"),
+            row(
+                "connect-polling",
+                "server_cpu_us_per_op",
+                "polling: server CPU per handshake (us)",
+            ),
+            row(
+                "connect-polling",
+                "connect_p99_ms",
+                "polling: handshake p99 (ms)",
+            ),
+            row(
+                "connect-polling",
+                "rss_per_op_kib",
+                "polling: RSS per pending session, no connection held (KiB)",
+            ),
+            row("connect-upgrade", "per_sec", "polling + upgrade connects/s"),
+            row(
+                "connect-upgrade",
+                "server_cpu_us_per_op",
+                "polling + upgrade: server CPU per connect (us)",
+            ),
+            row(
+                "connect-upgrade",
+                "connect_p99_ms",
+                "polling + upgrade: connect p99 (ms)",
+            ),
+        ],
+    },
+    Section {
+        title: "3. Echo with ack (WebSocket)",
+        intro:
+            "Closed loop: 1k clients, each sends 100 echos one after the other (one in flight per \
+                client). Open loop: 1k clients x 10 echos/s for 8 s on a fixed, evenly phased schedule; \
+                latency is timed from the scheduled send time.",
+        rows: &[
+            row(
+                "echo-max",
+                "server_cpu_us_per_op",
+                "closed loop: server CPU per ack (us)",
+            ),
+            row(
+                "echo-max",
+                "gen_cpu_us_per_op",
+                "closed loop: generator CPU per ack (us)",
+            ),
+            row("echo-max", "per_sec", "closed loop: acks/s"),
+            row("echo-max", "rtt_p50_ms", "closed loop: round trip p50 (ms)"),
+            row("echo-max", "rtt_p99_ms", "closed loop: round trip p99 (ms)"),
+            row(
+                "echo-rate",
+                "latency_p50_ms",
+                "open loop 10k/s: latency p50 (ms)",
+            ),
+            row(
+                "echo-rate",
+                "latency_p99_ms",
+                "open loop 10k/s: latency p99 (ms)",
+            ),
+            row(
+                "echo-rate",
+                "latency_p999_ms",
+                "open loop 10k/s: latency p99.9 (ms)",
+            ),
+            row(
+                "echo-rate",
+                "latency_max_ms",
+                "open loop 10k/s: latency max (ms)",
+            ),
+            row(
+                "echo-rate",
+                "server_cpu_us_per_op",
+                "open loop 10k/s: server CPU per ack (us)",
+            ),
+            row(
+                "echo-rate",
+                "send_lag_p99_ms",
+                "open loop 10k/s: generator send lag p99 (ms, included above)",
+            ),
+        ],
+    },
+    Section {
+        title: "4. Broadcast fan-out (WebSocket)",
+        intro:
+            "One client sends `broadcast` (with an ack), one round at a time; the server emits to \
+                every socket (sender included). Times are from the send to the first and the last \
+                delivery as the generator reads them (median over rounds).",
+        rows: &[
+            row(
+                "broadcast-1k",
+                "server_cpu_us_per_op",
+                "1k sockets: server CPU per delivery (us)",
+            ),
+            row(
+                "broadcast-1k",
+                "gen_cpu_us_per_op",
+                "1k sockets: generator CPU per delivery (us)",
+            ),
+            row(
+                "broadcast-1k",
+                "first_ms",
+                "1k sockets: first delivery (ms)",
+            ),
+            row("broadcast-1k", "last_ms", "1k sockets: last delivery (ms)"),
+            row(
+                "broadcast-10k",
+                "server_cpu_us_per_op",
+                "10k sockets: server CPU per delivery (us)",
+            ),
+            row(
+                "broadcast-10k",
+                "gen_cpu_us_per_op",
+                "10k sockets: generator CPU per delivery (us)",
+            ),
+            row(
+                "broadcast-10k",
+                "first_ms",
+                "10k sockets: first delivery (ms)",
+            ),
+            row(
+                "broadcast-10k",
+                "last_ms",
+                "10k sockets: last delivery (ms)",
+            ),
+        ],
+    },
+    Section {
+        title: "5. Long-polling request throughput",
+        intro: "64 polling clients; each runs 500 echo round trips with a GET pending on one \
+                connection while the event is POSTed on another (2 or more requests per echo).",
+        rows: &[
+            row("polling-echo", "per_sec", "requests/s"),
+            row(
+                "polling-echo",
+                "server_cpu_us_per_op",
+                "server CPU per request (us)",
+            ),
+            row(
+                "polling-echo",
+                "gen_cpu_us_per_op",
+                "generator CPU per request (us)",
+            ),
+            row("polling-echo", "rtt_p50_ms", "echo round trip p50 (ms)"),
+            row("polling-echo", "rtt_p99_ms", "echo round trip p99 (ms)"),
+        ],
+    },
+];
+
+/// The median and spread of one figure over the ok runs of a cell.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+    n: usize,
+}
+
+struct Data {
+    runs: Vec<RunResult>,
+    servers: Vec<String>,
+    versions: BTreeMap<String, String>,
+}
+
+impl Data {
+    fn runs_of<'a>(
+        &'a self,
+        cell: &'a str,
+        server: &'a str,
+    ) -> impl Iterator<Item = &'a RunResult> {
+        self.runs
+            .iter()
+            .filter(move |r| r.cell == cell && r.server == server)
+    }
+
+    fn stat(&self, cell: &str, server: &str, metric: &str) -> Option<Stat> {
+        let mut v: Vec<f64> = self
+            .runs_of(cell, server)
+            .filter(|r| r.ok)
+            .filter_map(|r| r.metrics.get(metric).copied())
+            .filter(|x| x.is_finite())
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Stat {
+            median,
+            min: v[0],
+            max: v[n - 1],
+            n,
+        })
+    }
+
+    fn median(&self, cell: &str, server: &str, metric: &str) -> Option<f64> {
+        self.stat(cell, server, metric).map(|s| s.median)
+    }
+
+    fn cell_text(&self, cell: &str, server: &str, metric: &str) -> String {
+        let total = self.runs_of(cell, server).count();
+        let ok = self.runs_of(cell, server).filter(|r| r.ok).count();
+        if total == 0 {
+            return "-".to_owned();
+        }
+        if ok == 0 {
+            return "failed (see below)".to_owned();
+        }
+        let Some(s) = self.stat(cell, server, metric) else {
+            return "-".to_owned();
+        };
+        let mut t = if s.n > 1 {
+            format!("{} ({}-{})", num(s.median), num(s.min), num(s.max))
+        } else {
+            num(s.median)
+        };
+        if ok < total {
+            let _ = write!(t, " [{ok}/{total} runs ok]");
+        }
+        t
+    }
+}
+
+fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn load(raw: &Path) -> Result<Data, BoxError> {
+    let mut runs = Vec::new();
+    let mut versions = BTreeMap::new();
+    for entry in std::fs::read_dir(raw)? {
+        let dir = entry?.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let server = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Ok(v) = std::fs::read_to_string(dir.join("version.txt")) {
+            versions.insert(server.clone(), v.trim().to_owned());
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f)?;
+            match serde_json::from_str::<RunResult>(&text) {
+                Ok(r) => runs.push(r),
+                Err(e) => eprintln!("skipping {}: {e}", f.display()),
+            }
+        }
+    }
+    let mut servers: Vec<String> = Vec::new();
+    for s in ORDER {
+        if runs.iter().any(|r| r.server == *s) {
+            servers.push((*s).to_owned());
+        }
+    }
+    for r in &runs {
+        if !servers.contains(&r.server) {
+            servers.push(r.server.clone());
+        }
+    }
+    Ok(Data {
+        runs,
+        servers,
+        versions,
+    })
+}
+
+fn machine() -> Vec<(String, String)> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let mem = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "unknown".to_owned());
+    vec![
+        (
+            "processors (nproc)".to_owned(),
+            crate::procfs::cpus().to_string(),
+        ),
+        ("CPU".to_owned(), model),
+        ("memory".to_owned(), mem),
+        (
+            "kernel".to_owned(),
+            read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        ),
+    ]
+}
+
+fn ratio_text(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".to_owned(),
+    }
+}
+
+struct Target {
+    what: &'static str,
+    cell: &'static str,
+    metric: &'static str,
+    /// (peer, bound on socketlet / peer, true when the ratio must be at most the bound)
+    ratio: Option<(&'static str, f64, bool)>,
+    /// An absolute bound on socketlet's figure (at most).
+    absolute: Option<f64>,
+}
+
+const TARGETS: &[Target] = &[
+    Target {
+        what: "RSS per idle WebSocket connection at 10k <= 6 KiB",
+        cell: "idle-ws-10k",
+        metric: "rss_per_conn_kib",
+        ratio: None,
+        absolute: Some(6.0),
+    },
+    Target {
+        what: "... and < 0.25x socketioxide's",
+        cell: "idle-ws-10k",
+        metric: "rss_per_conn_kib",
+        ratio: Some(("socketioxide", 0.25, true)),
+        absolute: None,
+    },
+    Target {
+        what: "... and < 0.5x Node's",
+        cell: "idle-ws-10k",
+        metric: "rss_per_conn_kib",
+        ratio: Some(("node", 0.5, true)),
+        absolute: None,
+    },
+    Target {
+        what: "server CPU per echo with ack <= 0.75x socketioxide's",
+        cell: "echo-max",
+        metric: "server_cpu_us_per_op",
+        ratio: Some(("socketioxide", 0.75, true)),
+        absolute: None,
+    },
+    Target {
+        what: "... and < 0.25x Node's",
+        cell: "echo-max",
+        metric: "server_cpu_us_per_op",
+        ratio: Some(("node", 0.25, true)),
+        absolute: None,
+    },
+    Target {
+        what: "server CPU per broadcast delivery (1k) <= 0.6x socketioxide's",
+        cell: "broadcast-1k",
+        metric: "server_cpu_us_per_op",
+        ratio: Some(("socketioxide", 0.6, true)),
+        absolute: None,
+    },
+    Target {
+        what: "server CPU per broadcast delivery (10k) <= 0.6x socketioxide's",
+        cell: "broadcast-10k",
+        metric: "server_cpu_us_per_op",
+        ratio: Some(("socketioxide", 0.6, true)),
+        absolute: None,
+    },
+    Target {
+        what: "WebSocket connects/s >= 1.2x socketioxide's",
+        cell: "connect-ws",
+        metric: "per_sec",
+        ratio: Some(("socketioxide", 1.2, false)),
+        absolute: None,
+    },
+    Target {
+        what: "polling handshakes/s >= 1.5x socketioxide's",
+        cell: "connect-polling",
+        metric: "per_sec",
+        ratio: Some(("socketioxide", 1.5, false)),
+        absolute: None,
+    },
+    Target {
+        what: "RSS per pending polling session (handshakes only, as in the reference) <= 3 KiB",
+        cell: "connect-polling",
+        metric: "rss_per_op_kib",
+        ratio: None,
+        absolute: Some(3.0),
+    },
+    Target {
+        what: "RSS per pending polling session with its GET and connection held (10k) <= 3 KiB",
+        cell: "idle-polling-10k",
+        metric: "rss_per_conn_kib",
+        ratio: None,
+        absolute: Some(3.0),
+    },
+    Target {
+        what: "open-loop echo p99 < 2 ms at 1k clients x 10/s",
+        cell: "echo-rate",
+        metric: "latency_p99_ms",
+        ratio: None,
+        absolute: Some(2.0),
+    },
+];
+
+fn targets(data: &Data, md: &mut String) {
+    let _ = writeln!(md, "| target (issue 5) | socketlet | peer | ratio | met? |");
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+    for t in TARGETS {
+        let ours = data.median(t.cell, SUBJECT, t.metric);
+        let (peer_text, ratio_cell, met) = match t.ratio {
+            Some((peer, bound, at_most)) => {
+                let theirs = data.median(t.cell, peer, t.metric);
+                let met = match (ours, theirs) {
+                    (Some(a), Some(b)) if b > 0.0 => Some(if at_most {
+                        a / b <= bound
+                    } else {
+                        a / b >= bound
+                    }),
+                    _ => None,
+                };
+                (
+                    format!("{peer}: {}", theirs.map_or("-".to_owned(), num)),
+                    ratio_text(ours, theirs),
+                    met,
+                )
+            }
+            None => (
+                "-".to_owned(),
+                "-".to_owned(),
+                match (ours, t.absolute) {
+                    (Some(a), Some(bound)) => Some(a <= bound),
+                    _ => None,
+                },
+            ),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            t.what,
+            ours.map_or("-".to_owned(), num),
+            peer_text,
+            ratio_cell,
+            match met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "not measured",
+            }
+        );
+    }
+}
+
+fn plots(data: &Data, out: &Path) -> Result<Vec<(String, String)>, BoxError> {
+    let mut written = Vec::new();
+    // Open-loop latency percentiles: the run with the median p99 of each server.
+    let mut series = Vec::new();
+    for s in &data.servers {
+        let mut runs: Vec<&RunResult> = data
+            .runs_of("echo-rate", s)
+            .filter(|r| r.ok && !r.latency_curve.is_empty())
+            .collect();
+        runs.sort_by(|a, b| {
+            let p = |r: &RunResult| r.metrics.get("latency_p99_ms").copied().unwrap_or(0.0);
+            p(a).total_cmp(&p(b))
+        });
+        if let Some(r) = runs.get(runs.len() / 2) {
+            let points = r
+                .latency_curve
+                .iter()
+                .filter(|(q, _)| *q >= 0.5 && *q < 1.0)
+                .map(|(q, ms)| (-(1.0 - q).log10(), *ms))
+                .collect();
+            series.push(svg::Series {
+                name: s.clone(),
+                points,
+            });
+        }
+    }
+    if !series.is_empty() {
+        let ticks: Vec<(f64, String)> = [
+            (0.5, "p50"),
+            (0.9, "p90"),
+            (0.99, "p99"),
+            (0.999, "p99.9"),
+            (0.9999, "p99.99"),
+        ]
+        .iter()
+        .map(|(q, l)| (-(1.0f64 - q).log10(), (*l).to_owned()))
+        .collect();
+        let chart = svg::lines(
+            "Echo latency, open loop, 1k clients x 10/s (from the scheduled send)",
+            "percentile",
+            "latency (ms, log scale)",
+            &ticks,
+            &series,
+        );
+        std::fs::write(out.join("latency.svg"), chart)?;
+        written.push((
+            "latency.svg".to_owned(),
+            "open-loop echo latency percentiles".to_owned(),
+        ));
+    }
+    // Memory per connection.
+    let groups = [
+        ("idle-ws-1k", "WebSocket 1k"),
+        ("idle-ws-10k", "WebSocket 10k"),
+        ("idle-polling-1k", "polling 1k"),
+        ("idle-polling-10k", "polling 10k"),
+    ];
+    let values: Vec<Vec<Option<f64>>> = data
+        .servers
+        .iter()
+        .map(|s| {
+            groups
+                .iter()
+                .map(|(c, _)| data.median(c, s, "rss_per_conn_kib"))
+                .collect()
+        })
+        .collect();
+    if values.iter().flatten().any(Option::is_some) {
+        let labels: Vec<String> = groups.iter().map(|(_, l)| (*l).to_owned()).collect();
+        let chart = svg::bars(
+            "Server RSS per idle connection (KiB, median)",
+            "KiB per connection",
+            &labels,
+            &data.servers,
+            &values,
+            false,
+        );
+        std::fs::write(out.join("rss.svg"), chart)?;
+        written.push(("rss.svg".to_owned(), "RSS per idle connection".to_owned()));
+    }
+    // Server CPU per operation.
+    let groups = [
+        ("echo-max", "echo ack"),
+        ("broadcast-1k", "delivery 1k"),
+        ("broadcast-10k", "delivery 10k"),
+        ("polling-echo", "polling request"),
+        ("connect-ws", "WS connect"),
+    ];
+    let values: Vec<Vec<Option<f64>>> = data
+        .servers
+        .iter()
+        .map(|s| {
+            groups
+                .iter()
+                .map(|(c, _)| data.median(c, s, "server_cpu_us_per_op"))
+                .collect()
+        })
+        .collect();
+    if values.iter().flatten().any(Option::is_some) {
+        let labels: Vec<String> = groups.iter().map(|(_, l)| (*l).to_owned()).collect();
+        let chart = svg::bars(
+            "Server CPU per operation (us, median, log scale)",
+            "microseconds of server CPU",
+            &labels,
+            &data.servers,
+            &values,
+            true,
+        );
+        std::fs::write(out.join("cpu.svg"), chart)?;
+        written.push(("cpu.svg".to_owned(), "server CPU per operation".to_owned()));
+    }
+    Ok(written)
+}
+
+/// Writes the report.
+pub(crate) fn run(args: &ReportArgs) -> Result<(), BoxError> {
+    let data = load(&args.raw)?;
+    std::fs::create_dir_all(&args.out)?;
+    let mut md = String::new();
+    let _ = writeln!(md, "# socketlet benchmark report\n");
+    let _ =
+        writeln!(
+        md,
+        "Made by `{}` ({} mode) on {}. Every figure is measured by the same Rust load generator \
+         (`bench/`, Engine.IO v4 / Socket.IO v5 over WebSocket and long-polling) against one \
+         server at a time, on loopback, each server started fresh for each run. Cells show the \
+         median of the runs that completed, with the spread (min-max) when there are several; \
+         ratios are socketlet's median over the peer's (below 1 is better for CPU, memory and \
+         latency, above 1 for rates).\n",
+        args.command,
+        args.mode,
+        if args.date.is_empty() { "an unrecorded date" } else { &args.date }
+    );
+    let _ = writeln!(md, "## Machine\n");
+    let _ = writeln!(md, "| | |\n| --- | --- |");
+    for (k, v) in machine() {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    let _ = writeln!(md, "| date | {} |", args.date);
+    let _ = writeln!(md, "\n## Servers\n");
+    let _ = writeln!(md, "| server | version and setup |\n| --- | --- |");
+    for s in &data.servers {
+        let _ = writeln!(
+            md,
+            "| {s} | {} |",
+            data.versions.get(s).map_or("-", String::as_str)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nServer CPU is `utime + stime` of the server process from `/proc/<pid>/stat` over the \
+         measured phase only, divided by the operations; RSS is `VmRSS` from \
+         `/proc/<pid>/status`. The generator runs on one thread (plus a pacer thread in the open \
+         loop); its own CPU per operation is shown where it matters. Most of it, as of the \
+         server's, is the kernel's loopback TCP work, so against the leanest servers the two \
+         are close. The servers are started with the open-files limit raised to the hard \
+         limit of the machine.\n"
+    );
+
+    if let Some(b) = data
+        .runs
+        .iter()
+        .find_map(|r| r.params.get("budget_secs").and_then(|v| v.as_f64()))
+    {
+        let _ = writeln!(
+            md,
+            "Measured phases of the connect, closed-loop echo, broadcast and polling cells start \
+             no new operation after {b} s: a slow server then does fewer operations than the \
+             counts below (its `count` in the raw results), which is no failure. The idle and \
+             open-loop cells always run in full.\n"
+        );
+    }
+    let _ = writeln!(md, "## Targets\n");
+    targets(&data, &mut md);
+    let _ = writeln!(md);
+
+    let peers: Vec<&String> = data.servers.iter().filter(|s| *s != SUBJECT).collect();
+    let has_subject = data.servers.iter().any(|s| s == SUBJECT);
+    for section in SECTIONS {
+        let _ = writeln!(md, "## {}\n\n{}\n", section.title, section.intro);
+        let mut head = String::from("| measure |");
+        let mut rule = String::from("| --- |");
+        for s in &data.servers {
+            let _ = write!(head, " {s} |");
+            rule.push_str(" --- |");
+        }
+        if has_subject {
+            for p in &peers {
+                let _ = write!(head, " {SUBJECT} / {p} |");
+                rule.push_str(" --- |");
+            }
+        }
+        let _ = writeln!(md, "{head}\n{rule}");
+        for r in section.rows {
+            let mut line = format!("| {} |", r.label);
+            for s in &data.servers {
+                let _ = write!(line, " {} |", data.cell_text(r.cell, s, r.metric));
+            }
+            if has_subject {
+                let ours = data.median(r.cell, SUBJECT, r.metric);
+                for p in &peers {
+                    let _ = write!(
+                        line,
+                        " {} |",
+                        ratio_text(ours, data.median(r.cell, p, r.metric))
+                    );
+                }
+            }
+            let _ = writeln!(md, "{line}");
+        }
+        let _ = writeln!(md);
+    }
+
+    let written = plots(&data, &args.out)?;
+    if !written.is_empty() {
+        let _ = writeln!(md, "## Plots\n");
+        for (file, what) in &written {
+            let _ = writeln!(md, "![{what}]({file})\n");
+        }
+    }
+
+    let _ = writeln!(md, "## Failed runs and noise\n");
+    let mut any = false;
+    for r in &data.runs {
+        if !r.ok {
+            any = true;
+            let _ = writeln!(
+                md,
+                "- **{} {}** failed: {}",
+                r.server,
+                r.cell,
+                r.errors.join("; ")
+            );
+        }
+    }
+    for r in &data.runs {
+        if let Some(o) = r.metrics.get("other_cpu_pct") {
+            if *o > 15.0 {
+                any = true;
+                let _ = writeln!(
+                    md,
+                    "- {} {}: other CPU use (other processes, or kernel threads such as ksoftirqd) was {:.0} % of the machine during the measured phase",
+                    r.server, r.cell, o
+                );
+            }
+        }
+    }
+    if !any {
+        let _ = writeln!(md, "None: every run completed, and no other process used more than 15 % of the machine during a measured phase.");
+    }
+    let total = data.runs.len();
+    let ok = data.runs.iter().filter(|r| r.ok).count();
+    let _ = writeln!(md, "\n{ok} of {total} runs completed.");
+
+    std::fs::write(args.out.join("REPORT.md"), md)?;
+    println!("wrote {}", args.out.join("REPORT.md").display());
+    Ok(())
+}
