@@ -121,11 +121,11 @@ build() {
   cd "$ROOT"
   if [ "$SMOKE" = 1 ]; then
     log "building socketlet-bench and bench_server (debug)"
-    cargo build --quiet -p socketlet-bench -p socketlet --example bench_server
+    cargo build --quiet -p socketlet-bench --bin socketlet-bench -p socketlet --example bench_server
     return
   fi
   log "building socketlet-bench and bench_server (release)"
-  cargo build --quiet --release -p socketlet-bench -p socketlet --example bench_server
+  cargo build --quiet --release -p socketlet-bench --bin socketlet-bench -p socketlet --example bench_server
   local s
   for s in "${SERVERS[@]}"; do
     case "$s" in

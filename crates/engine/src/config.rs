@@ -62,6 +62,7 @@ impl Default for Cookie {
 /// | `max_buffered_packets` | 4096 (Node: unbounded) | - |
 /// | `max_packets_per_poll` | 16 (Node: unbounded) | - |
 /// | `max_sessions` | 100,000 | - |
+/// | `websocket_read_buffer` | 1024 bytes | - |
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct EngineConfig {
@@ -100,6 +101,10 @@ pub struct EngineConfig {
     pub max_sessions: usize,
     /// Decides whether to let a handshake or upgrade in.
     pub allow_request: Option<AllowRequest>,
+    /// Bytes a WebSocket reads per call, kept allocated per connection while it lives (larger
+    /// messages grow it as needed). Small saves memory per idle connection; large saves reads
+    /// for clients that send big messages.
+    pub websocket_read_buffer: usize,
 }
 
 impl Default for EngineConfig {
@@ -123,6 +128,7 @@ impl Default for EngineConfig {
             max_packets_per_poll: 16,
             max_sessions: 100_000,
             allow_request: None,
+            websocket_read_buffer: 1024,
         }
     }
 }
@@ -145,6 +151,7 @@ impl fmt::Debug for EngineConfig {
             .field("max_packets_per_poll", &self.max_packets_per_poll)
             .field("max_sessions", &self.max_sessions)
             .field("allow_request", &self.allow_request.is_some())
+            .field("websocket_read_buffer", &self.websocket_read_buffer)
             .finish()
     }
 }
@@ -238,6 +245,12 @@ impl EngineConfig {
     /// Sets [`EngineConfig::max_sessions`].
     pub fn with_max_sessions(mut self, n: usize) -> Self {
         self.max_sessions = n;
+        self
+    }
+
+    /// Sets [`EngineConfig::websocket_read_buffer`] (at least 64).
+    pub fn with_websocket_read_buffer(mut self, bytes: usize) -> Self {
+        self.websocket_read_buffer = bytes.max(64);
         self
     }
 

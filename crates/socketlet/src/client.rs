@@ -27,6 +27,7 @@ pub(crate) struct Client {
     /// Set when this layer closes the connection, to report the precise reason.
     close_reason: Mutex<Option<DisconnectReason>>,
     server: Weak<ServerInner>,
+    opened: tokio::time::Instant,
 }
 
 impl Client {
@@ -42,11 +43,17 @@ impl Client {
             nsps: Mutex::new(Some(HashMap::new())),
             close_reason: Mutex::new(None),
             server: Arc::downgrade(server),
+            opened: tokio::time::Instant::now(),
         })
     }
 
     pub(crate) fn engine(&self) -> &Arc<EngineSocket> {
         &self.engine
+    }
+
+    /// When the connection opened.
+    pub(crate) fn opened(&self) -> tokio::time::Instant {
+        self.opened
     }
 
     pub(crate) fn protocol(&self) -> ProtocolVersion {

@@ -19,6 +19,36 @@ pub(crate) struct ServerInner {
     dynamic: RwLock<Vec<(NamespacePredicate, Arc<Handlers>)>>,
     clients: RwLock<HashMap<Sid, Arc<Client>>>,
     weak: Weak<ServerInner>,
+    /// Whether the `connect_timeout` sweep runs (started with the first connection).
+    sweeping: std::sync::atomic::AtomicBool,
+}
+
+/// Closes the connections that joined no namespace within `connect_timeout`. One task per
+/// server instead of a timer per connection: it looks every `connect_timeout / 50` (between
+/// 100 ms and 1 s), so a connection is closed at most that late.
+async fn sweep_unconnected(server: Weak<ServerInner>) {
+    loop {
+        let Some(me) = server.upgrade() else {
+            return;
+        };
+        let timeout = me.config.connect_timeout;
+        let tick = (timeout / 50).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(1),
+        );
+        let now = tokio::time::Instant::now();
+        let late: Vec<Arc<Client>> = read(&me.clients)
+            .values()
+            .filter(|c| c.has_no_namespace() && now.duration_since(c.opened()) >= timeout)
+            .cloned()
+            .collect();
+        drop(me);
+        for client in late {
+            tracing::debug!(sid = %client.engine().sid(), "no namespace joined in time");
+            client.engine().close();
+        }
+        tokio::time::sleep(tick).await;
+    }
 }
 
 impl ServerInner {
@@ -67,17 +97,12 @@ impl EngineHandler for ServerInner {
             // Protocol v4 clients are connected to `/` as soon as the connection opens.
             client.connect("/", None);
         }
-        let timeout = self.config.connect_timeout;
-        let weak = Arc::downgrade(&client);
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(client) = weak.upgrade() {
-                if client.has_no_namespace() {
-                    tracing::debug!(sid = %client.engine().sid(), "no namespace joined in time");
-                    client.engine().close();
-                }
-            }
-        });
+        if !self
+            .sweeping
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tokio::spawn(sweep_unconnected(self.weak.clone()));
+        }
     }
 
     fn on_message(&self, socket: &Arc<EngineSocket>, msg: Message) {
@@ -148,6 +173,7 @@ impl SocketIo {
             dynamic: RwLock::new(Vec::new()),
             clients: RwLock::new(HashMap::new()),
             weak: weak.clone(),
+            sweeping: Default::default(),
         });
         let engine = Engine::new(inner.config.engine.clone(), inner.clone());
         let io = SocketIo { inner, engine };

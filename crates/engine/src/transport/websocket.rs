@@ -68,12 +68,17 @@ async fn connect(socket: &Socket, on_upgrade: hyper::upgrade::OnUpgrade) -> Opti
             return None;
         }
     };
-    let max = socket
+    let (max, read_buffer) = socket
         .shared()
-        .map(|s| usize::try_from(s.config.max_payload).unwrap_or(usize::MAX))
-        .unwrap_or(1_000_000);
+        .map(|s| {
+            (
+                usize::try_from(s.config.max_payload).unwrap_or(usize::MAX),
+                s.config.websocket_read_buffer,
+            )
+        })
+        .unwrap_or((1_000_000, 1024));
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(read_buffer)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
     Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
