@@ -15,6 +15,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 cd "$ROOT"
 
 E2E_DIR="$ROOT/tests/e2e"
@@ -23,7 +25,7 @@ PY_DIR="$E2E_DIR/python"
 VENV="$PY_DIR/.venv"
 ARTIFACTS="$E2E_DIR/.artifacts"
 # Hard limit of each e2e suite, in seconds (each test also has its own, much shorter, timeouts).
-E2E_SUITE_LIMIT=300
+SUITE_LIMIT=300
 
 SANS_IO_CRATES=(socketlet-engineio-proto socketlet-socketio-proto)
 FORBIDDEN_DEPS='tokio|hyper|tungstenite|tokio-tungstenite'
@@ -33,10 +35,6 @@ step() {
   CURRENT_STEP="$1"
   printf '\n==> %s\n' "$1"
 }
-die() {
-  printf '\nERROR: %s\n' "$*" >&2
-  exit 1
-}
 on_exit() {
   local rc=$?
   if [ "$rc" -ne 0 ] && [ -n "$CURRENT_STEP" ]; then
@@ -45,28 +43,7 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# Installs Debian packages (apt-get update first), as root or through sudo.
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; please install: $*"
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || die "need root or sudo to apt-get install: $*"
-    sudo=(sudo)
-  fi
-  echo "Installing Debian packages: $*"
-  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update
-  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y --no-install-recommends "$@"
-}
 
-# Runs a command with a hard time limit when coreutils' timeout is available.
-with_limit() {
-  if command -v timeout >/dev/null 2>&1; then
-    timeout --kill-after=10 "$E2E_SUITE_LIMIT" "$@"
-  else
-    "$@"
-  fi
-}
 
 # On an e2e failure, shows where the server logs are and their last lines.
 show_server_logs() {

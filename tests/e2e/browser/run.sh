@@ -10,6 +10,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 ROOT="$(cd "$HERE/../../.." && pwd -P)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 ARTIFACTS="$ROOT/tests/e2e/.artifacts"
 CHROMIUM=/usr/bin/chromium
 # Hard limit of the test run, in seconds (each wait in it has its own, much shorter, timeout).
@@ -20,24 +22,7 @@ export SOCKETLET_E2E_SERVER
 : "${SOCKETLET_BIN:=$ROOT/target/debug/socketlet}"
 export SOCKETLET_BIN
 
-die() {
-  printf '\nERROR: %s\n' "$*" >&2
-  exit 1
-}
 
-# Installs Debian packages (apt-get update first), as root or through sudo.
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; please install: $*"
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || die "need root or sudo to apt-get install: $*"
-    sudo=(sudo)
-  fi
-  echo "Installing Debian packages: $*"
-  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update
-  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y --no-install-recommends "$@"
-}
 
 [ -x "$SOCKETLET_E2E_SERVER" ] \
   || die "no e2e server at $SOCKETLET_E2E_SERVER (cargo build -p socketlet --example e2e_server)"

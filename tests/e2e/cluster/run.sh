@@ -29,6 +29,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 ROOT="$(cd "$HERE/../../.." && pwd -P)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 ARTIFACTS="$ROOT/tests/e2e/.artifacts"
 PYTHON="${PYTHON:-python3}"
 TEST_FILES=(nginx.test.mjs mixed.test.mjs emitters.test.mjs faults.test.mjs throughput.test.mjs binary.test.mjs)
@@ -39,24 +41,7 @@ SUITE_LIMIT=300
 : "${SOCKETLET_BIN:=$ROOT/target/debug/socketlet}"
 export SOCKETLET_E2E_SERVER SOCKETLET_BIN
 
-die() {
-  printf '\nERROR: %s\n' "$*" >&2
-  exit 1
-}
 
-# Installs Debian packages (apt-get update first), as root or through sudo.
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; please install: $*"
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || die "need root or sudo to apt-get install: $*"
-    sudo=(sudo)
-  fi
-  echo "Installing Debian packages: $*"
-  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update
-  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y --no-install-recommends "$@"
-}
 
 # The path of a program, also looking in the sbin directories (nginx lives in /usr/sbin, which
 # is not on every user's PATH); empty when there is none.
@@ -74,13 +59,6 @@ find_program() {
   printf '%s' "$p"
 }
 
-with_limit() {
-  if command -v timeout >/dev/null 2>&1; then
-    timeout --kill-after=10 "$SUITE_LIMIT" "$@"
-  else
-    "$@"
-  fi
-}
 
 show_logs() {
   printf '\nLogs (stdout and stderr of every process the tests started) are in %s\n' "$ARTIFACTS" >&2

@@ -13,6 +13,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 ROOT="$(cd "$HERE/../../.." && pwd -P)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 NODE_DIR="$ROOT/tests/e2e/node"
 ARTIFACTS="$ROOT/tests/e2e/.artifacts"
 PYTHON="${PYTHON:-python3}"
@@ -23,32 +25,8 @@ SUITE_LIMIT=300
 : "${SOCKETLET_E2E_SERVER:=$ROOT/target/debug/examples/e2e_server}"
 export SOCKETLET_E2E_SERVER
 
-die() {
-  printf '\nERROR: %s\n' "$*" >&2
-  exit 1
-}
 
-# Installs Debian packages (apt-get update first), as root or through sudo.
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; please install: $*"
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || die "need root or sudo to apt-get install: $*"
-    sudo=(sudo)
-  fi
-  echo "Installing Debian packages: $*"
-  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update
-  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y --no-install-recommends "$@"
-}
 
-with_limit() {
-  if command -v timeout >/dev/null 2>&1; then
-    timeout --kill-after=10 "$SUITE_LIMIT" "$@"
-  else
-    "$@"
-  fi
-}
 
 show_server_logs() {
   printf '\nServer logs (stderr of every e2e server process) are in %s\n' "$ARTIFACTS" >&2
