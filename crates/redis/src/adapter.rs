@@ -339,9 +339,7 @@ impl Adapter for RedisAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        for s in ns.local_sockets(&opts) {
-            s.join(rooms.iter().cloned());
-        }
+        ns.local_add_sockets(&opts, &rooms);
         let result = if opts.local {
             Ok(())
         } else {
@@ -358,11 +356,7 @@ impl Adapter for RedisAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        for s in ns.local_sockets(&opts) {
-            for r in &rooms {
-                s.leave(r);
-            }
-        }
+        ns.local_del_sockets(&opts, &rooms);
         let result = if opts.local {
             Ok(())
         } else {
@@ -379,7 +373,7 @@ impl Adapter for RedisAdapter {
         opts: BroadcastOptions,
         close: bool,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        disconnect_local(ns, &opts, close);
+        ns.local_disconnect_sockets(&opts, close);
         let result = if opts.local {
             Ok(())
         } else {
@@ -401,16 +395,6 @@ impl Adapter for RedisAdapter {
         self.publish_json(
             &json!({ "uid": self.node.uid(), "type": SERVER_SIDE_EMIT, "data": args }),
         )
-    }
-}
-
-fn disconnect_local(ns: &Namespace, opts: &BroadcastOptions, close: bool) {
-    for s in ns.local_sockets(opts) {
-        if close {
-            s.close_connection();
-        } else {
-            s.disconnect();
-        }
     }
 }
 
@@ -493,10 +477,7 @@ pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
         }
         Some(REMOTE_JOIN) => {
             if req.get("opts").is_some() {
-                let rooms = rooms_arg();
-                for s in ns.local_sockets(&opts) {
-                    s.join(rooms.iter().cloned());
-                }
+                ns.local_add_sockets(&opts, &rooms_arg());
             } else if let Some(s) = single() {
                 if let Some(room) = req.get("room").and_then(Value::as_str) {
                     s.join([room]);
@@ -506,12 +487,7 @@ pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
         }
         Some(REMOTE_LEAVE) => {
             if req.get("opts").is_some() {
-                let rooms = rooms_arg();
-                for s in ns.local_sockets(&opts) {
-                    for r in &rooms {
-                        s.leave(r);
-                    }
-                }
+                ns.local_del_sockets(&opts, &rooms_arg());
             } else if let Some(s) = single() {
                 if let Some(room) = req.get("room").and_then(Value::as_str) {
                     s.leave(room);
@@ -522,7 +498,7 @@ pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
         Some(REMOTE_DISCONNECT) => {
             let close = req.get("close").and_then(Value::as_bool).unwrap_or(false);
             if req.get("opts").is_some() {
-                disconnect_local(&ns, &opts, close);
+                ns.local_disconnect_sockets(&opts, close);
             } else if let Some(s) = single() {
                 if close {
                     s.close_connection();

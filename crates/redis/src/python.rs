@@ -107,9 +107,7 @@ pub(crate) fn handle(node: &Arc<Node>, payload: &[u8]) {
                     rooms: vec![room.clone()],
                     ..Default::default()
                 };
-                for s in ns.local_sockets(&opts) {
-                    s.leave(&room);
-                }
+                ns.local_del_sockets(&opts, &[room]);
             }
         }
         // `callback` answers go to the python server that asked; nothing for this node.

@@ -249,6 +249,33 @@ impl Namespace {
             .collect()
     }
 
+    /// Makes the targeted sockets of this node join `rooms`.
+    pub fn local_add_sockets(&self, opts: &BroadcastOptions, rooms: &[Room]) {
+        for s in self.local_sockets(opts) {
+            s.join(rooms.iter().cloned());
+        }
+    }
+
+    /// Makes the targeted sockets of this node leave `rooms`.
+    pub fn local_del_sockets(&self, opts: &BroadcastOptions, rooms: &[Room]) {
+        for s in self.local_sockets(opts) {
+            for r in rooms {
+                s.leave(r);
+            }
+        }
+    }
+
+    /// Disconnects the targeted sockets of this node (their whole connections when `close`).
+    pub fn local_disconnect_sockets(&self, opts: &BroadcastOptions, close: bool) {
+        for s in self.local_sockets(opts) {
+            if close {
+                s.close_connection();
+            } else {
+                s.disconnect();
+            }
+        }
+    }
+
     /// Delivers `packet` to the targeted sockets of this node. The packet is encoded once and
     /// the bytes shared by every receiver.
     pub fn local_broadcast(&self, packet: &Packet, opts: &BroadcastOptions) {

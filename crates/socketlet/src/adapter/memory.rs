@@ -47,9 +47,7 @@ impl Adapter for MemoryAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        for s in ns.local_sockets(&opts) {
-            s.join(rooms.iter().cloned());
-        }
+        ns.local_add_sockets(&opts, &rooms);
         Box::pin(async { Ok(()) })
     }
 
@@ -59,11 +57,7 @@ impl Adapter for MemoryAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        for s in ns.local_sockets(&opts) {
-            for r in &rooms {
-                s.leave(r);
-            }
-        }
+        ns.local_del_sockets(&opts, &rooms);
         Box::pin(async { Ok(()) })
     }
 
@@ -73,13 +67,7 @@ impl Adapter for MemoryAdapter {
         opts: BroadcastOptions,
         close: bool,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        for s in ns.local_sockets(&opts) {
-            if close {
-                s.close_connection();
-            } else {
-                s.disconnect();
-            }
-        }
+        ns.local_disconnect_sockets(&opts, close);
         Box::pin(async { Ok(()) })
     }
 }
