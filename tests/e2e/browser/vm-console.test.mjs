@@ -5,7 +5,8 @@
 // 1. selects web-1 and db-1 and clicks Open: both rows go queued -> running -> done with full
 //    green bars; the summary says both opened; the server then disconnects the client (as the
 //    story's server did) and the page explains it. A screenshot of that state is saved to
-//    docs/vm-console.png (shown in the README).
+//    tests/e2e/.artifacts/vm-console.png, or docs/vm-console.png (the README's) with
+//    SOCKETLET_UPDATE_SCREENSHOT=1.
 // 2. selects legacy-1 (image `broken-*`, which the simulated provisioner always fails) and clicks
 //    Open again: the page reconnects first (a new socket), and the row fails with a red bar and
 //    the provisioner's error.
@@ -30,7 +31,11 @@ const REPO_ROOT = resolve(HERE, "..", "..", "..");
 const SERVER_BIN = process.env.SOCKETLET_BIN || join(REPO_ROOT, "target", "debug", "socketlet");
 const ARTIFACTS_DIR = join(REPO_ROOT, "tests", "e2e", ".artifacts");
 const FAILURE_SHOT = join(ARTIFACTS_DIR, "vm-console-failure.png");
-const README_SHOT = join(REPO_ROOT, "docs", "vm-console.png");
+// The README's screenshot is refreshed only on request (SOCKETLET_UPDATE_SCREENSHOT=1), so that a
+// test run leaves the work tree as it found it; otherwise it goes with the other artifacts.
+const README_SHOT = process.env.SOCKETLET_UPDATE_SCREENSHOT === "1"
+  ? join(REPO_ROOT, "docs", "vm-console.png")
+  : join(REPO_ROOT, "tests", "e2e", ".artifacts", "vm-console.png");
 const CHROMIUM = "/usr/bin/chromium";
 const CHROMIUM_ARGS = [
   "--no-sandbox",
