@@ -244,8 +244,11 @@ fn demo(io: &SocketIo, console: vm::Console) {
             }
         });
         socket.on("join", |socket, ev| async move {
+            // Bounded: short names, and at most 32 rooms per socket (its own id included).
             if let Some(room) = ev.data.str(0).filter(|r| !r.is_empty() && r.len() <= 64) {
-                socket.join([room]);
+                if socket.rooms().len() < 32 {
+                    socket.join([room]);
+                }
             }
             if let Some(ack) = ev.ack {
                 let _ = ack.send(json!(socket.rooms()));
