@@ -82,6 +82,11 @@ struct Args {
     /// that understands plain data only and never runs code.
     #[arg(long, env = "SOCKETLET_ACCEPT_PICKLE")]
     accept_pickle: bool,
+    /// With --redis: use Redis 7 sharded pub/sub as Node's createShardedAdapter does, with this
+    /// subscription mode: static, dynamic (Node's default) or dynamic-private. Every node of the
+    /// cluster must use the same setting.
+    #[arg(long, env = "SOCKETLET_REDIS_SHARDED", value_name = "MODE")]
+    redis_sharded: Option<socketlet_redis::SubscriptionMode>,
     /// Set the `io` cookie on handshakes, for load balancers that stick by cookie.
     #[arg(long, env = "SOCKETLET_COOKIE")]
     cookie: bool,
@@ -302,7 +307,8 @@ async fn main() -> std::io::Result<()> {
         Some(url) => {
             let config = socketlet_redis::RedisConfig::new(url.clone())
                 .with_python_channel(args.python_channel.clone())
-                .with_accept_pickle(args.accept_pickle);
+                .with_accept_pickle(args.accept_pickle)
+                .with_sharded(args.redis_sharded);
             let cluster = socketlet_redis::RedisCluster::connect(config)
                 .await
                 .map_err(|e| std::io::Error::other(format!("cannot reach Redis at {url}: {e}")))?;

@@ -7,12 +7,12 @@
 //!   BROADCAST); answers on `<key>-response#<nsp>#`.
 
 use crate::msgpack::{self, map};
-use crate::node::{random_id, Answer, Node};
+use crate::node::{random_id, Answer, Node, Pending};
 use rmpv::Value as Mp;
 use serde_json::{json, Value};
 use socketlet::adapter::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Room};
 use socketlet::socketio_proto::{Packet, PacketData};
-use socketlet::{AckResponses, Data, Namespace, SocketInfo};
+use socketlet::{AckResponses, Data, LocalAcks, Namespace, SocketInfo};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ const REMOTE_DISCONNECT: u64 = 4;
 const REMOTE_FETCH: u64 = 5;
 const SERVER_SIDE_EMIT: u64 = 6;
 const BROADCAST: u64 = 7;
-const BROADCAST_CLIENT_COUNT: u64 = 8;
-const BROADCAST_ACK: u64 = 9;
+pub(crate) const BROADCAST_CLIENT_COUNT: u64 = 8;
+pub(crate) const BROADCAST_ACK: u64 = 9;
 
 pub(crate) struct RedisAdapter {
     node: Arc<Node>,
@@ -52,7 +52,7 @@ fn opts_json(opts: &BroadcastOptions) -> Value {
     json!({ "rooms": opts.rooms, "except": opts.except })
 }
 
-fn opts_mp(opts: &BroadcastOptions, timeout: Option<Duration>) -> Mp {
+pub(crate) fn opts_mp(opts: &BroadcastOptions, timeout: Option<Duration>) -> Mp {
     let rooms = Mp::Array(opts.rooms.iter().map(|r| Mp::from(r.as_str())).collect());
     let except = Mp::Array(opts.except.iter().map(|r| Mp::from(r.as_str())).collect());
     let mut flags = vec![];
@@ -71,7 +71,7 @@ fn opts_mp(opts: &BroadcastOptions, timeout: Option<Duration>) -> Mp {
 
 /// A socket.io event packet as Node's adapter carries it: `{type: 2, data: [name, ...args], nsp}`
 /// with binary data in place.
-fn packet_mp(packet: &Packet) -> Option<Mp> {
+pub(crate) fn packet_mp(packet: &Packet) -> Option<Mp> {
     let PacketData::Event { name, args, .. } = &packet.data else {
         return None;
     };
@@ -89,7 +89,7 @@ fn packet_mp(packet: &Packet) -> Option<Mp> {
 }
 
 /// An event packet from its Node form (already converted to JSON with placeholders).
-fn packet_from(v: &Value, bins: Vec<bytes::Bytes>) -> Option<Packet> {
+pub(crate) fn packet_from(v: &Value, bins: Vec<bytes::Bytes>) -> Option<Packet> {
     let kind = v.get("type")?.as_u64()?;
     // EVENT, or BINARY_EVENT from a sender that deconstructed it already.
     if kind != 2 && kind != 5 {
@@ -109,7 +109,7 @@ fn packet_from(v: &Value, bins: Vec<bytes::Bytes>) -> Option<Packet> {
     })
 }
 
-fn opts_from(v: Option<&Value>) -> BroadcastOptions {
+pub(crate) fn opts_from(v: Option<&Value>) -> BroadcastOptions {
     let list = |key: &str| -> Vec<Room> {
         v.and_then(|o| o.get(key))
             .and_then(Value::as_array)
@@ -137,7 +137,7 @@ fn opts_from(v: Option<&Value>) -> BroadcastOptions {
 }
 
 /// What Node sends about a socket in answer to REMOTE_FETCH.
-fn socket_json(info: &SocketInfo) -> Value {
+pub(crate) fn socket_json(info: &SocketInfo) -> Value {
     let handshake = match &info.local {
         Some(socket) => {
             let req = socket.request();
@@ -172,7 +172,7 @@ fn socket_json(info: &SocketInfo) -> Value {
     json!({ "id": info.id, "handshake": handshake, "rooms": info.rooms, "data": null })
 }
 
-fn socket_from(nsp: &str, v: &Value) -> Option<SocketInfo> {
+pub(crate) fn socket_from(nsp: &str, v: &Value) -> Option<SocketInfo> {
     Some(SocketInfo {
         id: v.get("id")?.as_str()?.to_owned(),
         nsp: nsp.to_owned(),
@@ -228,7 +228,7 @@ impl Adapter for RedisAdapter {
             return Box::pin(ns.local_broadcast_with_ack(packet, &opts, timeout));
         }
         let request_id = random_id(6);
-        let mut pending = self.node.expect_answers(&request_id);
+        let pending = self.node.expect_answers(&request_id);
         if let Some(p) = packet_mp(&packet) {
             let request = map([
                 ("uid", Mp::from(self.node.uid())),
@@ -242,48 +242,14 @@ impl Adapter for RedisAdapter {
                 msgpack::encode(&request),
             );
         }
-        let mut local = ns.local_broadcast_acks(packet, &opts);
-        let node = self.node.clone();
-        let nsp = self.nsp.clone();
-        Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + timeout;
-            let other_nodes = node.server_count(&nsp).await.unwrap_or(1).saturating_sub(1);
-            let mut responses = Vec::new();
-            let (mut counts_in, mut remote_expected, mut remote_acks) = (0usize, 0usize, 0usize);
-            let mut local_done = local.expected() == 0;
-            loop {
-                let remote_done = counts_in >= other_nodes && remote_acks >= remote_expected;
-                if local_done && remote_done {
-                    break;
-                }
-                tokio::select! {
-                    answer = local.next(deadline), if !local_done => match answer {
-                        Some(a) => responses.push(a),
-                        None => local_done = true,
-                    },
-                    answer = pending.rx.recv() => match answer {
-                        Some((v, bins)) => match v.get("type").and_then(Value::as_u64) {
-                            Some(BROADCAST_CLIENT_COUNT) => {
-                                counts_in += 1;
-                                remote_expected += v.get("clientCount").and_then(Value::as_u64).unwrap_or(0) as usize;
-                            }
-                            Some(BROADCAST_ACK) => {
-                                remote_acks += 1;
-                                let arg = v.get("packet").cloned().unwrap_or(Value::Null);
-                                responses.push((String::new(), Data { args: vec![arg], binary: bins }));
-                            }
-                            _ => {}
-                        },
-                        None => break,
-                    },
-                    _ = tokio::time::sleep_until(deadline) => break,
-                }
-            }
-            AckResponses {
-                responses,
-                missing: local.missing(),
-            }
-        })
+        let local = ns.local_broadcast_acks(packet, &opts);
+        Box::pin(gather_acks(
+            self.node.clone(),
+            self.nsp.clone(),
+            local,
+            pending,
+            timeout,
+        ))
     }
 
     fn fetch_sockets(
@@ -296,7 +262,6 @@ impl Adapter for RedisAdapter {
             return Box::pin(async move { Ok(local) });
         }
         let node = self.node.clone();
-        let nsp = self.nsp.clone();
         let request_id = random_id(6);
         let request = json!({
             "uid": node.uid(),
@@ -304,33 +269,14 @@ impl Adapter for RedisAdapter {
             "type": REMOTE_FETCH,
             "opts": opts_json(&opts),
         });
-        Box::pin(async move {
-            let others = node.server_count(&nsp).await?.saturating_sub(1);
-            if others == 0 {
-                return Ok(local);
-            }
-            let mut pending = node.expect_answers(&request_id);
-            node.publish(node.request_channel(&nsp), request.to_string().into_bytes())?;
-            let mut sockets = local;
-            let deadline = tokio::time::Instant::now() + node.config.request_timeout;
-            let mut answered = 0;
-            while answered < others {
-                match tokio::time::timeout_at(deadline, pending.rx.recv()).await {
-                    Ok(Some((v, _))) => {
-                        answered += 1;
-                        if let Some(list) = v.get("sockets").and_then(Value::as_array) {
-                            sockets.extend(list.iter().filter_map(|s| socket_from(&nsp, s)));
-                        }
-                    }
-                    Ok(None) | Err(_) => {
-                        return Err(AdapterError(format!(
-                            "fetch_sockets timed out: {answered} of {others} other nodes answered"
-                        )))
-                    }
-                }
-            }
-            Ok(sockets)
-        })
+        let channel = node.request_channel(&self.nsp);
+        Box::pin(fetch_remote(
+            node.clone(),
+            self.nsp.clone(),
+            local,
+            request_id,
+            move || node.publish(channel, request.to_string().into_bytes()),
+        ))
     }
 
     fn add_sockets(
@@ -396,6 +342,125 @@ impl Adapter for RedisAdapter {
             &json!({ "uid": self.node.uid(), "type": SERVER_SIDE_EMIT, "data": args }),
         )
     }
+}
+
+/// Gathers the answers to a broadcast with acks: the local sockets' acks, and from every other
+/// node first its count of expected acks (`BROADCAST_CLIENT_COUNT`) then each ack
+/// (`BROADCAST_ACK`), until all came or `timeout` passed. Answers arrive in the classic adapter's
+/// shape (the sharded one converts its own to it).
+pub(crate) async fn gather_acks(
+    node: Arc<Node>,
+    nsp: String,
+    mut local: LocalAcks,
+    mut pending: Pending,
+    timeout: Duration,
+) -> AckResponses {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let other_nodes = node.server_count(&nsp).await.unwrap_or(1).saturating_sub(1);
+    let mut responses = Vec::new();
+    let (mut counts_in, mut remote_expected, mut remote_acks) = (0usize, 0usize, 0usize);
+    let mut local_done = local.expected() == 0;
+    loop {
+        let remote_done = counts_in >= other_nodes && remote_acks >= remote_expected;
+        if local_done && remote_done {
+            break;
+        }
+        tokio::select! {
+            answer = local.next(deadline), if !local_done => match answer {
+                Some(a) => responses.push(a),
+                None => local_done = true,
+            },
+            answer = pending.rx.recv() => match answer {
+                Some((v, bins)) => match v.get("type").and_then(Value::as_u64) {
+                    Some(BROADCAST_CLIENT_COUNT) => {
+                        counts_in += 1;
+                        remote_expected += v.get("clientCount").and_then(Value::as_u64).unwrap_or(0) as usize;
+                    }
+                    Some(BROADCAST_ACK) => {
+                        remote_acks += 1;
+                        let arg = v.get("packet").cloned().unwrap_or(Value::Null);
+                        responses.push((String::new(), Data { args: vec![arg], binary: bins }));
+                    }
+                    _ => {}
+                },
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    AckResponses {
+        responses,
+        missing: local.missing(),
+    }
+}
+
+/// Asks the other nodes for their sockets (`publish` sends the request once the answers are
+/// expected) and adds what they answer to `local`, or fails after the request timeout.
+pub(crate) async fn fetch_remote(
+    node: Arc<Node>,
+    nsp: String,
+    local: Vec<SocketInfo>,
+    request_id: String,
+    publish: impl FnOnce() -> Result<(), AdapterError>,
+) -> Result<Vec<SocketInfo>, AdapterError> {
+    let others = node.server_count(&nsp).await?.saturating_sub(1);
+    if others == 0 {
+        return Ok(local);
+    }
+    let mut pending = node.expect_answers(&request_id);
+    publish()?;
+    let mut sockets = local;
+    let deadline = tokio::time::Instant::now() + node.config.request_timeout;
+    let mut answered = 0;
+    while answered < others {
+        match tokio::time::timeout_at(deadline, pending.rx.recv()).await {
+            Ok(Some((v, _))) => {
+                answered += 1;
+                if let Some(list) = v.get("sockets").and_then(Value::as_array) {
+                    sockets.extend(list.iter().filter_map(|s| socket_from(&nsp, s)));
+                }
+            }
+            Ok(None) | Err(_) => {
+                return Err(AdapterError(format!(
+                    "fetch_sockets timed out: {answered} of {others} other nodes answered"
+                )))
+            }
+        }
+    }
+    Ok(sockets)
+}
+
+/// What this node tells the node that asked for a broadcast with acks.
+pub(crate) enum AckReply {
+    /// How many acks to expect from this node (sent first).
+    Count(usize),
+    /// One socket's ack: its first argument, with its attachments.
+    Ack(Value, Vec<bytes::Bytes>),
+}
+
+/// Runs another node's broadcast with acks on this node's sockets: `reply` gets the count at
+/// once, then each ack as it comes (until `timeout`).
+pub(crate) fn serve_acks(
+    ns: &Namespace,
+    packet: Packet,
+    opts: &BroadcastOptions,
+    timeout: Duration,
+    reply: impl Fn(AckReply) + Send + 'static,
+) {
+    let mut acks = ns.local_broadcast_acks(packet, opts);
+    reply(AckReply::Count(acks.expected()));
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while let Some((_, mut data)) = acks.next(deadline).await {
+            // Node forwards the first argument of each ack.
+            let arg = if data.args.is_empty() {
+                Value::Null
+            } else {
+                data.args.swap_remove(0)
+            };
+            reply(AckReply::Ack(arg, data.binary));
+        }
+    });
 }
 
 /// A broadcast published by another node (or by an emitter).
@@ -549,26 +614,22 @@ pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
                 .and_then(|f| f.get("timeout"))
                 .and_then(Value::as_u64)
                 .map_or(Duration::from_secs(5), Duration::from_millis);
-            let mut acks = ns.local_broadcast_acks(packet, &opts);
-            respond(
-                node,
-                nsp,
-                json!({ "type": BROADCAST_CLIENT_COUNT, "requestId": request_id, "clientCount": acks.expected() }),
-            );
             let node = node.clone();
             let nsp = nsp.to_owned();
-            tokio::spawn(async move {
-                let deadline = tokio::time::Instant::now() + timeout;
-                while let Some((_, data)) = acks.next(deadline).await {
-                    // Node forwards the first argument of each ack.
-                    let arg = data.args.first().cloned().unwrap_or(Value::Null);
-                    let answer = map([
+            serve_acks(&ns, packet, &opts, timeout, move |reply| {
+                let answer = match reply {
+                    AckReply::Count(n) => json!({
+                        "type": BROADCAST_CLIENT_COUNT, "requestId": request_id, "clientCount": n,
+                    })
+                    .to_string()
+                    .into_bytes(),
+                    AckReply::Ack(arg, bins) => msgpack::encode(&map([
                         ("type", Mp::from(BROADCAST_ACK)),
                         ("requestId", msgpack::from_json(&request_id, &[])),
-                        ("packet", msgpack::from_json(&arg, &data.binary)),
-                    ]);
-                    let _ = node.publish(node.response_channel(&nsp), msgpack::encode(&answer));
-                }
+                        ("packet", msgpack::from_json(&arg, &bins)),
+                    ])),
+                };
+                let _ = node.publish(node.response_channel(&nsp), answer);
             });
         }
         _ => tracing::debug!(nsp, "ignored a request of unknown type"),

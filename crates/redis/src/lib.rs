@@ -20,6 +20,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Sharded pub/sub
+//!
+//! With [`RedisConfig::sharded`], nodes talk over Redis 7 sharded pub/sub in the format of
+//! Node's `createShardedAdapter` (socket.io-adapter's cluster messages); see
+//! [`SubscriptionMode`]. A node speaks to one Redis endpoint (a standalone Redis 7): it is not a
+//! Redis Cluster client and does not follow `MOVED` redirections.
+//!
 //! # Faults
 //!
 //! When Redis goes away, every node keeps serving its own clients: local delivery never waits
@@ -33,7 +40,8 @@
 //! - `node.rs`: the connection to Redis (one subscriber, one ordered publish queue), channels,
 //!   and the dispatch of what arrives.
 //! - `adapter.rs`: the [`socketlet::Adapter`] of each namespace, and the answers to other nodes'
-//!   requests.
+//!   requests (classic pub/sub).
+//! - `sharded.rs`: the same over Redis 7 sharded pub/sub ([`RedisConfig::sharded`]).
 //! - `msgpack.rs`: Node's msgpack packets to and from socketlet's JSON with placeholders.
 //! - `python.rs` and `pickle.rs`: python-socketio's message queue.
 
@@ -42,6 +50,7 @@ pub mod msgpack;
 mod node;
 pub mod pickle;
 mod python;
+mod sharded;
 
 use node::Node;
 use socketlet::adapter::AdapterFactory;
@@ -69,6 +78,58 @@ pub struct RedisConfig {
     /// Messages waiting to be published, per node. When full, a broadcast still reaches this
     /// node's clients and fails for the others with an error. Default: 65,536.
     pub publish_queue: usize,
+    /// Use Redis 7 sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`), in the format of Node's
+    /// `createShardedAdapter` from `@socket.io/redis-adapter` 8.x, with this subscription mode;
+    /// `None` for classic pub/sub (Node's `createAdapter`). All nodes of a cluster must agree:
+    /// a sharded node and a classic one do not hear each other (as in Node). Node's
+    /// `@socket.io/redis-emitter` publishes classic messages only; python-socketio's channel
+    /// works in both modes. Default: `None`.
+    pub sharded: Option<SubscriptionMode>,
+}
+
+/// Which sharded channels a node subscribes to (Node's `subscriptionMode`).
+///
+/// Every node always listens on `<key>#<nsp>#` and on its own response channel
+/// `<key>#<nsp>#<uid>#`. With a dynamic mode it also listens on `<key>#<nsp>#<room>#` for every
+/// room that has sockets on this node, and a broadcast to exactly one such room (without acks) is
+/// published there, so that a node only receives the broadcasts of rooms it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubscriptionMode {
+    /// One channel per namespace; every node gets every broadcast.
+    Static,
+    /// A channel per room joined by name; broadcasts to a socket's own id use the namespace
+    /// channel. Node's default.
+    #[default]
+    Dynamic,
+    /// A channel per room, sockets' own ids included.
+    DynamicPrivate,
+}
+
+impl std::str::FromStr for SubscriptionMode {
+    type Err = String;
+
+    /// `static`, `dynamic` or `dynamic-private`, as Node's option values.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "static" => Ok(SubscriptionMode::Static),
+            "dynamic" => Ok(SubscriptionMode::Dynamic),
+            "dynamic-private" => Ok(SubscriptionMode::DynamicPrivate),
+            other => Err(format!(
+                "unknown subscription mode {other:?} (static, dynamic or dynamic-private)"
+            )),
+        }
+    }
+}
+
+impl SubscriptionMode {
+    /// Whether a room of this kind gets a channel of its own.
+    pub(crate) fn has_channel(self, private: bool) -> bool {
+        match self {
+            SubscriptionMode::Static => false,
+            SubscriptionMode::Dynamic => !private,
+            SubscriptionMode::DynamicPrivate => true,
+        }
+    }
 }
 
 impl RedisConfig {
@@ -81,6 +142,7 @@ impl RedisConfig {
             python_channel: None,
             accept_pickle: false,
             publish_queue: 65_536,
+            sharded: None,
         }
     }
 
@@ -99,6 +161,12 @@ impl RedisConfig {
     /// Sets [`RedisConfig::python_channel`].
     pub fn with_python_channel(mut self, channel: Option<String>) -> Self {
         self.python_channel = channel;
+        self
+    }
+
+    /// Sets [`RedisConfig::sharded`].
+    pub fn with_sharded(mut self, mode: Option<SubscriptionMode>) -> Self {
+        self.sharded = mode;
         self
     }
 
@@ -128,7 +196,11 @@ impl RedisCluster {
         let node = self.node.clone();
         Arc::new(move |nsp: &str| {
             node.register_namespace(nsp);
-            Arc::new(adapter::RedisAdapter::new(node.clone(), nsp)) as Arc<dyn socketlet::Adapter>
+            match node.config.sharded {
+                Some(mode) => Arc::new(sharded::ShardedAdapter::new(node.clone(), nsp, mode))
+                    as Arc<dyn socketlet::Adapter>,
+                None => Arc::new(adapter::RedisAdapter::new(node.clone(), nsp)),
+            }
         })
     }
 

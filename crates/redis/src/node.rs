@@ -26,7 +26,10 @@ pub(crate) struct Node {
     queue: mpsc::Sender<(String, Vec<u8>)>,
     io: OnceLock<WeakSocketIo>,
     namespaces: Mutex<BTreeSet<String>>,
-    new_namespace: Notify,
+    /// Rooms (namespace, room) whose sharded channel may need a subscription or may have to go.
+    rooms_to_check: Mutex<HashSet<(String, String)>>,
+    /// Wakes the subscriber when a namespace or a room needs (un)subscribing.
+    subscriptions_changed: Notify,
     pending: Mutex<HashMap<String, mpsc::Sender<Answer>>>,
     publish_failing: AtomicBool,
 }
@@ -69,7 +72,8 @@ impl Node {
             queue,
             io: OnceLock::new(),
             namespaces: Mutex::default(),
-            new_namespace: Notify::new(),
+            rooms_to_check: Mutex::default(),
+            subscriptions_changed: Notify::new(),
             pending: Mutex::default(),
             publish_failing: AtomicBool::new(false),
         });
@@ -93,14 +97,28 @@ impl Node {
 
     pub(crate) fn register_namespace(&self, nsp: &str) {
         if lock(&self.namespaces).insert(nsp.to_owned()) {
-            self.new_namespace.notify_one();
+            self.subscriptions_changed.notify_one();
+        }
+    }
+
+    /// A room of `nsp` got its first local socket or lost its last one (sharded dynamic modes):
+    /// the subscriber checks whether its channel is still wanted.
+    pub(crate) fn room_changed(&self, nsp: &str, room: &str) {
+        if lock(&self.rooms_to_check).insert((nsp.to_owned(), room.to_owned())) {
+            self.subscriptions_changed.notify_one();
         }
     }
 
     // ---- channels (as Node's adapter names them) ----
 
+    /// Classic broadcasts; in sharded mode, every message of the namespace.
     pub(crate) fn broadcast_channel(&self, nsp: &str) -> String {
         format!("{}#{}#", self.config.key, nsp)
+    }
+
+    /// Sharded mode: a room's channel (dynamic modes), or a node's response channel.
+    pub(crate) fn shard_channel(&self, nsp: &str, room_or_uid: &str) -> String {
+        format!("{}#{}#{}#", self.config.key, nsp, room_or_uid)
     }
 
     pub(crate) fn request_channel(&self, nsp: &str) -> String {
@@ -120,10 +138,15 @@ impl Node {
             .map_err(|_| AdapterError("the Redis publish queue is full (is Redis down?)".into()))
     }
 
-    /// How many nodes subscribe to a namespace's request channel (this one included).
+    /// How many nodes subscribe to a namespace's request channel (its channel in sharded mode),
+    /// this one included.
     pub(crate) async fn server_count(&self, nsp: &str) -> Result<usize, AdapterError> {
         let mut cmd = redis::cmd("PUBSUB");
-        cmd.arg("NUMSUB").arg(self.request_channel(nsp));
+        if self.config.sharded.is_some() {
+            cmd.arg("SHARDNUMSUB").arg(self.broadcast_channel(nsp));
+        } else {
+            cmd.arg("NUMSUB").arg(self.request_channel(nsp));
+        }
         let (_, n): (String, usize) = self
             .commands
             .query(&cmd, self.config.request_timeout)
@@ -143,7 +166,7 @@ impl Node {
         }
     }
 
-    fn deliver_answer(&self, answer: Answer) {
+    pub(crate) fn deliver_answer(&self, answer: Answer) {
         let Some(id) = answer.0.get("requestId").and_then(Value::as_str) else {
             return;
         };
@@ -159,6 +182,10 @@ impl Node {
     fn dispatch(self: &Arc<Self>, channel: &str, payload: &[u8]) {
         if self.config.python_channel.as_deref() == Some(channel) {
             crate::python::handle(self, payload);
+            return;
+        }
+        if self.config.sharded.is_some() {
+            crate::sharded::on_message(self, payload);
             return;
         }
         let key = &self.config.key;
@@ -192,7 +219,7 @@ impl Drop for Pending {
 }
 
 /// Requests and answers are JSON when they start with `{`, msgpack otherwise (as Node reads them).
-fn decode_json_or_msgpack(payload: &[u8]) -> Option<Answer> {
+pub(crate) fn decode_json_or_msgpack(payload: &[u8]) -> Option<Answer> {
     if payload.first() == Some(&b'{') {
         return serde_json::from_slice(payload)
             .ok()
@@ -210,7 +237,11 @@ async fn run_publisher(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<(Stri
         let Some(node) = node.upgrade() else {
             return;
         };
-        let mut cmd = redis::cmd("PUBLISH");
+        let mut cmd = redis::cmd(if node.config.sharded.is_some() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        });
         cmd.arg(&channel).arg(payload);
         let result = node
             .commands
@@ -313,8 +344,16 @@ impl Commands {
     }
 }
 
-/// Keeps one pub/sub connection subscribed to every registered namespace, reconnecting with
-/// backoff, and dispatches what arrives.
+/// Why a subscriber session ended.
+enum SessionEnd {
+    /// The node is gone: stop.
+    NodeGone,
+    /// The connection failed or broke: reconnect after a backoff.
+    Lost(String),
+}
+
+/// Keeps one pub/sub connection subscribed to every registered namespace (and, sharded, to the
+/// rooms that need it), reconnecting with backoff, and dispatches what arrives.
 async fn run_subscriber(node: std::sync::Weak<Node>) {
     let mut backoff = Duration::from_millis(100);
     let mut lost_since: Option<tokio::time::Instant> = None;
@@ -323,63 +362,25 @@ async fn run_subscriber(node: std::sync::Weak<Node>) {
             return;
         };
         let client = strong.client.clone();
+        let sharded = strong.config.sharded.is_some();
         drop(strong);
-        match client.get_async_pubsub().await {
-            Ok(pubsub) => {
-                let (mut sink, mut stream) = pubsub.split();
-                let mut subscribed: HashSet<String> = HashSet::new();
-                let mut healthy = true;
-                if let Some(strong) = node.upgrade() {
-                    if let Some(channel) = &strong.config.python_channel {
-                        healthy = sink.subscribe(channel).await.is_ok();
-                    }
-                }
-                while healthy {
-                    let Some(strong) = node.upgrade() else {
-                        return;
-                    };
-                    let wanted: Vec<String> = lock(&strong.namespaces)
-                        .iter()
-                        .filter(|n| !subscribed.contains(*n))
-                        .cloned()
-                        .collect();
-                    for nsp in wanted {
-                        let pattern = format!("{}*", strong.broadcast_channel(&nsp));
-                        let channels = [
-                            strong.request_channel(&nsp),
-                            strong.response_channel(&nsp),
-                            format!("{}{}#", strong.response_channel(&nsp), strong.uid),
-                        ];
-                        if sink.psubscribe(&pattern).await.is_err()
-                            || sink.subscribe(&channels[..]).await.is_err()
-                        {
-                            healthy = false;
-                            break;
-                        }
-                        subscribed.insert(nsp);
-                    }
-                    if !healthy {
-                        break;
-                    }
-                    if let Some(since) = lost_since.take() {
-                        tracing::info!(
-                            "Redis subscription restored after {:.1} s; cluster delivery resumes",
-                            since.elapsed().as_secs_f64()
-                        );
-                    }
-                    backoff = Duration::from_millis(100);
-                    tokio::select! {
-                        msg = stream.next() => match msg {
-                            Some(msg) => {
-                                strong.dispatch(msg.get_channel_name(), msg.get_payload_bytes());
-                            }
-                            None => healthy = false,
-                        },
-                        _ = strong.new_namespace.notified() => {}
-                    }
-                }
+        let mut ready = || {
+            if let Some(since) = lost_since.take() {
+                tracing::info!(
+                    "Redis subscription restored after {:.1} s; cluster delivery resumes",
+                    since.elapsed().as_secs_f64()
+                );
             }
-            Err(e) => tracing::debug!("Redis pub/sub connection failed: {e}"),
+            backoff = Duration::from_millis(100);
+        };
+        let end = if sharded {
+            sharded_session(&node, &client, &mut ready).await
+        } else {
+            classic_session(&node, &client, &mut ready).await
+        };
+        match end {
+            SessionEnd::NodeGone => return,
+            SessionEnd::Lost(why) => tracing::debug!("Redis pub/sub connection: {why}"),
         }
         if lost_since.is_none() {
             lost_since = Some(tokio::time::Instant::now());
@@ -389,5 +390,248 @@ async fn run_subscriber(node: std::sync::Weak<Node>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Classic pub/sub: a pattern per namespace for broadcasts, plus its request and response
+/// channels. Returns when the connection breaks or the node is gone.
+async fn classic_session(
+    node: &std::sync::Weak<Node>,
+    client: &redis::Client,
+    ready: &mut impl FnMut(),
+) -> SessionEnd {
+    let pubsub = match client.get_async_pubsub().await {
+        Ok(p) => p,
+        Err(e) => return SessionEnd::Lost(e.to_string()),
+    };
+    let (mut sink, mut stream) = pubsub.split();
+    let mut subscribed: HashSet<String> = HashSet::new();
+    let Some(python_channel) = node.upgrade().map(|n| n.config.python_channel.clone()) else {
+        return SessionEnd::NodeGone;
+    };
+    if let Some(channel) = python_channel {
+        if let Err(e) = sink.subscribe(channel).await {
+            return SessionEnd::Lost(e.to_string());
+        }
+    }
+    loop {
+        let Some(strong) = node.upgrade() else {
+            return SessionEnd::NodeGone;
+        };
+        let wanted: Vec<String> = lock(&strong.namespaces)
+            .iter()
+            .filter(|n| !subscribed.contains(*n))
+            .cloned()
+            .collect();
+        for nsp in wanted {
+            let pattern = format!("{}*", strong.broadcast_channel(&nsp));
+            let channels = [
+                strong.request_channel(&nsp),
+                strong.response_channel(&nsp),
+                format!("{}{}#", strong.response_channel(&nsp), strong.uid),
+            ];
+            if let Err(e) = sink.psubscribe(&pattern).await {
+                return SessionEnd::Lost(e.to_string());
+            }
+            if let Err(e) = sink.subscribe(&channels[..]).await {
+                return SessionEnd::Lost(e.to_string());
+            }
+            subscribed.insert(nsp);
+        }
+        ready();
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => strong.dispatch(msg.get_channel_name(), msg.get_payload_bytes()),
+                None => return SessionEnd::Lost("the connection closed".into()),
+            },
+            _ = strong.subscriptions_changed.notified() => {}
+        }
+    }
+}
+
+/// Messages received and not yet dispatched, on the sharded subscriber's connection. When full,
+/// further messages are dropped (pub/sub delivery is at most once anyway) and a warning logged.
+const SHARDED_INBOX: usize = 4096;
+
+/// How often the sharded subscriber checks its connection with a PING.
+const SHARDED_PING: Duration = Duration::from_secs(5);
+
+/// Sharded pub/sub, on a RESP3 connection whose pushes carry the messages: `SSUBSCRIBE` to each
+/// namespace's channel and this node's response channel, and in dynamic modes to the channel of
+/// each room with local sockets (re-checked whenever one is created or deleted). Returns when the
+/// connection breaks or the node is gone.
+async fn sharded_session(
+    node: &std::sync::Weak<Node>,
+    client: &redis::Client,
+    ready: &mut impl FnMut(),
+) -> SessionEnd {
+    let (tx, mut inbox) = mpsc::channel::<redis::PushInfo>(SHARDED_INBOX);
+    let overflowing = Arc::new(AtomicBool::new(false));
+    let warn = overflowing.clone();
+    let push_sender = move |push: redis::PushInfo| {
+        if tx.try_send(push).is_err() && !warn.swap(true, Ordering::Relaxed) {
+            tracing::warn!("the sharded subscriber is behind; dropping Redis messages");
+        }
+        Ok::<(), ()>(())
+    };
+    let info = client.get_connection_info().clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let resp3 = match redis::Client::open(info.set_redis_settings(settings)) {
+        Ok(c) => c,
+        Err(e) => return SessionEnd::Lost(e.to_string()),
+    };
+    let config = redis::AsyncConnectionConfig::new()
+        .set_push_sender(push_sender)
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    let mut conn = match resp3
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return SessionEnd::Lost(e.to_string()),
+    };
+    let Some(python_channel) = node.upgrade().map(|n| n.config.python_channel.clone()) else {
+        return SessionEnd::NodeGone;
+    };
+    if let Some(channel) = python_channel {
+        if let Err(e) = conn.subscribe(channel).await {
+            return SessionEnd::Lost(e.to_string());
+        }
+    }
+    let mut namespaces: HashSet<String> = HashSet::new();
+    let mut room_channels: HashSet<String> = HashSet::new();
+    // After a reconnection every room is checked again.
+    if let Some(strong) = node.upgrade() {
+        strong.recheck_all_rooms();
+    }
+    let mut ping = tokio::time::interval(SHARDED_PING);
+    ping.tick().await;
+    loop {
+        let Some(strong) = node.upgrade() else {
+            return SessionEnd::NodeGone;
+        };
+        if let Err(e) = strong
+            .sync_shard_subscriptions(&mut conn, &mut namespaces, &mut room_channels)
+            .await
+        {
+            return SessionEnd::Lost(e.to_string());
+        }
+        ready();
+        tokio::select! {
+            push = inbox.recv() => match push {
+                Some(push) if push.kind == redis::PushKind::Disconnection => {
+                    return SessionEnd::Lost("the connection closed".into());
+                }
+                Some(push) => {
+                    if let Some(msg) = redis::Msg::from_push_info(push) {
+                        strong.dispatch(msg.get_channel_name(), msg.get_payload_bytes());
+                    }
+                    overflowing.store(false, Ordering::Relaxed);
+                }
+                None => return SessionEnd::Lost("the connection closed".into()),
+            },
+            _ = strong.subscriptions_changed.notified() => {}
+            _ = ping.tick() => {
+                let alive = redis::cmd("PING").query_async::<redis::Value>(&mut conn).await;
+                if let Err(e) = alive {
+                    return SessionEnd::Lost(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Marks every local room of every namespace for a check (after a reconnection).
+    fn recheck_all_rooms(&self) {
+        let (Some(io), Some(mode)) = (self.io(), self.config.sharded) else {
+            return;
+        };
+        let namespaces: Vec<String> = lock(&self.namespaces).iter().cloned().collect();
+        let mut check = lock(&self.rooms_to_check);
+        for nsp in namespaces {
+            let Some(ns) = io.namespace(&nsp) else {
+                continue;
+            };
+            if mode.has_channel(false) {
+                check.extend(ns.local_rooms().into_iter().map(|r| (nsp.clone(), r)));
+            }
+            if mode.has_channel(true) {
+                let all = socketlet::adapter::BroadcastOptions::default();
+                check.extend(
+                    ns.local_sockets(&all)
+                        .iter()
+                        .map(|s| (nsp.clone(), s.id().to_owned())),
+                );
+            }
+        }
+    }
+
+    /// Brings the sharded subscriptions in line with the namespaces and rooms: one `SSUBSCRIBE`
+    /// or `SUNSUBSCRIBE` per channel (so that each gets exactly one confirmation, which RESP3
+    /// connections take as the command's reply).
+    async fn sync_shard_subscriptions(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        namespaces: &mut HashSet<String>,
+        room_channels: &mut HashSet<String>,
+    ) -> redis::RedisResult<()> {
+        let new: Vec<String> = lock(&self.namespaces)
+            .iter()
+            .filter(|n| !namespaces.contains(*n))
+            .cloned()
+            .collect();
+        for nsp in new {
+            for channel in [
+                self.broadcast_channel(&nsp),
+                self.shard_channel(&nsp, &self.uid),
+            ] {
+                redis::cmd("SSUBSCRIBE")
+                    .arg(channel)
+                    .query_async::<redis::Value>(conn)
+                    .await?;
+            }
+            namespaces.insert(nsp);
+        }
+        let check: Vec<(String, String)> = lock(&self.rooms_to_check).drain().collect();
+        if check.is_empty() {
+            return Ok(());
+        }
+        let io = self.io();
+        for (nsp, room) in check {
+            if room == self.uid {
+                // That name is this node's response channel, always subscribed.
+                continue;
+            }
+            let channel = self.shard_channel(&nsp, &room);
+            let wanted = io
+                .as_ref()
+                .and_then(|io| io.namespace(&nsp))
+                .is_some_and(|ns| ns.has_local_room(&room));
+            let result = if wanted && !room_channels.contains(&channel) {
+                room_channels.insert(channel.clone());
+                redis::cmd("SSUBSCRIBE")
+                    .arg(&channel)
+                    .query_async::<redis::Value>(conn)
+                    .await
+            } else if !wanted && room_channels.remove(&channel) {
+                redis::cmd("SUNSUBSCRIBE")
+                    .arg(&channel)
+                    .query_async::<redis::Value>(conn)
+                    .await
+            } else {
+                continue;
+            };
+            if let Err(e) = result {
+                // Checked again on the next connection.
+                self.room_changed(&nsp, &room);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }

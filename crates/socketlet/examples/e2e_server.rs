@@ -28,6 +28,9 @@ struct Args {
     /// Accept pickled python-socketio messages (python-socketio < 5.14), read safely.
     #[arg(long)]
     accept_pickle: bool,
+    /// Redis 7 sharded pub/sub with this subscription mode (static, dynamic, dynamic-private).
+    #[arg(long)]
+    redis_sharded: Option<socketlet_redis::SubscriptionMode>,
 }
 
 fn sorted_rooms(socket: &Socket) -> Value {
@@ -196,7 +199,8 @@ async fn main() -> std::io::Result<()> {
         Some(url) => {
             let config = socketlet_redis::RedisConfig::new(url.clone())
                 .with_python_channel(args.python_channel.clone())
-                .with_accept_pickle(args.accept_pickle);
+                .with_accept_pickle(args.accept_pickle)
+                .with_sharded(args.redis_sharded);
             let cluster = socketlet_redis::RedisCluster::connect(config)
                 .await
                 .map_err(std::io::Error::other)?;

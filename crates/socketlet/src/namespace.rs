@@ -171,11 +171,23 @@ impl Namespace {
         read(&self.inner.rooms).keys().cloned().collect()
     }
 
+    /// Whether `room` has sockets on this node: a room joined by name, or a local socket's id.
+    pub fn has_local_room(&self, room: &str) -> bool {
+        if read(&self.inner.rooms).contains_key(room) {
+            return true;
+        }
+        let mut found = HashSet::new();
+        self.collect_room(room, &read(&self.inner.sockets), &mut found);
+        !found.is_empty()
+    }
+
     pub(crate) fn insert_socket(&self, socket: &Socket) {
         write(&self.inner.sockets).insert(socket.sid(), socket.clone());
+        self.inner.adapter.room_created(self, socket.id(), true);
     }
 
     pub(crate) fn remove_socket(&self, socket: &Socket, rooms: &HashSet<Room>) {
+        let mut deleted = Vec::new();
         {
             let mut index = write(&self.inner.rooms);
             for r in rooms {
@@ -183,32 +195,50 @@ impl Namespace {
                     members.remove(&socket.sid());
                     if members.is_empty() {
                         index.remove(r);
+                        deleted.push(r);
                     }
                 }
             }
         }
         write(&self.inner.sockets).remove(&socket.sid());
+        for r in deleted {
+            self.inner.adapter.room_deleted(self, r, false);
+        }
+        self.inner.adapter.room_deleted(self, socket.id(), true);
     }
 
     pub(crate) fn index_join(&self, sid: Sid, room: &str) {
-        let mut index = write(&self.inner.rooms);
-        match index.get_mut(room) {
-            Some(members) => {
-                members.insert(sid);
+        let created = {
+            let mut index = write(&self.inner.rooms);
+            match index.get_mut(room) {
+                Some(members) => {
+                    members.insert(sid);
+                    false
+                }
+                None => {
+                    index.insert(room.to_owned(), HashSet::from([sid]));
+                    true
+                }
             }
-            None => {
-                index.insert(room.to_owned(), HashSet::from([sid]));
-            }
+        };
+        if created {
+            self.inner.adapter.room_created(self, room, false);
         }
     }
 
     pub(crate) fn index_leave(&self, sid: Sid, room: &str) {
-        let mut index = write(&self.inner.rooms);
-        if let Some(members) = index.get_mut(room) {
-            members.remove(&sid);
-            if members.is_empty() {
-                index.remove(room);
+        let deleted = {
+            let mut index = write(&self.inner.rooms);
+            match index.get_mut(room) {
+                Some(members) => {
+                    members.remove(&sid);
+                    members.is_empty() && index.remove(room).is_some()
+                }
+                None => false,
             }
+        };
+        if deleted {
+            self.inner.adapter.room_deleted(self, room, false);
         }
     }
 

@@ -1006,3 +1006,120 @@ async fn broadcast_with_acks_collects_answers_and_reports_the_missing() {
     assert_eq!(acks.responses[0].0, a_id);
     assert_eq!(acks.missing, vec![b_id]);
 }
+
+// ---- adapters hear rooms come and go ----
+
+/// The in-memory adapter, plus a log of the room hooks (what a per-room subscriber listens to).
+struct RoomLog {
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl socketlet::Adapter for RoomLog {
+    fn broadcast(
+        &self,
+        ns: &socketlet::Namespace,
+        packet: socketlet::socketio_proto::Packet,
+        opts: socketlet::adapter::BroadcastOptions,
+    ) -> Result<(), socketlet::AdapterError> {
+        socketlet::adapter::MemoryAdapter.broadcast(ns, packet, opts)
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        ns: &socketlet::Namespace,
+        packet: socketlet::socketio_proto::Packet,
+        opts: socketlet::adapter::BroadcastOptions,
+        timeout: Duration,
+    ) -> socketlet::adapter::BoxFuture<'static, socketlet::AckResponses> {
+        socketlet::adapter::MemoryAdapter.broadcast_with_ack(ns, packet, opts, timeout)
+    }
+
+    fn fetch_sockets(
+        &self,
+        ns: &socketlet::Namespace,
+        opts: socketlet::adapter::BroadcastOptions,
+    ) -> socketlet::adapter::BoxFuture<
+        'static,
+        Result<Vec<socketlet::SocketInfo>, socketlet::AdapterError>,
+    > {
+        socketlet::adapter::MemoryAdapter.fetch_sockets(ns, opts)
+    }
+
+    fn add_sockets(
+        &self,
+        ns: &socketlet::Namespace,
+        opts: socketlet::adapter::BroadcastOptions,
+        rooms: Vec<String>,
+    ) -> socketlet::adapter::BoxFuture<'static, Result<(), socketlet::AdapterError>> {
+        socketlet::adapter::MemoryAdapter.add_sockets(ns, opts, rooms)
+    }
+
+    fn del_sockets(
+        &self,
+        ns: &socketlet::Namespace,
+        opts: socketlet::adapter::BroadcastOptions,
+        rooms: Vec<String>,
+    ) -> socketlet::adapter::BoxFuture<'static, Result<(), socketlet::AdapterError>> {
+        socketlet::adapter::MemoryAdapter.del_sockets(ns, opts, rooms)
+    }
+
+    fn disconnect_sockets(
+        &self,
+        ns: &socketlet::Namespace,
+        opts: socketlet::adapter::BroadcastOptions,
+        close: bool,
+    ) -> socketlet::adapter::BoxFuture<'static, Result<(), socketlet::AdapterError>> {
+        socketlet::adapter::MemoryAdapter.disconnect_sockets(ns, opts, close)
+    }
+
+    fn room_created(&self, ns: &socketlet::Namespace, room: &str, private: bool) {
+        let kind = if private { "own" } else { "named" };
+        assert!(ns.has_local_room(room), "{room} announced before it exists");
+        self.log.lock().unwrap().push(format!("+{kind} {room}"));
+    }
+
+    fn room_deleted(&self, ns: &socketlet::Namespace, room: &str, private: bool) {
+        let kind = if private { "own" } else { "named" };
+        assert!(
+            !ns.has_local_room(room),
+            "{room} announced gone while it has sockets"
+        );
+        self.log.lock().unwrap().push(format!("-{kind} {room}"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn adapters_hear_rooms_come_and_go() {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let for_factory = log.clone();
+    let io = SocketIo::builder()
+        .adapter(std::sync::Arc::new(move |_nsp: &str| {
+            std::sync::Arc::new(RoomLog {
+                log: for_factory.clone(),
+            }) as std::sync::Arc<dyn socketlet::Adapter>
+        }))
+        .build();
+    let (_sockets, _reasons) = echo_server(&io);
+    let (a, a_id) = connected(&io).await;
+    let (_b, b_id) = connected(&io).await;
+    let take = || std::mem::take(&mut *log.lock().unwrap());
+    assert_eq!(take(), [format!("+own {a_id}"), format!("+own {b_id}")]);
+
+    // The first member creates the room, the second does not; leaving in turn deletes it once.
+    let (sa, sb) = (
+        io.of("/").get_socket(&a_id).unwrap(),
+        io.of("/").get_socket(&b_id).unwrap(),
+    );
+    sa.join(["r1", "r2"]);
+    sb.join(["r1"]);
+    assert_eq!(take(), ["+named r1", "+named r2"]);
+    sa.leave("r1");
+    assert_eq!(take(), Vec::<String>::new());
+    sb.leave("r1");
+    assert_eq!(take(), ["-named r1"]);
+
+    // A disconnect deletes the rooms the socket was alone in, then its own.
+    a.send("41").await;
+    settle().await;
+    assert_eq!(take(), ["-named r2".to_owned(), format!("-own {a_id}")]);
+}

@@ -1,6 +1,7 @@
 // Redis killed (SIGKILL, then `redis-cli shutdown nosave`) in the middle of traffic and restarted on
 // the same port: no node crashes, local delivery never stops, requests across nodes fail with a
-// clear error instead of hanging, and cluster delivery resumes once Redis is back.
+// clear error instead of hanging, and cluster delivery resumes once Redis is back. Run with
+// classic pub/sub and with sharded pub/sub (whose room subscriptions must come back too).
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -16,7 +17,12 @@ const RESUME_LIMIT_MS = 10000;
 /** The nodes' request timeout (RedisConfig's default) plus a margin. */
 const REQUEST_LIMIT_MS = 5000 + 1500;
 
-describe("Redis going away in the middle of traffic", { timeout: 120000 }, () => {
+const MODES = [
+  { name: "classic pub/sub", args: [] },
+  { name: "sharded pub/sub, dynamic", args: ["--redis-sharded", "dynamic"] },
+];
+
+for (const mode of MODES) describe(`Redis going away in the middle of traffic (${mode.name})`, { timeout: 120000 }, () => {
   const env = new Env();
   let redis;
   let nodeA;
@@ -32,8 +38,8 @@ describe("Redis going away in the middle of traffic", { timeout: 120000 }, () =>
 
   before(async () => {
     redis = await env.redis();
-    nodeA = await env.socketlet({ redisUrl: redis.url, label: "faults-nodeA" });
-    nodeB = await env.socketlet({ redisUrl: redis.url, label: "faults-nodeB" });
+    nodeA = await env.socketlet({ redisUrl: redis.url, label: "faults-nodeA", args: mode.args });
+    nodeB = await env.socketlet({ redisUrl: redis.url, label: "faults-nodeB", args: mode.args });
     clients = env.clients();
     a1 = await clients.connect(nodeA.url, { name: "a1" });
     a2 = await clients.connect(nodeA.url, { name: "a2", generation: 2 });

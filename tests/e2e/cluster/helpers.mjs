@@ -379,10 +379,10 @@ export class Env {
   }
 
   /** Starts node_server.mjs: Node's socket.io 4.8 with @socket.io/redis-adapter. */
-  async nodeServer({ redisUrl, label = "node-server" }) {
+  async nodeServer({ redisUrl, label = "node-server", args = [] }) {
     const handle = await spawnProcess(
       process.execPath,
-      [join(HERE, "node_server.mjs"), "--redis", redisUrl],
+      [join(HERE, "node_server.mjs"), "--redis", redisUrl, ...args],
       {
         label,
         ready: /^LISTENING (\d+)\s*$/,

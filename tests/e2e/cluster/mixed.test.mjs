@@ -1,14 +1,19 @@
 // A mixed cluster: one Node socket.io 4.8 server with @socket.io/redis-adapter 8.x
-// (node_server.mjs) and two socketlet nodes on the same Redis, clients on each, one room.
+// (node_server.mjs) and two socketlet nodes on the same Redis, clients on each, one room. Run
+// three times: classic pub/sub (createAdapter), and Redis 7 sharded pub/sub (createShardedAdapter)
+// in its default "dynamic" mode (a broadcast to one room travels on that room's own channel) and
+// in "dynamic-private" mode (sockets' own ids get channels too).
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import {
   Env,
+  REDIS_CLI,
   ack,
   fetchSockets,
   normalizeBinary,
   record,
+  run,
   sleep,
   until,
   waitFor,
@@ -18,19 +23,58 @@ const ROOM = "mixed";
 /** Time given to duplicates to show up after the expected messages arrived. */
 const GRACE_MS = 500;
 
-describe(
-  "a mixed cluster: Node socket.io + @socket.io/redis-adapter and two socketlet nodes",
+// `channels`: the subscribers Redis counts (3 servers): of the namespace's sharded channel, of
+// the room's, and of one socket's own id channel.
+const MODES = [
+  {
+    name: "classic pub/sub",
+    node: [],
+    socketlet: [],
+    channels: { namespace: 0, room: 0, socket: 0 },
+  },
+  {
+    name: "sharded pub/sub, dynamic",
+    node: ["--sharded", "dynamic"],
+    socketlet: ["--redis-sharded", "dynamic"],
+    channels: { namespace: 3, room: 3, socket: 0 },
+  },
+  {
+    name: "sharded pub/sub, dynamic-private",
+    node: ["--sharded", "dynamic-private"],
+    socketlet: ["--redis-sharded", "dynamic-private"],
+    channels: { namespace: 3, room: 3, socket: 1 },
+  },
+];
+
+/** How many subscribers Redis counts on each sharded channel. */
+async function shardSubscribers(redis, channels) {
+  const { stdout } = await run(REDIS_CLI, ["-p", String(redis.port), "PUBSUB", "SHARDNUMSUB", ...channels]);
+  const lines = stdout.trim().split("\n");
+  return channels.map((c) => Number(lines[lines.indexOf(c) + 1]));
+}
+
+for (const mode of MODES) describe(
+  `a mixed cluster (${mode.name}): Node socket.io + @socket.io/redis-adapter and two socketlet nodes`,
   { timeout: 90000 },
   () => {
     const env = new Env();
     let nodeServer;
     let members;
+    let redis;
 
     before(async () => {
-      const redis = await env.redis();
-      nodeServer = await env.nodeServer({ redisUrl: redis.url });
-      const s1 = await env.socketlet({ redisUrl: redis.url, label: "mixed-socketlet1" });
-      const s2 = await env.socketlet({ redisUrl: redis.url, label: "mixed-socketlet2" });
+      redis = await env.redis();
+      nodeServer = await env.nodeServer({ redisUrl: redis.url, args: mode.node });
+      const s1 = await env.socketlet({
+        redisUrl: redis.url,
+        label: "mixed-socketlet1",
+        args: mode.socketlet,
+      });
+      const s2 = await env.socketlet({
+        redisUrl: redis.url,
+        label: "mixed-socketlet2",
+        args: mode.socketlet,
+      });
       const clients = env.clients();
       const spec = [
         { server: nodeServer, where: "node", generation: 4, opts: {} },
@@ -78,6 +122,18 @@ describe(
       }
     }
 
+    it("every server subscribes to the channels of the mode", async () => {
+      const socketletMember = members[2].socket.sid;
+      const channels = ["socket.io#/#", `socket.io#/#${ROOM}#`, `socket.io#/#${socketletMember}#`];
+      const { namespace, room, socket } = mode.channels;
+      await until(
+        async () =>
+          JSON.stringify(await shardSubscribers(redis, channels)) ===
+          JSON.stringify([namespace, room, socket]),
+        { what: `sharded subscribers ${[namespace, room, socket]} on ${channels}` },
+      );
+    });
+
     it("Node server -> socketlet clients (and Node's own), with binary", async () => {
       await broadcastFrom(members[0], {
         from: "node",
@@ -89,6 +145,25 @@ describe(
     it("socketlet -> Node clients (and the other socketlet node's), with binary", async () => {
       await broadcastFrom(members[2], { from: "socketlet1", bin: Buffer.from([1, 2, 3]) });
       await broadcastFrom(members[4], { from: "socketlet2", text: "plain, no binary" });
+    });
+
+    it("a broadcast to one socket's id reaches it on its node, both ways", async () => {
+      for (const [sender, target] of [
+        [members[0], members[2]],
+        [members[4], members[1]],
+      ]) {
+        for (const m of members) m.messages.length = 0;
+        const msg = `${sender.name} to ${target.name}`;
+        const [ok] = await ack(sender.socket, "to-room", [target.socket.sid, msg]);
+        assert.equal(ok, true);
+        await until(() => target.messages.length >= 1, { what: `${target.name} to get it` });
+        await sleep(GRACE_MS);
+        for (const m of members) {
+          const expected =
+            m === target ? [[{ room: target.socket.sid, from: sender.socket.sid, msg }]] : [];
+          assert.deepEqual(m.messages, expected, `${m.name} (sent to ${target.name})`);
+        }
+      }
     });
 
     it("fetchSockets() from the Node server sees the socketlet sockets with their rooms", async () => {
@@ -158,6 +233,11 @@ describe(
       assert.deepEqual((await fetchSockets(members[0].socket)).map((s) => s.id).sort(), left);
       assert.deepEqual((await fetchSockets(members[2].socket)).map((s) => s.id).sort(), left);
       assert.ok(nodeServer.alive());
+      // The socketlet node let go of the channel of the socket it disconnected.
+      const gone = `socket.io#/#${members[3].socket.sid}#`;
+      await until(async () => (await shardSubscribers(redis, [gone]))[0] === 0, {
+        what: `no subscriber left on ${gone}`,
+      });
     });
   },
 );

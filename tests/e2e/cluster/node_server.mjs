@@ -4,17 +4,23 @@
 // server: welcome, join, to-room, broadcast, fetch-sockets (with the `local` flag), collect-acks,
 // remote-disconnect, server-side-emit (and `ping-nodes` from other nodes -> `nodes-pinged`).
 //
-// Usage: node node_server.mjs --redis redis://127.0.0.1:PORT [--port N]
+// Usage: node node_server.mjs --redis redis://127.0.0.1:PORT [--port N] [--sharded MODE]
+// With --sharded, the adapter is createShardedAdapter (Redis 7 sharded pub/sub) with that
+// subscriptionMode (static, dynamic, dynamic-private).
 // Prints `LISTENING <port>` once it accepts connections; listens on 127.0.0.1 only.
 
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { createClient } from "redis";
 import { Server } from "socket.io";
 
 const { values } = parseArgs({
-  options: { redis: { type: "string" }, port: { type: "string", default: "0" } },
+  options: {
+    redis: { type: "string" },
+    port: { type: "string", default: "0" },
+    sharded: { type: "string" },
+  },
 });
 if (!values.redis) {
   console.error("usage: node node_server.mjs --redis redis://127.0.0.1:PORT [--port N]");
@@ -30,7 +36,9 @@ await Promise.all([pubClient.connect(), subClient.connect()]);
 const httpServer = createServer();
 // allowEIO3: socket.io-client 2.x clients too, as the socketlet nodes take them.
 const io = new Server(httpServer, {
-  adapter: createAdapter(pubClient, subClient, { requestsTimeout: 3000 }),
+  adapter: values.sharded
+    ? createShardedAdapter(pubClient, subClient, { subscriptionMode: values.sharded })
+    : createAdapter(pubClient, subClient, { requestsTimeout: 3000 }),
   allowEIO3: true,
 });
 const root = io.of("/");

@@ -3,8 +3,10 @@
 // join one room, spread evenly over the nodes; one more client, not in the room, on the first node,
 // sends BROADCASTS `to-room` broadcasts as fast as the server takes them; the clock runs from the
 // first send to the last delivery. Only the completeness is asserted: every client gets every
-// broadcast exactly once. Everything (nodes, Redis, clients) shares this machine's cores, and the
-// e2e server is a debug build, so the figures compare setups, they do not size production.
+// broadcast exactly once. The three-node cluster runs twice: classic pub/sub, and sharded pub/sub
+// ("dynamic": the room's broadcasts travel on the room's own channel). Everything (nodes, Redis,
+// clients) shares this machine's cores, and the e2e server is a debug build, so the figures
+// compare setups, they do not size production.
 //
 // Environment: CLUSTER_BENCH_CLIENTS (default 300), CLUSTER_BENCH_BROADCASTS (default 200).
 
@@ -50,7 +52,7 @@ async function inBatches(items, fn) {
 }
 
 /** Runs one setup; resolves to its figures. */
-async function measure({ label, nodeCount, redis: withRedis }) {
+async function measure({ label, nodeCount, redis: withRedis, args = [] }) {
   const env = new Env();
   try {
     const redis = withRedis ? await env.redis() : null;
@@ -61,6 +63,7 @@ async function measure({ label, nodeCount, redis: withRedis }) {
           redisUrl: redis?.url,
           label: `bench-${label}-${i}`,
           env: { RUST_LOG: "warn" },
+          args,
         }),
       );
     }
@@ -147,6 +150,12 @@ describe(
       { label: "1 node, no Redis", nodeCount: 1, redis: false },
       { label: "1 node on Redis", nodeCount: 1, redis: true },
       { label: "3 nodes on Redis", nodeCount: 3, redis: true },
+      {
+        label: "3 nodes, sharded",
+        nodeCount: 3,
+        redis: true,
+        args: ["--redis-sharded", "dynamic"],
+      },
     ];
     for (const setup of setups) {
       it(`${setup.label}: every delivery arrives`, async () => {

@@ -118,6 +118,19 @@ pub trait Adapter: Send + Sync + 'static {
         let _ = (ns, event, data);
         Ok(())
     }
+
+    /// A room got its first socket on this node. `private` rooms are sockets' own ids (every
+    /// socket is in its own room from connect to disconnect); the others are rooms joined by
+    /// name. Called after the change, outside the namespace's locks; must not block. Default:
+    /// nothing (an adapter that subscribes per room, as Redis sharded pub/sub, listens here).
+    fn room_created(&self, ns: &Namespace, room: &str, private: bool) {
+        let _ = (ns, room, private);
+    }
+
+    /// The last socket of this node left a room (see [`Adapter::room_created`]).
+    fn room_deleted(&self, ns: &Namespace, room: &str, private: bool) {
+        let _ = (ns, room, private);
+    }
 }
 
 /// Makes the adapter of each namespace when it is created.

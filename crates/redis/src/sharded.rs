@@ -1,0 +1,426 @@
+//! The adapter of one namespace over Redis 7 sharded pub/sub, in the format of Node's
+//! `createShardedAdapter` (`@socket.io/redis-adapter` 8.x, built on socket.io-adapter's cluster
+//! messages):
+//!
+//! - every message is `{uid, nsp, type, data}`, published with `SPUBLISH` on `<key>#<nsp>#`, or
+//!   on `<key>#<nsp>#<room>#` for a broadcast to exactly one room in the dynamic modes;
+//! - answers go to the asking node's own channel `<key>#<nsp>#<uid>#`;
+//! - JSON or msgpack, told apart by the first byte (this node always writes msgpack, which
+//!   carries binary attachments as they are).
+//!
+//! The packets, options and socket descriptions inside are those of the classic adapter, whose
+//! helpers this module uses.
+
+use crate::adapter::{
+    fetch_remote, gather_acks, opts_from, opts_mp, packet_from, packet_mp, serve_acks, socket_json,
+    AckReply, BROADCAST_ACK as ACK_ANSWER, BROADCAST_CLIENT_COUNT as COUNT_ANSWER,
+};
+use crate::msgpack::{self, map};
+use crate::node::{decode_json_or_msgpack, random_id, Node};
+use crate::SubscriptionMode;
+use rmpv::Value as Mp;
+use serde_json::{json, Value};
+use socketlet::adapter::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Room};
+use socketlet::socketio_proto::Packet;
+use socketlet::{AckResponses, Data, Namespace, SocketInfo};
+use std::sync::Arc;
+use std::time::Duration;
+
+// socket.io-adapter's `MessageType` (heartbeats and ADAPTER_CLOSE, 1, 2 and 13, belong to the
+// adapters that count nodes by heartbeat; the Redis ones ask Redis instead and ignore them).
+const BROADCAST: u64 = 3;
+const SOCKETS_JOIN: u64 = 4;
+const SOCKETS_LEAVE: u64 = 5;
+const DISCONNECT_SOCKETS: u64 = 6;
+const FETCH_SOCKETS: u64 = 7;
+const FETCH_SOCKETS_RESPONSE: u64 = 8;
+const SERVER_SIDE_EMIT: u64 = 9;
+const SERVER_SIDE_EMIT_RESPONSE: u64 = 10;
+const BROADCAST_CLIENT_COUNT: u64 = 11;
+const BROADCAST_ACK: u64 = 12;
+
+/// Node's test for "this room is a socket id" (its ids are 20 characters, as socketlet's).
+fn looks_like_a_socket_id(room: &str) -> bool {
+    room.chars().count() == 20
+}
+
+pub(crate) struct ShardedAdapter {
+    node: Arc<Node>,
+    nsp: String,
+    mode: SubscriptionMode,
+}
+
+impl ShardedAdapter {
+    pub(crate) fn new(node: Arc<Node>, nsp: &str, mode: SubscriptionMode) -> Self {
+        ShardedAdapter {
+            node,
+            nsp: nsp.to_owned(),
+            mode,
+        }
+    }
+
+    /// Publishes a message of this namespace on its channel.
+    fn publish(&self, kind: u64, data: Mp) -> Result<(), AdapterError> {
+        publish_on(
+            &self.node,
+            self.node.broadcast_channel(&self.nsp),
+            &self.nsp,
+            kind,
+            data,
+        )
+    }
+
+    /// Where a broadcast goes (as Node computes it): a dynamic room's own channel for exactly one
+    /// room without acks, the namespace's channel otherwise.
+    fn broadcast_channel(&self, opts: &BroadcastOptions) -> String {
+        match opts.rooms.as_slice() {
+            [room]
+                if self.mode == SubscriptionMode::DynamicPrivate
+                    || (self.mode == SubscriptionMode::Dynamic
+                        && !looks_like_a_socket_id(room)) =>
+            {
+                self.node.shard_channel(&self.nsp, room)
+            }
+            _ => self.node.broadcast_channel(&self.nsp),
+        }
+    }
+}
+
+fn publish_on(
+    node: &Node,
+    channel: String,
+    nsp: &str,
+    kind: u64,
+    data: Mp,
+) -> Result<(), AdapterError> {
+    let message = map([
+        ("uid", Mp::from(node.uid())),
+        ("nsp", Mp::from(nsp)),
+        ("type", Mp::from(kind)),
+        ("data", data),
+    ]);
+    node.publish(channel, msgpack::encode(&message))
+}
+
+/// Answers the node `to`.
+fn respond(node: &Node, to: &str, nsp: &str, kind: u64, data: Mp) {
+    let _ = publish_on(node, node.shard_channel(nsp, to), nsp, kind, data);
+}
+
+fn rooms_mp(rooms: &[Room]) -> Mp {
+    Mp::Array(rooms.iter().map(|r| Mp::from(r.as_str())).collect())
+}
+
+impl Adapter for ShardedAdapter {
+    fn broadcast(
+        &self,
+        ns: &Namespace,
+        packet: Packet,
+        opts: BroadcastOptions,
+    ) -> Result<(), AdapterError> {
+        ns.local_broadcast(&packet, &opts);
+        if opts.local {
+            return Ok(());
+        }
+        let Some(p) = packet_mp(&packet) else {
+            return Ok(());
+        };
+        let data = map([("packet", p), ("opts", opts_mp(&opts, None))]);
+        publish_on(
+            &self.node,
+            self.broadcast_channel(&opts),
+            &self.nsp,
+            BROADCAST,
+            data,
+        )
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        ns: &Namespace,
+        packet: Packet,
+        opts: BroadcastOptions,
+        timeout: Duration,
+    ) -> BoxFuture<'static, AckResponses> {
+        if opts.local {
+            return Box::pin(ns.local_broadcast_with_ack(packet, &opts, timeout));
+        }
+        let request_id = random_id(16);
+        let pending = self.node.expect_answers(&request_id);
+        if let Some(p) = packet_mp(&packet) {
+            // Always on the namespace's channel: the count of nodes to wait for is that
+            // channel's subscribers.
+            let _ = self.publish(
+                BROADCAST,
+                map([
+                    ("packet", p),
+                    ("requestId", Mp::from(request_id.as_str())),
+                    ("opts", opts_mp(&opts, Some(timeout))),
+                ]),
+            );
+        }
+        let local = ns.local_broadcast_acks(packet, &opts);
+        Box::pin(gather_acks(
+            self.node.clone(),
+            self.nsp.clone(),
+            local,
+            pending,
+            timeout,
+        ))
+    }
+
+    fn fetch_sockets(
+        &self,
+        ns: &Namespace,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
+        let local: Vec<SocketInfo> = ns.local_sockets(&opts).iter().map(|s| s.info()).collect();
+        if opts.local {
+            return Box::pin(async move { Ok(local) });
+        }
+        let request_id = random_id(16);
+        let node = self.node.clone();
+        let (nsp, channel) = (self.nsp.clone(), node.broadcast_channel(&self.nsp));
+        let data = map([
+            ("opts", opts_mp(&opts, None)),
+            ("requestId", Mp::from(request_id.as_str())),
+        ]);
+        Box::pin(fetch_remote(
+            node.clone(),
+            self.nsp.clone(),
+            local,
+            request_id,
+            move || publish_on(&node, channel, &nsp, FETCH_SOCKETS, data),
+        ))
+    }
+
+    fn add_sockets(
+        &self,
+        ns: &Namespace,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        ns.local_add_sockets(&opts, &rooms);
+        let result = if opts.local {
+            Ok(())
+        } else {
+            let data = map([("opts", opts_mp(&opts, None)), ("rooms", rooms_mp(&rooms))]);
+            self.publish(SOCKETS_JOIN, data)
+        };
+        Box::pin(async move { result })
+    }
+
+    fn del_sockets(
+        &self,
+        ns: &Namespace,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        ns.local_del_sockets(&opts, &rooms);
+        let result = if opts.local {
+            Ok(())
+        } else {
+            let data = map([("opts", opts_mp(&opts, None)), ("rooms", rooms_mp(&rooms))]);
+            self.publish(SOCKETS_LEAVE, data)
+        };
+        Box::pin(async move { result })
+    }
+
+    fn disconnect_sockets(
+        &self,
+        ns: &Namespace,
+        opts: BroadcastOptions,
+        close: bool,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        ns.local_disconnect_sockets(&opts, close);
+        let result = if opts.local {
+            Ok(())
+        } else {
+            let data = map([
+                ("opts", opts_mp(&opts, None)),
+                ("close", Mp::Boolean(close)),
+            ]);
+            self.publish(DISCONNECT_SOCKETS, data)
+        };
+        Box::pin(async move { result })
+    }
+
+    fn server_side_emit(
+        &self,
+        _ns: &Namespace,
+        event: &str,
+        data: Data,
+    ) -> Result<(), AdapterError> {
+        let mut packet = vec![Mp::from(event)];
+        packet.extend(
+            data.args
+                .iter()
+                .map(|a| msgpack::from_json(a, &data.binary)),
+        );
+        self.publish(SERVER_SIDE_EMIT, map([("packet", Mp::Array(packet))]))
+    }
+
+    fn room_created(&self, _ns: &Namespace, room: &str, private: bool) {
+        if self.mode.has_channel(private) {
+            self.node.room_changed(&self.nsp, room);
+        }
+    }
+
+    fn room_deleted(&self, _ns: &Namespace, room: &str, private: bool) {
+        if self.mode.has_channel(private) {
+            self.node.room_changed(&self.nsp, room);
+        }
+    }
+}
+
+/// A message from another node (on a namespace's channel, a room's, or this node's own).
+pub(crate) fn on_message(node: &Arc<Node>, payload: &[u8]) {
+    let Some((message, bins)) = decode_json_or_msgpack(payload) else {
+        tracing::debug!("ignored a malformed sharded message");
+        return;
+    };
+    let uid = message.get("uid").and_then(Value::as_str).unwrap_or("");
+    if uid == node.uid() {
+        return;
+    }
+    let (Some(kind), Some(nsp)) = (
+        message.get("type").and_then(Value::as_u64),
+        message.get("nsp").and_then(Value::as_str),
+    ) else {
+        tracing::debug!("ignored a sharded message without type or namespace");
+        return;
+    };
+    let data = message.get("data").cloned().unwrap_or(Value::Null);
+    // Answers to this node's requests, in the shape the classic adapter's gatherers read.
+    let answer_type = match kind {
+        BROADCAST_CLIENT_COUNT => Some(COUNT_ANSWER),
+        BROADCAST_ACK => Some(ACK_ANSWER),
+        FETCH_SOCKETS_RESPONSE | SERVER_SIDE_EMIT_RESPONSE => Some(0),
+        _ => None,
+    };
+    if let Some(answer_type) = answer_type {
+        if let Value::Object(mut answer) = data {
+            answer.insert("type".into(), json!(answer_type));
+            node.deliver_answer((Value::Object(answer), bins));
+        }
+        return;
+    }
+    let Some(ns) = node.io().and_then(|io| io.namespace(nsp)) else {
+        return;
+    };
+    let opts = opts_from(data.get("opts"));
+    let rooms = || -> Vec<Room> {
+        data.get("rooms")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let request_id = data.get("requestId").cloned();
+    match kind {
+        BROADCAST => {
+            let Some(packet) = data.get("packet").and_then(|p| packet_from(p, bins)) else {
+                tracing::debug!("ignored a sharded broadcast that is not an event");
+                return;
+            };
+            let Some(request_id) = request_id else {
+                ns.local_broadcast(&packet, &opts);
+                return;
+            };
+            let timeout = data
+                .get("opts")
+                .and_then(|o| o.get("flags"))
+                .and_then(|f| f.get("timeout"))
+                .and_then(Value::as_u64)
+                .map_or(Duration::from_secs(5), Duration::from_millis);
+            let (node, to, nsp) = (node.clone(), uid.to_owned(), nsp.to_owned());
+            let request_id = msgpack::from_json(&request_id, &[]);
+            serve_acks(&ns, packet, &opts, timeout, move |reply| {
+                let (kind, data) = match reply {
+                    AckReply::Count(n) => (
+                        BROADCAST_CLIENT_COUNT,
+                        map([
+                            ("requestId", request_id.clone()),
+                            ("clientCount", Mp::from(n as u64)),
+                        ]),
+                    ),
+                    AckReply::Ack(arg, bins) => (
+                        BROADCAST_ACK,
+                        map([
+                            ("requestId", request_id.clone()),
+                            ("packet", msgpack::from_json(&arg, &bins)),
+                        ]),
+                    ),
+                };
+                respond(&node, &to, &nsp, kind, data);
+            });
+        }
+        SOCKETS_JOIN => ns.local_add_sockets(&opts, &rooms()),
+        SOCKETS_LEAVE => ns.local_del_sockets(&opts, &rooms()),
+        DISCONNECT_SOCKETS => {
+            let close = data.get("close").and_then(Value::as_bool).unwrap_or(false);
+            ns.local_disconnect_sockets(&opts, close);
+        }
+        FETCH_SOCKETS => {
+            let sockets: Vec<Mp> = ns
+                .local_sockets(&opts)
+                .iter()
+                .map(|s| msgpack::from_json(&socket_json(&s.info()), &[]))
+                .collect();
+            let request_id = msgpack::from_json(&request_id.unwrap_or(Value::Null), &[]);
+            let data = map([("requestId", request_id), ("sockets", Mp::Array(sockets))]);
+            respond(node, uid, nsp, FETCH_SOCKETS_RESPONSE, data);
+        }
+        SERVER_SIDE_EMIT => {
+            let Some((event, args)) = data
+                .get("packet")
+                .and_then(Value::as_array)
+                .and_then(|p| p.split_first())
+            else {
+                return;
+            };
+            if let Some(event) = event.as_str() {
+                ns.deliver_server_side_emit(
+                    event,
+                    Data {
+                        args: args.to_vec(),
+                        binary: bins,
+                    },
+                );
+            }
+            if let Some(request_id) = request_id {
+                // socketlet's server-side handlers do not answer; say so rather than let the
+                // asking node time out.
+                let data = map([
+                    ("requestId", msgpack::from_json(&request_id, &[])),
+                    ("packet", Mp::Nil),
+                ]);
+                respond(node, uid, nsp, SERVER_SIDE_EMIT_RESPONSE, data);
+            }
+        }
+        _ => tracing::debug!(nsp, kind, "ignored a sharded message of another type"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_ids_are_recognised_as_node_does() {
+        assert!(looks_like_a_socket_id("AAAAAAAAAAAAAAAAAAAA"));
+        assert!(!looks_like_a_socket_id("room-1"));
+        assert!(!looks_like_a_socket_id("/admin#AAAAAAAAAAAAAAAAAAAA"));
+    }
+
+    #[test]
+    fn subscription_modes_choose_room_channels() {
+        assert!(!SubscriptionMode::Static.has_channel(false));
+        assert!(SubscriptionMode::Dynamic.has_channel(false));
+        assert!(!SubscriptionMode::Dynamic.has_channel(true));
+        assert!(SubscriptionMode::DynamicPrivate.has_channel(true));
+    }
+}
