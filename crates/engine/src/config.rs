@@ -62,7 +62,7 @@ impl Default for Cookie {
 /// | `max_buffered_packets` | 4096 (Node: unbounded) | - |
 /// | `max_packets_per_poll` | 16 (Node: unbounded) | - |
 /// | `max_sessions` | 100,000 | - |
-/// | `websocket_read_buffer` | 1024 bytes | - |
+/// | `websocket_read_buffer` | 512 bytes | - |
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct EngineConfig {
@@ -128,7 +128,7 @@ impl Default for EngineConfig {
             max_packets_per_poll: 16,
             max_sessions: 100_000,
             allow_request: None,
-            websocket_read_buffer: 1024,
+            websocket_read_buffer: 512,
         }
     }
 }

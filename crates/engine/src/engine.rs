@@ -283,11 +283,7 @@ impl Engine {
         };
         let session = Session::new(version, shared.timing(), transport, now());
         let sid = Sid::random();
-        let request = RequestInfo {
-            uri: req.uri().clone(),
-            headers: req.headers().clone(),
-            remote_addr: req.extensions().get::<RemoteAddr>().map(|a| a.0),
-        };
+        let request = RequestInfo::detached(&req);
         let socket = Arc::new(Socket::new(
             sid,
             session,

@@ -67,6 +67,39 @@ pub struct RequestInfo {
     pub remote_addr: Option<SocketAddr>,
 }
 
+impl RequestInfo {
+    /// The parts of `req` a session keeps, copied into one buffer of their own. A clone would
+    /// do, but hyper's URI and header values are slices of its connection's read buffer (8 KiB):
+    /// any of them would keep that whole buffer alive as long as the session lives.
+    pub(crate) fn detached<B>(req: &http::Request<B>) -> RequestInfo {
+        let uri_text = req.uri().to_string();
+        let total = uri_text.len() + req.headers().values().map(|v| v.len()).sum::<usize>();
+        let mut buf = bytes::BytesMut::with_capacity(total);
+        buf.extend_from_slice(uri_text.as_bytes());
+        for value in req.headers().values() {
+            buf.extend_from_slice(value.as_bytes());
+        }
+        let buf = buf.freeze();
+        let uri = Uri::from_maybe_shared(buf.slice(..uri_text.len())).unwrap_or_default();
+        let mut headers = HeaderMap::with_capacity(req.headers().len());
+        let mut at = uri_text.len();
+        for (name, value) in req.headers() {
+            let part = buf.slice(at..at + value.len());
+            at += value.len();
+            // Valid already (hyper parsed it); a failure would only drop that header.
+            if let Ok(mut copy) = http::HeaderValue::from_maybe_shared(part) {
+                copy.set_sensitive(value.is_sensitive());
+                headers.append(name.clone(), copy);
+            }
+        }
+        RequestInfo {
+            uri,
+            headers,
+            remote_addr: req.extensions().get::<RemoteAddr>().map(|a| a.0),
+        }
+    }
+}
+
 /// The address of the peer, put in request extensions by [`crate::serve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
@@ -84,6 +117,18 @@ pub(crate) struct State {
     /// marks itself closed on a ping timeout or a CLOSE packet, and the engine must still wake
     /// the waiters and tell the handler.
     close_handled: bool,
+    /// The WebSocket task is handling something and drains the outbox before it waits again:
+    /// packets queued meanwhile need no wake-up (an inline handler's answer would otherwise
+    /// wake the very task that is running it, for one useless extra poll).
+    pub(crate) writer_busy: bool,
+}
+
+impl State {
+    /// Queues a packet; returns whether the writer must be woken.
+    fn push(&mut self, packet: Packet) -> bool {
+        self.outbox.push_back(packet);
+        !self.writer_busy
+    }
 }
 
 /// One Engine.IO session. Shared as `Arc<Socket>`; every method takes `&self`.
@@ -129,6 +174,7 @@ impl Socket {
                 post_active: false,
                 ws_attached: false,
                 close_handled: false,
+                writer_busy: false,
             }),
             wake: Notify::new(),
             closed_wake: Notify::new(),
@@ -186,7 +232,7 @@ impl Socket {
         I::IntoIter: ExactSizeIterator,
     {
         let msgs = msgs.into_iter();
-        {
+        let wake = {
             let mut st = self.lock();
             if st.session.closed().is_some() {
                 return Err(SendError::Closed);
@@ -198,8 +244,11 @@ impl Socket {
                 return Err(SendError::Full);
             }
             st.outbox.extend(msgs.map(Message::into_packet));
+            !st.writer_busy
+        };
+        if wake {
+            self.wake.notify_one();
         }
-        self.wake.notify_one();
         Ok(())
     }
 
@@ -211,7 +260,7 @@ impl Socket {
         I: IntoIterator<Item = Message>,
         I::IntoIter: ExactSizeIterator,
     {
-        {
+        let wake = {
             let mut st = self.lock();
             let ready = st.session.closed().is_none()
                 && st.outbox.is_empty()
@@ -220,8 +269,11 @@ impl Socket {
                 return false;
             }
             st.outbox.extend(msgs.into_iter().map(Message::into_packet));
+            !st.writer_busy
+        };
+        if wake {
+            self.wake.notify_one();
         }
-        self.wake.notify_one();
         true
     }
 
@@ -234,11 +286,11 @@ impl Socket {
     /// Queues an engine packet of the server's own (ping, pong, noop).
     pub(crate) fn push_control(&self, packet: Packet) {
         let mut st = self.lock();
-        if st.session.closed().is_none() {
-            st.outbox.push_back(packet);
-        }
+        let wake = st.session.closed().is_none() && st.push(packet);
         drop(st);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
     }
 
     /// Closes the session once: marks it closed, wakes its waiters, tells the handler.
@@ -278,5 +330,45 @@ impl Socket {
 
     pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
         self.shared.upgrade()
+    }
+}
+
+#[cfg(test)]
+mod detached_tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn a_session_keeps_its_own_copy_of_the_request() {
+        // As hyper does: the URI and the header values are slices of one big read buffer.
+        let mut raw = b"/socket.io/?EIO=4&transport=polling".to_vec();
+        raw.extend_from_slice(b"http://example.comsecret");
+        raw.resize(8192, b' ');
+        let read_buffer = Bytes::from(raw);
+        let mut value = HeaderValue::from_maybe_shared(read_buffer.slice(53..59)).unwrap();
+        value.set_sensitive(true);
+        let req = http::Request::builder()
+            .uri(Uri::from_maybe_shared(read_buffer.slice(..35)).unwrap())
+            .header(
+                "origin",
+                HeaderValue::from_maybe_shared(read_buffer.slice(35..53)).unwrap(),
+            )
+            .header("x-token", value)
+            .header("x-token", "second")
+            .body(())
+            .unwrap();
+        let info = RequestInfo::detached(&req);
+        drop(req);
+        assert!(
+            read_buffer.is_unique(),
+            "the session still holds the read buffer"
+        );
+        assert_eq!(info.uri, "/socket.io/?EIO=4&transport=polling");
+        assert_eq!(info.uri.query(), Some("EIO=4&transport=polling"));
+        assert_eq!(info.headers["origin"], "http://example.com");
+        let tokens: Vec<_> = info.headers.get_all("x-token").iter().collect();
+        assert_eq!(tokens, ["secret", "second"]);
+        assert!(tokens[0].is_sensitive());
+        assert_eq!(info.remote_addr, None);
     }
 }

@@ -37,8 +37,12 @@ pub fn placeholder_num(value: &Value) -> Option<usize> {
 pub fn max_placeholder(values: &[Value]) -> Option<usize> {
     // An explicit stack instead of recursion: values built in code (not parsed) have no depth
     // limit, and this must not overflow the thread's stack on them either.
+    // Scalars at the top level (the usual strings and numbers) need no stack at all.
     let mut max = None;
-    let mut stack: Vec<&Value> = values.iter().collect();
+    let mut stack: Vec<&Value> = values
+        .iter()
+        .filter(|v| v.is_array() || v.is_object())
+        .collect();
     while let Some(value) = stack.pop() {
         match value {
             Value::Array(items) => stack.extend(items),

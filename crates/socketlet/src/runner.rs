@@ -1,6 +1,7 @@
 //! Running handler futures without a task per event when they do not need one.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Waker};
 
 /// Polls `fut` once on the current thread; if it is not finished, spawns the rest as a task.
@@ -13,7 +14,12 @@ pub(crate) fn run_detached<F>(fut: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let mut fut = Box::pin(fut);
+    run_boxed(Box::pin(fut));
+}
+
+/// [`run_detached`] for a future that is boxed already (event handlers return one), so that it
+/// is not boxed twice.
+pub(crate) fn run_boxed(mut fut: Pin<Box<dyn Future<Output = ()> + Send>>) {
     let mut cx = Context::from_waker(Waker::noop());
     if fut.as_mut().poll(&mut cx).is_pending() {
         tokio::spawn(fut);

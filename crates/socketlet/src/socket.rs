@@ -7,7 +7,7 @@ use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::extensions::Extensions;
 use crate::namespace::Namespace;
 use crate::operators::BroadcastOperator;
-use crate::runner::run_detached;
+use crate::runner::run_boxed;
 use crate::sync::{lock, read, write};
 use bytes::Bytes;
 use serde_json::Value;
@@ -507,7 +507,7 @@ impl Socket {
             socket: self.clone(),
             id,
         });
-        run_detached(handler(self.clone(), Event { name, data, ack }));
+        run_boxed(handler(self.clone(), Event { name, data, ack }));
     }
 
     /// An ACK from the client.

@@ -76,7 +76,7 @@ async fn connect(socket: &Socket, on_upgrade: hyper::upgrade::OnUpgrade) -> Opti
                 s.config.websocket_read_buffer,
             )
         })
-        .unwrap_or((1_000_000, 1024));
+        .unwrap_or((1_000_000, 512));
     let config = WebSocketConfig::default()
         .read_buffer_size(read_buffer)
         .max_message_size(Some(max))
@@ -99,9 +99,12 @@ pub(crate) fn open<B>(socket: Arc<Socket>, req: Request<B>) -> Response<Response
         shared.handler.on_open(&socket);
     }
     tokio::spawn(async move {
-        match connect(&socket, on_upgrade).await {
-            Some(ws) => run(&socket, ws).await,
-            None => socket.close_with(CloseReason::TransportClose, false),
+        // The stream lives in one place of the task (`run` borrows it): moved into `run`, it
+        // would be held twice in the task's state, which every idle connection pays for.
+        if let Some(mut ws) = connect(&socket, on_upgrade).await {
+            run(&socket, &mut ws).await;
+        } else {
+            socket.close_with(CloseReason::TransportClose, false);
         }
         socket.finish();
     });
@@ -133,7 +136,7 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, req: Request<B>) -> Response<Respo
             return;
         };
         if probe(&socket, &mut ws).await {
-            run(&socket, ws).await;
+            run(&socket, &mut ws).await;
             socket.finish();
         } else {
             {
@@ -232,46 +235,77 @@ enum Event {
 }
 
 /// The life of a session on WebSocket: read frames, write the outbox, keep heartbeats.
-async fn run(socket: &Arc<Socket>, mut ws: Ws) {
+///
+/// The wake-up and the heartbeat timer live across iterations (a message in or out costs no
+/// timer or waiter registration), and while the task handles a frame or a timer it is marked
+/// busy, so that what the handlers queue meanwhile does not wake it again: it drains the outbox
+/// before it waits.
+async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
     let version = socket.protocol();
+    // The session's next deadline the timer is set to (`None`: none, the timer is far away).
+    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    let mut timer_at: Option<tokio::time::Instant> = None;
+    let timer = tokio::time::sleep_until(far());
+    tokio::pin!(timer);
+    let woken = socket.wake.notified();
+    tokio::pin!(woken);
     loop {
-        let (batch, deadline, closed) = {
-            let mut st = socket.lock();
-            let batch: Vec<Packet> = st.outbox.drain(..).collect();
-            (
-                batch,
-                st.session.next_deadline(),
-                st.session.closed().is_some(),
-            )
-        };
-        if !batch.is_empty() {
-            let mut failed = false;
-            for packet in batch {
-                if ws.feed(encode(version, packet)).await.is_err() {
-                    failed = true;
-                    break;
+        // Everything queued goes out with one flush (writes are coalesced); the packets are
+        // taken one at a time, which costs a lock each but no buffer.
+        let mut wrote = false;
+        let (deadline, closed) = loop {
+            let next = {
+                let mut st = socket.lock();
+                st.writer_busy = false;
+                match st.outbox.pop_front() {
+                    Some(packet) => Ok(packet),
+                    None => Err((st.session.next_deadline(), st.session.closed().is_some())),
                 }
+            };
+            match next {
+                Ok(packet) => {
+                    if ws.feed(encode(version, packet)).await.is_err() {
+                        socket.close_with(CloseReason::TransportClose, false);
+                        return;
+                    }
+                    wrote = true;
+                }
+                Err(state) => break state,
             }
-            if failed || ws.flush().await.is_err() {
-                socket.close_with(CloseReason::TransportClose, false);
-                return;
-            }
+        };
+        if wrote && ws.flush().await.is_err() {
+            socket.close_with(CloseReason::TransportClose, false);
+            return;
         }
         if closed {
             let _ = ws.close(None).await;
             return;
         }
-        let far = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
-        let sleep_until = deadline.map(tokio::time::Instant::from_std).unwrap_or(far);
+        let deadline = deadline.map(tokio::time::Instant::from_std);
+        if deadline != timer_at {
+            timer_at = deadline;
+            timer.as_mut().reset(deadline.unwrap_or_else(far));
+        }
         let event = tokio::select! {
             frame = ws.next() => Event::Frame(frame),
-            _ = socket.wake.notified() => Event::Wake,
-            _ = tokio::time::sleep_until(sleep_until) => Event::Timer,
+            _ = woken.as_mut() => {
+                woken.set(socket.wake.notified());
+                Event::Wake
+            }
+            _ = timer.as_mut() => {
+                timer_at = None;
+                timer.as_mut().reset(far());
+                Event::Timer
+            }
         };
         match event {
             Event::Wake => {}
             Event::Timer => {
-                let action = socket.lock().session.on_timer(now());
+                let action = {
+                    let mut st = socket.lock();
+                    st.writer_busy = true;
+                    st.session.on_timer(now())
+                };
                 match action {
                     Some(TimerAction::SendPing) => socket.push_control(Packet::Ping(Str::new())),
                     Some(TimerAction::Close(reason)) => socket.close_with(reason, false),
@@ -281,7 +315,11 @@ async fn run(socket: &Arc<Socket>, mut ws: Ws) {
             Event::Frame(Some(Ok(frame))) => match decode(version, frame) {
                 None => {}
                 Some(Ok(packet)) => {
-                    let reaction = socket.lock().session.on_packet(packet, now());
+                    let reaction = {
+                        let mut st = socket.lock();
+                        st.writer_busy = true;
+                        st.session.on_packet(packet, now())
+                    };
                     react(socket, reaction);
                 }
                 Some(Err(reason)) => {
