@@ -1,57 +1,50 @@
 use bytes::Bytes;
+use bytestring::ByteString;
 use std::fmt;
 use std::ops::Deref;
 
 /// An immutable UTF-8 string backed by [`Bytes`]: cloning it is a reference count increment, so
-/// one encoded broadcast can be shared by every receiver.
+/// one encoded broadcast can be shared by every receiver. UTF-8 is checked once, when it is
+/// made (`bytestring` keeps that promise, so reading it costs nothing).
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Str(Bytes);
+pub struct Str(ByteString);
 
 impl Str {
     /// An empty string.
     pub const fn new() -> Self {
-        Str(Bytes::new())
+        Str(ByteString::new())
     }
 
     /// A string from a `'static` literal, without allocating.
     pub const fn from_static(s: &'static str) -> Self {
-        Str(Bytes::from_static(s.as_bytes()))
+        Str(ByteString::from_static(s))
     }
 
     /// Checks that `bytes` is UTF-8 and wraps it.
     pub fn from_utf8(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
-        std::str::from_utf8(&bytes)?;
-        Ok(Str(bytes))
+        ByteString::try_from(bytes).map(Str)
     }
 
     /// The string.
     pub fn as_str(&self) -> &str {
-        // The only constructors take a `String`, a `&'static str` or checked bytes.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        &self.0
     }
 
     /// The underlying bytes (UTF-8).
     pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+        self.0.as_bytes()
     }
 
     /// Converts into the underlying bytes (UTF-8).
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        self.0.into_bytes()
     }
 
     /// A sub-string sharing the same buffer. `range` must fall on character boundaries of
     /// `self`; otherwise `None`.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Option<Str> {
-        let s = self.as_str();
-        if range.start > range.end
-            || range.end > s.len()
-            || !s.is_char_boundary(range.start)
-            || !s.is_char_boundary(range.end)
-        {
-            return None;
-        }
-        Some(Str(self.0.slice(range)))
+        let sub = self.as_str().get(range)?;
+        Some(Str(self.0.slice_ref(sub)))
     }
 }
 
@@ -64,7 +57,7 @@ impl Deref for Str {
 
 impl From<String> for Str {
     fn from(s: String) -> Self {
-        Str(Bytes::from(s))
+        Str(ByteString::from(s))
     }
 }
 

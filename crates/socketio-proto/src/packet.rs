@@ -136,12 +136,41 @@ impl Packet {
     /// The namespace is written as is (an empty one counts as `/`); the built-in parser has no
     /// escaping, so a namespace must not contain a `,`. The payload is not checked against the
     /// type: encoding trusts the packet it is given.
+    ///
+    /// The text is built in a buffer kept per thread and then copied once into a string of
+    /// exactly its size: one allocation per packet, and a string whose bytes can be shared
+    /// without another (see `bytes::Bytes::from`).
     pub fn encode(&self) -> String {
+        /// The per-thread buffer is let go when a packet made it bigger than this.
+        const KEPT_CAPACITY: usize = 64 * 1024;
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| {
+            let mut own = Vec::new();
+            let mut borrowed = scratch.try_borrow_mut();
+            let buf = match borrowed.as_deref_mut() {
+                Ok(buf) => buf,
+                Err(_) => &mut own,
+            };
+            buf.clear();
+            self.encode_into(buf);
+            // Everything written is UTF-8 (ASCII, a `&str`, serde_json output), so this is
+            // only a validation pass; nothing is ever replaced.
+            let text = String::from_utf8_lossy(buf).into_owned();
+            if buf.capacity() > KEPT_CAPACITY {
+                *buf = Vec::new();
+            }
+            text
+        })
+    }
+
+    /// Appends the text part to `buf` (see [`Packet::encode`]).
+    pub fn encode_into(&self, buf: &mut Vec<u8>) {
         let kind = self.kind();
-        let mut buf = Vec::with_capacity(32 + self.nsp.len());
         buf.push(kind.digit());
         if kind.is_binary() {
-            write_decimal(&mut buf, self.attachments.len() as u64);
+            write_decimal(buf, self.attachments.len() as u64);
             buf.push(b'-');
         }
         if !self.nsp.is_empty() && self.nsp != "/" {
@@ -151,36 +180,32 @@ impl Packet {
         match &self.data {
             PacketData::Connect(None) | PacketData::Disconnect => {}
             PacketData::Connect(Some(value)) | PacketData::ConnectError(value) => {
-                write_json(&mut buf, value);
+                write_json(buf, value);
             }
             PacketData::Event { name, args, id } => {
                 if let Some(id) = id {
-                    write_decimal(&mut buf, *id);
+                    write_decimal(buf, *id);
                 }
                 buf.push(b'[');
-                write_json(&mut buf, name.as_str());
+                write_json(buf, name.as_str());
                 for arg in args {
                     buf.push(b',');
-                    write_json(&mut buf, arg);
+                    write_json(buf, arg);
                 }
                 buf.push(b']');
             }
             PacketData::Ack { args, id } => {
-                write_decimal(&mut buf, *id);
+                write_decimal(buf, *id);
                 buf.push(b'[');
                 for (i, arg) in args.iter().enumerate() {
                     if i > 0 {
                         buf.push(b',');
                     }
-                    write_json(&mut buf, arg);
+                    write_json(buf, arg);
                 }
                 buf.push(b']');
             }
         }
-        // Everything written is UTF-8 (ASCII, a `&str`, serde_json output), so this is only a
-        // validation pass; the lossy branch cannot be taken.
-        String::from_utf8(buf)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
