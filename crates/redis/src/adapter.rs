@@ -1,13 +1,10 @@
-//! The adapter of one namespace, and the answers to other nodes' requests, in the formats of
-//! Node's `@socket.io/redis-adapter` 8.x:
-//!
-//! - broadcast: msgpack `[uid, packet, {rooms, except, flags}]` on `<key>#<nsp>#`, or
-//!   `<key>#<nsp>#<room>#` when there is exactly one room;
-//! - requests on `<key>-request#<nsp>#`, JSON objects with a numeric `type` (msgpack for
-//!   BROADCAST); answers on `<key>-response#<nsp>#`.
+//! The adapter of one namespace over Redis, whatever the wire format: the local part of every
+//! operation, what crosses nodes handed to a [`Wire`] (classic or sharded pub/sub), and the
+//! gathering of other nodes' answers. Also the conversions both formats share: Node's packets,
+//! options and socket descriptions.
 
 use crate::msgpack::{self, map};
-use crate::node::{random_id, Answer, Node, Pending};
+use crate::node::{random_id, Node, Pending};
 use rmpv::Value as Mp;
 use serde_json::{json, Value};
 use socketlet::adapter::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Room};
@@ -16,40 +13,102 @@ use socketlet::{AckResponses, Data, LocalAcks, Namespace, SocketInfo};
 use std::sync::Arc;
 use std::time::Duration;
 
-const SOCKETS: u64 = 0;
-const ALL_ROOMS: u64 = 1;
-const REMOTE_JOIN: u64 = 2;
-const REMOTE_LEAVE: u64 = 3;
-const REMOTE_DISCONNECT: u64 = 4;
-const REMOTE_FETCH: u64 = 5;
-const SERVER_SIDE_EMIT: u64 = 6;
-const BROADCAST: u64 = 7;
+/// The type of an answer with the count of acks a node expects, as the gatherers read answers
+/// (the classic format's numbers; the sharded one converts its own).
 pub(crate) const BROADCAST_CLIENT_COUNT: u64 = 8;
+/// The type of an answer with one ack.
 pub(crate) const BROADCAST_ACK: u64 = 9;
 
-pub(crate) struct RedisAdapter {
-    node: Arc<Node>,
-    nsp: String,
+/// How the operations that cross nodes are put on the wire. Each method publishes one message
+/// (answers, if any, come back through the node's pending requests).
+pub(crate) trait Wire: Copy + Send + Sync + 'static {
+    /// A broadcast without acks (`packet` in Node's form).
+    fn broadcast(
+        self,
+        node: &Node,
+        nsp: &str,
+        packet: Mp,
+        opts: &BroadcastOptions,
+    ) -> Result<(), AdapterError>;
+
+    /// A broadcast whose acks are wanted, answered under `request_id`.
+    fn broadcast_with_ack(
+        self,
+        node: &Node,
+        nsp: &str,
+        packet: Mp,
+        opts: &BroadcastOptions,
+        timeout: Duration,
+        request_id: &str,
+    ) -> Result<(), AdapterError>;
+
+    /// A request for the other nodes' sockets, answered under `request_id`.
+    fn fetch_sockets(
+        self,
+        node: &Node,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        request_id: &str,
+    ) -> Result<(), AdapterError>;
+
+    /// Makes the targeted sockets join (`join`) or leave `rooms`.
+    fn sockets_join(
+        self,
+        node: &Node,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        rooms: &[Room],
+        join: bool,
+    ) -> Result<(), AdapterError>;
+
+    /// Disconnects the targeted sockets.
+    fn disconnect_sockets(
+        self,
+        node: &Node,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        close: bool,
+    ) -> Result<(), AdapterError>;
+
+    /// An event for the other nodes' server-side handlers.
+    fn server_side_emit(
+        self,
+        node: &Node,
+        nsp: &str,
+        event: &str,
+        data: Data,
+    ) -> Result<(), AdapterError>;
+
+    /// A room got its first local socket or lost its last one. Default: nothing.
+    fn room_changed(self, node: &Node, nsp: &str, room: &str, private: bool) {
+        let _ = (node, nsp, room, private);
+    }
 }
 
-impl RedisAdapter {
-    pub(crate) fn new(node: Arc<Node>, nsp: &str) -> Self {
+pub(crate) struct RedisAdapter<W> {
+    node: Arc<Node>,
+    nsp: String,
+    wire: W,
+}
+
+impl<W: Wire> RedisAdapter<W> {
+    pub(crate) fn new(node: Arc<Node>, nsp: &str, wire: W) -> Self {
         RedisAdapter {
             node,
             nsp: nsp.to_owned(),
+            wire,
         }
     }
 
-    fn publish_json(&self, value: &Value) -> Result<(), AdapterError> {
-        self.node.publish(
-            self.node.request_channel(&self.nsp),
-            value.to_string().into_bytes(),
-        )
+    /// The local part is done; this is the rest, as the future the trait wants.
+    fn then_remote(
+        &self,
+        opts: &BroadcastOptions,
+        remote: impl FnOnce() -> Result<(), AdapterError>,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        let result = if opts.local { Ok(()) } else { remote() };
+        Box::pin(async move { result })
     }
-}
-
-fn opts_json(opts: &BroadcastOptions) -> Value {
-    json!({ "rooms": opts.rooms, "except": opts.except })
 }
 
 pub(crate) fn opts_mp(opts: &BroadcastOptions, timeout: Option<Duration>) -> Mp {
@@ -194,7 +253,7 @@ pub(crate) fn socket_from(nsp: &str, v: &Value) -> Option<SocketInfo> {
     })
 }
 
-impl Adapter for RedisAdapter {
+impl<W: Wire> Adapter for RedisAdapter<W> {
     fn broadcast(
         &self,
         ns: &Namespace,
@@ -205,16 +264,10 @@ impl Adapter for RedisAdapter {
         if opts.local {
             return Ok(());
         }
-        let Some(p) = packet_mp(&packet) else {
-            return Ok(());
-        };
-        let msg = Mp::Array(vec![Mp::from(self.node.uid()), p, opts_mp(&opts, None)]);
-        let mut channel = self.node.broadcast_channel(&self.nsp);
-        if let [room] = opts.rooms.as_slice() {
-            channel.push_str(room);
-            channel.push('#');
+        match packet_mp(&packet) {
+            Some(p) => self.wire.broadcast(&self.node, &self.nsp, p, &opts),
+            None => Ok(()),
         }
-        self.node.publish(channel, msgpack::encode(&msg))
     }
 
     fn broadcast_with_ack(
@@ -227,20 +280,13 @@ impl Adapter for RedisAdapter {
         if opts.local {
             return Box::pin(ns.local_broadcast_with_ack(packet, &opts, timeout));
         }
-        let request_id = random_id(6);
+        let request_id = random_id(16);
         let pending = self.node.expect_answers(&request_id);
         if let Some(p) = packet_mp(&packet) {
-            let request = map([
-                ("uid", Mp::from(self.node.uid())),
-                ("requestId", Mp::from(request_id.as_str())),
-                ("type", Mp::from(BROADCAST)),
-                ("packet", p),
-                ("opts", opts_mp(&opts, Some(timeout))),
-            ]);
-            let _ = self.node.publish(
-                self.node.request_channel(&self.nsp),
-                msgpack::encode(&request),
-            );
+            // A publish failure shows as the other nodes' missing answers.
+            let _ =
+                self.wire
+                    .broadcast_with_ack(&self.node, &self.nsp, p, &opts, timeout, &request_id);
         }
         let local = ns.local_broadcast_acks(packet, &opts);
         Box::pin(gather_acks(
@@ -261,22 +307,35 @@ impl Adapter for RedisAdapter {
         if opts.local {
             return Box::pin(async move { Ok(local) });
         }
-        let node = self.node.clone();
-        let request_id = random_id(6);
-        let request = json!({
-            "uid": node.uid(),
-            "requestId": request_id,
-            "type": REMOTE_FETCH,
-            "opts": opts_json(&opts),
-        });
-        let channel = node.request_channel(&self.nsp);
-        Box::pin(fetch_remote(
-            node.clone(),
-            self.nsp.clone(),
-            local,
-            request_id,
-            move || node.publish(channel, request.to_string().into_bytes()),
-        ))
+        let (node, nsp, wire) = (self.node.clone(), self.nsp.clone(), self.wire);
+        Box::pin(async move {
+            let others = node.server_count(&nsp).await?.saturating_sub(1);
+            if others == 0 {
+                return Ok(local);
+            }
+            let request_id = random_id(16);
+            let mut pending = node.expect_answers(&request_id);
+            wire.fetch_sockets(&node, &nsp, &opts, &request_id)?;
+            let mut sockets = local;
+            let deadline = tokio::time::Instant::now() + node.config.request_timeout;
+            let mut answered = 0;
+            while answered < others {
+                match tokio::time::timeout_at(deadline, pending.rx.recv()).await {
+                    Ok(Some((v, _))) => {
+                        answered += 1;
+                        if let Some(list) = v.get("sockets").and_then(Value::as_array) {
+                            sockets.extend(list.iter().filter_map(|s| socket_from(&nsp, s)));
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        return Err(AdapterError(format!(
+                            "fetch_sockets timed out: {answered} of {others} other nodes answered"
+                        )))
+                    }
+                }
+            }
+            Ok(sockets)
+        })
     }
 
     fn add_sockets(
@@ -286,14 +345,10 @@ impl Adapter for RedisAdapter {
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
         ns.local_add_sockets(&opts, &rooms);
-        let result = if opts.local {
-            Ok(())
-        } else {
-            self.publish_json(&json!({
-                "uid": self.node.uid(), "type": REMOTE_JOIN, "opts": opts_json(&opts), "rooms": rooms,
-            }))
-        };
-        Box::pin(async move { result })
+        self.then_remote(&opts, || {
+            self.wire
+                .sockets_join(&self.node, &self.nsp, &opts, &rooms, true)
+        })
     }
 
     fn del_sockets(
@@ -303,14 +358,10 @@ impl Adapter for RedisAdapter {
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
         ns.local_del_sockets(&opts, &rooms);
-        let result = if opts.local {
-            Ok(())
-        } else {
-            self.publish_json(&json!({
-                "uid": self.node.uid(), "type": REMOTE_LEAVE, "opts": opts_json(&opts), "rooms": rooms,
-            }))
-        };
-        Box::pin(async move { result })
+        self.then_remote(&opts, || {
+            self.wire
+                .sockets_join(&self.node, &self.nsp, &opts, &rooms, false)
+        })
     }
 
     fn disconnect_sockets(
@@ -320,14 +371,10 @@ impl Adapter for RedisAdapter {
         close: bool,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
         ns.local_disconnect_sockets(&opts, close);
-        let result = if opts.local {
-            Ok(())
-        } else {
-            self.publish_json(&json!({
-                "uid": self.node.uid(), "type": REMOTE_DISCONNECT, "opts": opts_json(&opts), "close": close,
-            }))
-        };
-        Box::pin(async move { result })
+        self.then_remote(&opts, || {
+            self.wire
+                .disconnect_sockets(&self.node, &self.nsp, &opts, close)
+        })
     }
 
     fn server_side_emit(
@@ -336,11 +383,16 @@ impl Adapter for RedisAdapter {
         event: &str,
         data: Data,
     ) -> Result<(), AdapterError> {
-        let mut args = vec![json!(event)];
-        args.extend(data.args);
-        self.publish_json(
-            &json!({ "uid": self.node.uid(), "type": SERVER_SIDE_EMIT, "data": args }),
-        )
+        self.wire
+            .server_side_emit(&self.node, &self.nsp, event, data)
+    }
+
+    fn room_created(&self, _ns: &Namespace, room: &str, private: bool) {
+        self.wire.room_changed(&self.node, &self.nsp, room, private);
+    }
+
+    fn room_deleted(&self, _ns: &Namespace, room: &str, private: bool) {
+        self.wire.room_changed(&self.node, &self.nsp, room, private);
     }
 }
 
@@ -394,42 +446,6 @@ pub(crate) async fn gather_acks(
     }
 }
 
-/// Asks the other nodes for their sockets (`publish` sends the request once the answers are
-/// expected) and adds what they answer to `local`, or fails after the request timeout.
-pub(crate) async fn fetch_remote(
-    node: Arc<Node>,
-    nsp: String,
-    local: Vec<SocketInfo>,
-    request_id: String,
-    publish: impl FnOnce() -> Result<(), AdapterError>,
-) -> Result<Vec<SocketInfo>, AdapterError> {
-    let others = node.server_count(&nsp).await?.saturating_sub(1);
-    if others == 0 {
-        return Ok(local);
-    }
-    let mut pending = node.expect_answers(&request_id);
-    publish()?;
-    let mut sockets = local;
-    let deadline = tokio::time::Instant::now() + node.config.request_timeout;
-    let mut answered = 0;
-    while answered < others {
-        match tokio::time::timeout_at(deadline, pending.rx.recv()).await {
-            Ok(Some((v, _))) => {
-                answered += 1;
-                if let Some(list) = v.get("sockets").and_then(Value::as_array) {
-                    sockets.extend(list.iter().filter_map(|s| socket_from(&nsp, s)));
-                }
-            }
-            Ok(None) | Err(_) => {
-                return Err(AdapterError(format!(
-                    "fetch_sockets timed out: {answered} of {others} other nodes answered"
-                )))
-            }
-        }
-    }
-    Ok(sockets)
-}
-
 /// What this node tells the node that asked for a broadcast with acks.
 pub(crate) enum AckReply {
     /// How many acks to expect from this node (sent first).
@@ -461,179 +477,6 @@ pub(crate) fn serve_acks(
             reply(AckReply::Ack(arg, data.binary));
         }
     });
-}
-
-/// A broadcast published by another node (or by an emitter).
-pub(crate) fn on_broadcast(node: &Arc<Node>, payload: &[u8]) {
-    let Some(Mp::Array(parts)) = msgpack::decode(payload) else {
-        tracing::debug!("ignored a malformed broadcast");
-        return;
-    };
-    let mut parts = parts.into_iter();
-    let (Some(uid), Some(packet), opts) = (parts.next(), parts.next(), parts.next()) else {
-        return;
-    };
-    if uid.as_str() == Some(node.uid()) {
-        return;
-    }
-    let mut bins = Vec::new();
-    let Some(packet) = msgpack::to_json(packet, &mut bins) else {
-        return;
-    };
-    let opts = opts.and_then(|o| msgpack::to_json(o, &mut Vec::new()));
-    let Some(packet) = packet_from(&packet, bins) else {
-        tracing::debug!("ignored a broadcast that is not an event");
-        return;
-    };
-    let Some(ns) = node.io().and_then(|io| io.namespace(&packet.nsp)) else {
-        return;
-    };
-    ns.local_broadcast(&packet, &opts_from(opts.as_ref()));
-}
-
-fn respond(node: &Arc<Node>, nsp: &str, value: Value) {
-    let _ = node.publish(node.response_channel(nsp), value.to_string().into_bytes());
-}
-
-/// A request from another node (or an emitter).
-pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
-    if req.get("uid").and_then(Value::as_str) == Some(node.uid()) {
-        return;
-    }
-    let Some(ns) = node.io().and_then(|io| io.namespace(nsp)) else {
-        return;
-    };
-    let request_id = req.get("requestId").cloned().unwrap_or(Value::Null);
-    let opts = opts_from(req.get("opts"));
-    let rooms_arg = || -> Vec<Room> {
-        req.get("rooms")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    // The old single-socket form: `sid` and `room` instead of `opts` and `rooms`.
-    let single = || {
-        let sid = req.get("sid").and_then(Value::as_str)?;
-        ns.get_socket(sid)
-    };
-    match req.get("type").and_then(Value::as_u64) {
-        Some(SOCKETS) => {
-            let ids: Vec<String> = ns
-                .local_sockets(&opts)
-                .iter()
-                .map(|s| s.id().to_owned())
-                .collect();
-            respond(
-                node,
-                nsp,
-                json!({ "requestId": request_id, "sockets": ids }),
-            );
-        }
-        Some(ALL_ROOMS) => {
-            respond(
-                node,
-                nsp,
-                json!({ "requestId": request_id, "rooms": ns.local_rooms() }),
-            );
-        }
-        Some(REMOTE_JOIN) => {
-            if req.get("opts").is_some() {
-                ns.local_add_sockets(&opts, &rooms_arg());
-            } else if let Some(s) = single() {
-                if let Some(room) = req.get("room").and_then(Value::as_str) {
-                    s.join([room]);
-                }
-                respond(node, nsp, json!({ "requestId": request_id }));
-            }
-        }
-        Some(REMOTE_LEAVE) => {
-            if req.get("opts").is_some() {
-                ns.local_del_sockets(&opts, &rooms_arg());
-            } else if let Some(s) = single() {
-                if let Some(room) = req.get("room").and_then(Value::as_str) {
-                    s.leave(room);
-                }
-                respond(node, nsp, json!({ "requestId": request_id }));
-            }
-        }
-        Some(REMOTE_DISCONNECT) => {
-            let close = req.get("close").and_then(Value::as_bool).unwrap_or(false);
-            if req.get("opts").is_some() {
-                ns.local_disconnect_sockets(&opts, close);
-            } else if let Some(s) = single() {
-                if close {
-                    s.close_connection();
-                } else {
-                    s.disconnect();
-                }
-                respond(node, nsp, json!({ "requestId": request_id }));
-            }
-        }
-        Some(REMOTE_FETCH) => {
-            let sockets: Vec<Value> = ns
-                .local_sockets(&opts)
-                .iter()
-                .map(|s| socket_json(&s.info()))
-                .collect();
-            respond(
-                node,
-                nsp,
-                json!({ "requestId": request_id, "sockets": sockets }),
-            );
-        }
-        Some(SERVER_SIDE_EMIT) => {
-            let Some(data) = req.get("data").and_then(Value::as_array) else {
-                return;
-            };
-            let Some((event, args)) = data.split_first() else {
-                return;
-            };
-            if let Some(event) = event.as_str() {
-                ns.deliver_server_side_emit(event, Data::args(args.to_vec()));
-            }
-            if !request_id.is_null() {
-                // socketlet's server-side handlers do not answer; say so rather than time out.
-                respond(
-                    node,
-                    nsp,
-                    json!({ "type": SERVER_SIDE_EMIT, "requestId": request_id, "data": null }),
-                );
-            }
-        }
-        Some(BROADCAST) => {
-            let Some(packet) = req.get("packet").and_then(|p| packet_from(p, bins)) else {
-                return;
-            };
-            let timeout = req
-                .get("opts")
-                .and_then(|o| o.get("flags"))
-                .and_then(|f| f.get("timeout"))
-                .and_then(Value::as_u64)
-                .map_or(Duration::from_secs(5), Duration::from_millis);
-            let node = node.clone();
-            let nsp = nsp.to_owned();
-            serve_acks(&ns, packet, &opts, timeout, move |reply| {
-                let answer = match reply {
-                    AckReply::Count(n) => json!({
-                        "type": BROADCAST_CLIENT_COUNT, "requestId": request_id, "clientCount": n,
-                    })
-                    .to_string()
-                    .into_bytes(),
-                    AckReply::Ack(arg, bins) => msgpack::encode(&map([
-                        ("type", Mp::from(BROADCAST_ACK)),
-                        ("requestId", msgpack::from_json(&request_id, &[])),
-                        ("packet", msgpack::from_json(&arg, &bins)),
-                    ])),
-                };
-                let _ = node.publish(node.response_channel(&nsp), answer);
-            });
-        }
-        _ => tracing::debug!(nsp, "ignored a request of unknown type"),
-    }
 }
 
 #[cfg(test)]

@@ -39,13 +39,15 @@
 //!
 //! - `node.rs`: the connection to Redis (one subscriber, one ordered publish queue), channels,
 //!   and the dispatch of what arrives.
-//! - `adapter.rs`: the [`socketlet::Adapter`] of each namespace, and the answers to other nodes'
-//!   requests (classic pub/sub).
-//! - `sharded.rs`: the same over Redis 7 sharded pub/sub ([`RedisConfig::sharded`]).
+//! - `adapter.rs`: the [`socketlet::Adapter`] of each namespace (local part, gathering of other
+//!   nodes' answers), over a wire format:
+//! - `classic.rs`: classic pub/sub, and the answers to other nodes' requests;
+//! - `sharded.rs`: Redis 7 sharded pub/sub ([`RedisConfig::sharded`]), likewise.
 //! - `msgpack.rs`: Node's msgpack packets to and from socketlet's JSON with placeholders.
 //! - `python.rs` and `pickle.rs`: python-socketio's message queue.
 
 mod adapter;
+mod classic;
 pub mod msgpack;
 mod node;
 pub mod pickle;
@@ -197,9 +199,16 @@ impl RedisCluster {
         Arc::new(move |nsp: &str| {
             node.register_namespace(nsp);
             match node.config.sharded {
-                Some(mode) => Arc::new(sharded::ShardedAdapter::new(node.clone(), nsp, mode))
-                    as Arc<dyn socketlet::Adapter>,
-                None => Arc::new(adapter::RedisAdapter::new(node.clone(), nsp)),
+                Some(mode) => Arc::new(adapter::RedisAdapter::new(
+                    node.clone(),
+                    nsp,
+                    sharded::Sharded(mode),
+                )) as Arc<dyn socketlet::Adapter>,
+                None => Arc::new(adapter::RedisAdapter::new(
+                    node.clone(),
+                    nsp,
+                    classic::Classic,
+                )),
             }
         })
     }

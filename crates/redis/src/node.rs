@@ -196,11 +196,11 @@ impl Node {
         } else if let Some(rest) = channel.strip_prefix(&format!("{key}-request#")) {
             let nsp = rest.strip_suffix('#').unwrap_or(rest);
             match decode_json_or_msgpack(payload) {
-                Some(request) => crate::adapter::on_request(self, nsp, request),
+                Some(request) => crate::classic::on_request(self, nsp, request),
                 None => tracing::debug!(channel, "ignored a malformed request"),
             }
         } else if channel.starts_with(&format!("{key}#")) {
-            crate::adapter::on_broadcast(self, payload);
+            crate::classic::on_broadcast(self, payload);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The adapter of one namespace over Redis 7 sharded pub/sub, in the format of Node's
+//! Redis 7 sharded pub/sub, in the format of Node's
 //! `createShardedAdapter` (`@socket.io/redis-adapter` 8.x, built on socket.io-adapter's cluster
 //! messages):
 //!
@@ -8,21 +8,20 @@
 //! - JSON or msgpack, told apart by the first byte (this node always writes msgpack, which
 //!   carries binary attachments as they are).
 //!
-//! The packets, options and socket descriptions inside are those of the classic adapter, whose
-//! helpers this module uses.
+//! The packets, options and socket descriptions inside are those of the classic format (the
+//! shared conversions live in `adapter.rs`).
 
 use crate::adapter::{
-    fetch_remote, gather_acks, opts_from, opts_mp, packet_from, packet_mp, serve_acks, socket_json,
-    AckReply, BROADCAST_ACK as ACK_ANSWER, BROADCAST_CLIENT_COUNT as COUNT_ANSWER,
+    opts_from, opts_mp, packet_from, serve_acks, socket_json, AckReply, Wire,
+    BROADCAST_ACK as ACK_ANSWER, BROADCAST_CLIENT_COUNT as COUNT_ANSWER,
 };
 use crate::msgpack::{self, map};
-use crate::node::{decode_json_or_msgpack, random_id, Node};
+use crate::node::{decode_json_or_msgpack, Node};
 use crate::SubscriptionMode;
 use rmpv::Value as Mp;
 use serde_json::{json, Value};
-use socketlet::adapter::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Room};
-use socketlet::socketio_proto::Packet;
-use socketlet::{AckResponses, Data, Namespace, SocketInfo};
+use socketlet::adapter::{AdapterError, BroadcastOptions, Room};
+use socketlet::Data;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,47 +43,9 @@ fn looks_like_a_socket_id(room: &str) -> bool {
     room.chars().count() == 20
 }
 
-pub(crate) struct ShardedAdapter {
-    node: Arc<Node>,
-    nsp: String,
-    mode: SubscriptionMode,
-}
-
-impl ShardedAdapter {
-    pub(crate) fn new(node: Arc<Node>, nsp: &str, mode: SubscriptionMode) -> Self {
-        ShardedAdapter {
-            node,
-            nsp: nsp.to_owned(),
-            mode,
-        }
-    }
-
-    /// Publishes a message of this namespace on its channel.
-    fn publish(&self, kind: u64, data: Mp) -> Result<(), AdapterError> {
-        publish_on(
-            &self.node,
-            self.node.broadcast_channel(&self.nsp),
-            &self.nsp,
-            kind,
-            data,
-        )
-    }
-
-    /// Where a broadcast goes (as Node computes it): a dynamic room's own channel for exactly one
-    /// room without acks, the namespace's channel otherwise.
-    fn broadcast_channel(&self, opts: &BroadcastOptions) -> String {
-        match opts.rooms.as_slice() {
-            [room]
-                if self.mode == SubscriptionMode::DynamicPrivate
-                    || (self.mode == SubscriptionMode::Dynamic
-                        && !looks_like_a_socket_id(room)) =>
-            {
-                self.node.shard_channel(&self.nsp, room)
-            }
-            _ => self.node.broadcast_channel(&self.nsp),
-        }
-    }
-}
+/// The sharded format, with the node's subscription mode (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sharded(pub(crate) SubscriptionMode);
 
 fn publish_on(
     node: &Node,
@@ -102,152 +63,101 @@ fn publish_on(
     node.publish(channel, msgpack::encode(&message))
 }
 
+/// Publishes on the namespace's channel.
+fn publish(node: &Node, nsp: &str, kind: u64, data: Mp) -> Result<(), AdapterError> {
+    publish_on(node, node.broadcast_channel(nsp), nsp, kind, data)
+}
+
 /// Answers the node `to`.
 fn respond(node: &Node, to: &str, nsp: &str, kind: u64, data: Mp) {
     let _ = publish_on(node, node.shard_channel(nsp, to), nsp, kind, data);
 }
 
-fn rooms_mp(rooms: &[Room]) -> Mp {
-    Mp::Array(rooms.iter().map(|r| Mp::from(r.as_str())).collect())
-}
-
-impl Adapter for ShardedAdapter {
+impl Wire for Sharded {
     fn broadcast(
-        &self,
-        ns: &Namespace,
-        packet: Packet,
-        opts: BroadcastOptions,
+        self,
+        node: &Node,
+        nsp: &str,
+        packet: Mp,
+        opts: &BroadcastOptions,
     ) -> Result<(), AdapterError> {
-        ns.local_broadcast(&packet, &opts);
-        if opts.local {
-            return Ok(());
-        }
-        let Some(p) = packet_mp(&packet) else {
-            return Ok(());
+        // As Node computes it: a dynamic room's own channel for exactly one room, the
+        // namespace's channel otherwise.
+        let channel = match opts.rooms.as_slice() {
+            [room]
+                if self.0 == SubscriptionMode::DynamicPrivate
+                    || (self.0 == SubscriptionMode::Dynamic && !looks_like_a_socket_id(room)) =>
+            {
+                node.shard_channel(nsp, room)
+            }
+            _ => node.broadcast_channel(nsp),
         };
-        let data = map([("packet", p), ("opts", opts_mp(&opts, None))]);
-        publish_on(
-            &self.node,
-            self.broadcast_channel(&opts),
-            &self.nsp,
-            BROADCAST,
-            data,
-        )
+        let data = map([("packet", packet), ("opts", opts_mp(opts, None))]);
+        publish_on(node, channel, nsp, BROADCAST, data)
     }
 
     fn broadcast_with_ack(
-        &self,
-        ns: &Namespace,
-        packet: Packet,
-        opts: BroadcastOptions,
+        self,
+        node: &Node,
+        nsp: &str,
+        packet: Mp,
+        opts: &BroadcastOptions,
         timeout: Duration,
-    ) -> BoxFuture<'static, AckResponses> {
-        if opts.local {
-            return Box::pin(ns.local_broadcast_with_ack(packet, &opts, timeout));
-        }
-        let request_id = random_id(16);
-        let pending = self.node.expect_answers(&request_id);
-        if let Some(p) = packet_mp(&packet) {
-            // Always on the namespace's channel: the count of nodes to wait for is that
-            // channel's subscribers.
-            let _ = self.publish(
-                BROADCAST,
-                map([
-                    ("packet", p),
-                    ("requestId", Mp::from(request_id.as_str())),
-                    ("opts", opts_mp(&opts, Some(timeout))),
-                ]),
-            );
-        }
-        let local = ns.local_broadcast_acks(packet, &opts);
-        Box::pin(gather_acks(
-            self.node.clone(),
-            self.nsp.clone(),
-            local,
-            pending,
-            timeout,
-        ))
+        request_id: &str,
+    ) -> Result<(), AdapterError> {
+        // Always on the namespace's channel: the count of nodes to wait for is that channel's
+        // subscribers.
+        let data = map([
+            ("packet", packet),
+            ("requestId", Mp::from(request_id)),
+            ("opts", opts_mp(opts, Some(timeout))),
+        ]);
+        publish(node, nsp, BROADCAST, data)
     }
 
     fn fetch_sockets(
-        &self,
-        ns: &Namespace,
-        opts: BroadcastOptions,
-    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
-        let local: Vec<SocketInfo> = ns.local_sockets(&opts).iter().map(|s| s.info()).collect();
-        if opts.local {
-            return Box::pin(async move { Ok(local) });
-        }
-        let request_id = random_id(16);
-        let node = self.node.clone();
-        let (nsp, channel) = (self.nsp.clone(), node.broadcast_channel(&self.nsp));
+        self,
+        node: &Node,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        request_id: &str,
+    ) -> Result<(), AdapterError> {
         let data = map([
-            ("opts", opts_mp(&opts, None)),
-            ("requestId", Mp::from(request_id.as_str())),
+            ("opts", opts_mp(opts, None)),
+            ("requestId", Mp::from(request_id)),
         ]);
-        Box::pin(fetch_remote(
-            node.clone(),
-            self.nsp.clone(),
-            local,
-            request_id,
-            move || publish_on(&node, channel, &nsp, FETCH_SOCKETS, data),
-        ))
+        publish(node, nsp, FETCH_SOCKETS, data)
     }
 
-    fn add_sockets(
-        &self,
-        ns: &Namespace,
-        opts: BroadcastOptions,
-        rooms: Vec<Room>,
-    ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        ns.local_add_sockets(&opts, &rooms);
-        let result = if opts.local {
-            Ok(())
-        } else {
-            let data = map([("opts", opts_mp(&opts, None)), ("rooms", rooms_mp(&rooms))]);
-            self.publish(SOCKETS_JOIN, data)
-        };
-        Box::pin(async move { result })
-    }
-
-    fn del_sockets(
-        &self,
-        ns: &Namespace,
-        opts: BroadcastOptions,
-        rooms: Vec<Room>,
-    ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        ns.local_del_sockets(&opts, &rooms);
-        let result = if opts.local {
-            Ok(())
-        } else {
-            let data = map([("opts", opts_mp(&opts, None)), ("rooms", rooms_mp(&rooms))]);
-            self.publish(SOCKETS_LEAVE, data)
-        };
-        Box::pin(async move { result })
+    fn sockets_join(
+        self,
+        node: &Node,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        rooms: &[Room],
+        join: bool,
+    ) -> Result<(), AdapterError> {
+        let rooms = Mp::Array(rooms.iter().map(|r| Mp::from(r.as_str())).collect());
+        let data = map([("opts", opts_mp(opts, None)), ("rooms", rooms)]);
+        let kind = if join { SOCKETS_JOIN } else { SOCKETS_LEAVE };
+        publish(node, nsp, kind, data)
     }
 
     fn disconnect_sockets(
-        &self,
-        ns: &Namespace,
-        opts: BroadcastOptions,
+        self,
+        node: &Node,
+        nsp: &str,
+        opts: &BroadcastOptions,
         close: bool,
-    ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        ns.local_disconnect_sockets(&opts, close);
-        let result = if opts.local {
-            Ok(())
-        } else {
-            let data = map([
-                ("opts", opts_mp(&opts, None)),
-                ("close", Mp::Boolean(close)),
-            ]);
-            self.publish(DISCONNECT_SOCKETS, data)
-        };
-        Box::pin(async move { result })
+    ) -> Result<(), AdapterError> {
+        let data = map([("opts", opts_mp(opts, None)), ("close", Mp::Boolean(close))]);
+        publish(node, nsp, DISCONNECT_SOCKETS, data)
     }
 
     fn server_side_emit(
-        &self,
-        _ns: &Namespace,
+        self,
+        node: &Node,
+        nsp: &str,
         event: &str,
         data: Data,
     ) -> Result<(), AdapterError> {
@@ -257,18 +167,17 @@ impl Adapter for ShardedAdapter {
                 .iter()
                 .map(|a| msgpack::from_json(a, &data.binary)),
         );
-        self.publish(SERVER_SIDE_EMIT, map([("packet", Mp::Array(packet))]))
+        publish(
+            node,
+            nsp,
+            SERVER_SIDE_EMIT,
+            map([("packet", Mp::Array(packet))]),
+        )
     }
 
-    fn room_created(&self, _ns: &Namespace, room: &str, private: bool) {
-        if self.mode.has_channel(private) {
-            self.node.room_changed(&self.nsp, room);
-        }
-    }
-
-    fn room_deleted(&self, _ns: &Namespace, room: &str, private: bool) {
-        if self.mode.has_channel(private) {
-            self.node.room_changed(&self.nsp, room);
+    fn room_changed(self, node: &Node, nsp: &str, room: &str, private: bool) {
+        if self.0.has_channel(private) {
+            node.room_changed(nsp, room);
         }
     }
 }
