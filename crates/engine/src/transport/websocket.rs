@@ -7,13 +7,17 @@ use crate::body::{self, ResponseBody};
 use crate::engine::now;
 use crate::socket::Socket;
 use crate::transport::polling::react;
+use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use socketlet_engineio_proto::session::{CloseReason, TimerAction, Transport};
 use socketlet_engineio_proto::{ErrorCode, Packet, ProtocolVersion, Str};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -228,6 +232,26 @@ fn encode(version: ProtocolVersion, packet: Packet) -> WsMessage {
     }
 }
 
+/// The waker the read side of the WebSocket is polled with: it notes that the read side is
+/// ready before waking the task. The task polls the read path (tokio-tungstenite, hyper's
+/// upgraded stream, the TCP stream: a few hundred instructions even when there is nothing) only
+/// then, not on every wake-up for writing: a broadcast wakes every receiver once, for writing.
+struct ReadWaker {
+    ready: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for ReadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
 enum Event {
     Frame(Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>),
     Wake,
@@ -237,9 +261,9 @@ enum Event {
 /// The life of a session on WebSocket: read frames, write the outbox, keep heartbeats.
 ///
 /// The wake-up and the heartbeat timer live across iterations (a message in or out costs no
-/// timer or waiter registration), and while the task handles a frame or a timer it is marked
-/// busy, so that what the handlers queue meanwhile does not wake it again: it drains the outbox
-/// before it waits.
+/// timer or waiter registration); the read side is polled only when it said it is ready (see
+/// [`ReadWaker`]); and while the task handles a frame or a timer it is marked busy, so that what
+/// the handlers queue meanwhile does not wake it again: it drains the outbox before it waits.
 async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
     let version = socket.protocol();
     // The session's next deadline the timer is set to (`None`: none, the timer is far away).
@@ -249,6 +273,11 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
     tokio::pin!(timer);
     let woken = socket.wake.notified();
     tokio::pin!(woken);
+    let read = Arc::new(ReadWaker {
+        ready: AtomicBool::new(true),
+        task: AtomicWaker::new(),
+    });
+    let read_waker = Waker::from(read.clone());
     loop {
         // Everything queued goes out with one flush (writes are coalesced); the packets are
         // taken one at a time, which costs a lock each but no buffer.
@@ -286,18 +315,35 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
             timer_at = deadline;
             timer.as_mut().reset(deadline.unwrap_or_else(far));
         }
-        let event = tokio::select! {
-            frame = ws.next() => Event::Frame(frame),
-            _ = woken.as_mut() => {
+        let event = std::future::poll_fn(|cx| {
+            read.task.register(cx.waker());
+            // The loop drains the outbox whatever the event, so a wake-up needs no event of
+            // its own when something else happened too.
+            let wake = woken.as_mut().poll(cx).is_ready();
+            if wake {
                 woken.set(socket.wake.notified());
-                Event::Wake
             }
-            _ = timer.as_mut() => {
+            if timer.as_mut().poll(cx).is_ready() {
                 timer_at = None;
                 timer.as_mut().reset(far());
-                Event::Timer
+                return Poll::Ready(Event::Timer);
             }
-        };
+            if read.ready.swap(false, Ordering::AcqRel) {
+                if let Poll::Ready(frame) =
+                    ws.poll_next_unpin(&mut Context::from_waker(&read_waker))
+                {
+                    // More frames may be buffered already: read again next time.
+                    read.ready.store(true, Ordering::Release);
+                    return Poll::Ready(Event::Frame(frame));
+                }
+            }
+            if wake {
+                Poll::Ready(Event::Wake)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
         match event {
             Event::Wake => {}
             Event::Timer => {
