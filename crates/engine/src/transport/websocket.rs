@@ -232,22 +232,44 @@ fn encode(version: ProtocolVersion, packet: Packet) -> WsMessage {
     }
 }
 
-/// The waker the read side of the WebSocket is polled with: it notes that the read side is
-/// ready before waking the task. The task polls the read path (tokio-tungstenite, hyper's
-/// upgraded stream, the TCP stream: a few hundred instructions even when there is nothing) only
-/// then, not on every wake-up for writing: a broadcast wakes every receiver once, for writing.
-struct ReadWaker {
-    ready: AtomicBool,
+/// A waker that raises its flag before waking the task, so that the task knows which of its
+/// sources woke it. The WebSocket task polls its read side (tokio-tungstenite, hyper's upgraded
+/// stream, the TCP stream: a few hundred instructions even when there is nothing) and its timer
+/// only when their flag is up, not on every wake-up for writing: a broadcast wakes every
+/// receiver once, for writing only.
+struct Flag {
+    raised: AtomicBool,
     task: AtomicWaker,
 }
 
-impl Wake for ReadWaker {
+impl Flag {
+    /// A flag, raised (the source is polled at least once), and the waker that raises it.
+    fn new() -> (Arc<Flag>, Waker) {
+        let flag = Arc::new(Flag {
+            raised: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        let waker = Waker::from(flag.clone());
+        (flag, waker)
+    }
+
+    fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+    }
+
+    /// Lowers the flag; whether it was up.
+    fn take(&self) -> bool {
+        self.raised.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for Flag {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.ready.store(true, Ordering::Release);
+        self.raise();
         self.task.wake();
     }
 }
@@ -273,11 +295,8 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
     tokio::pin!(timer);
     let woken = socket.wake.notified();
     tokio::pin!(woken);
-    let read = Arc::new(ReadWaker {
-        ready: AtomicBool::new(true),
-        task: AtomicWaker::new(),
-    });
-    let read_waker = Waker::from(read.clone());
+    let (read, read_waker) = Flag::new();
+    let (clock, clock_waker) = Flag::new();
     loop {
         // Everything queued goes out with one flush (writes are coalesced); the packets are
         // taken one at a time, which costs a lock each but no buffer.
@@ -314,26 +333,31 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
         if deadline != timer_at {
             timer_at = deadline;
             timer.as_mut().reset(deadline.unwrap_or_else(far));
+            clock.raise();
         }
         let event = std::future::poll_fn(|cx| {
             read.task.register(cx.waker());
+            clock.task.register(cx.waker());
             // The loop drains the outbox whatever the event, so a wake-up needs no event of
             // its own when something else happened too.
             let wake = woken.as_mut().poll(cx).is_ready();
             if wake {
                 woken.set(socket.wake.notified());
             }
-            if timer.as_mut().poll(cx).is_ready() {
-                timer_at = None;
-                timer.as_mut().reset(far());
-                return Poll::Ready(Event::Timer);
+            if clock.take() {
+                let mut clock_cx = Context::from_waker(&clock_waker);
+                if timer.as_mut().poll(&mut clock_cx).is_ready() {
+                    timer_at = None;
+                    timer.as_mut().reset(far());
+                    clock.raise();
+                    return Poll::Ready(Event::Timer);
+                }
             }
-            if read.ready.swap(false, Ordering::AcqRel) {
-                if let Poll::Ready(frame) =
-                    ws.poll_next_unpin(&mut Context::from_waker(&read_waker))
-                {
+            if read.take() {
+                let mut read_cx = Context::from_waker(&read_waker);
+                if let Poll::Ready(frame) = ws.poll_next_unpin(&mut read_cx) {
                     // More frames may be buffered already: read again next time.
-                    read.ready.store(true, Ordering::Release);
+                    read.raise();
                     return Poll::Ready(Event::Frame(frame));
                 }
             }
