@@ -14,13 +14,14 @@ use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use socketlet_engineio_proto::session::{CloseReason, TimerAction, Transport};
 use socketlet_engineio_proto::{ErrorCode, Packet, ProtocolVersion, Str};
+use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -222,14 +223,46 @@ fn decode(version: ProtocolVersion, frame: WsMessage) -> Option<Result<Packet, C
 fn encode(version: ProtocolVersion, packet: Packet) -> WsMessage {
     match packet {
         Packet::Binary(data) => WsMessage::Binary(Packet::binary_frame(version, &data)),
-        Packet::Message(text) => {
-            let mut s = String::with_capacity(text.len() + 1);
-            s.push('4');
-            s.push_str(&text);
-            WsMessage::text(s)
-        }
+        Packet::Message(text) => WsMessage::Text(framed_message(text)),
         other => WsMessage::text(other.to_text(version).as_str()),
     }
+}
+
+/// Texts up to this size are kept framed for the next receiver (see [`framed_message`]).
+const FRAMED_CACHE_MAX: usize = 64 * 1024;
+
+thread_local! {
+    /// The last MESSAGE text framed on this thread, with its frame.
+    static LAST_FRAMED: RefCell<Option<(Str, Utf8Bytes)>> = const { RefCell::new(None) };
+}
+
+/// `4<text>`, the frame of a MESSAGE packet. A broadcast hands every receiver the same text
+/// (one shared buffer), and their tasks run one after the other on a thread: the frame made for
+/// the first is kept and shared by the others instead of being built again per receiver. The
+/// kept text is held, so its buffer cannot be freed and reused while the pointer is compared.
+fn framed_message(text: Str) -> Utf8Bytes {
+    let frame = |text: &Str| {
+        let mut s = String::with_capacity(text.len() + 1);
+        s.push('4');
+        s.push_str(text);
+        Utf8Bytes::from(s)
+    };
+    if text.len() > FRAMED_CACHE_MAX {
+        return frame(&text);
+    }
+    LAST_FRAMED.with(|cell| {
+        let Ok(mut last) = cell.try_borrow_mut() else {
+            return frame(&text);
+        };
+        if let Some((kept, framed)) = last.as_ref() {
+            if kept.as_bytes().as_ptr() == text.as_bytes().as_ptr() && kept.len() == text.len() {
+                return framed.clone();
+            }
+        }
+        let framed = frame(&text);
+        *last = Some((text, framed.clone()));
+        framed
+    })
 }
 
 /// A waker that raises its flag before waking the task, so that the task knows which of its
@@ -415,5 +448,32 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receivers_of_one_text_share_its_frame() {
+        let text = Str::from(String::from(r#"2["news","hi"]"#));
+        let first = framed_message(text.clone());
+        let second = framed_message(text.clone());
+        assert_eq!(first.as_str(), r#"42["news","hi"]"#);
+        assert_eq!(
+            first.as_str().as_ptr(),
+            second.as_str().as_ptr(),
+            "framed twice"
+        );
+        // A sub-slice starting at the same byte (the kept text) is not the same text.
+        let prefix = text.slice(0..3).unwrap();
+        assert_eq!(framed_message(prefix).as_str(), "42[\"");
+        // Equal content in another buffer is another text: framed anew, same bytes.
+        let kept = framed_message(text.clone());
+        let other = Str::from(String::from(r#"2["news","hi"]"#));
+        let third = framed_message(other);
+        assert_ne!(kept.as_str().as_ptr(), third.as_str().as_ptr());
+        assert_eq!(third.as_str(), first.as_str());
     }
 }
