@@ -631,68 +631,83 @@ fn plots(data: &Data, out: &Path) -> Result<Vec<(String, String)>, BoxError> {
             "open-loop echo latency percentiles".to_owned(),
         ));
     }
-    // Memory per connection.
-    let groups = [
-        ("idle-ws-1k", "WebSocket 1k"),
-        ("idle-ws-10k", "WebSocket 10k"),
-        ("idle-polling-1k", "polling 1k"),
-        ("idle-polling-10k", "polling 10k"),
-    ];
-    let values: Vec<Vec<Option<f64>>> = data
-        .servers
-        .iter()
-        .map(|s| {
-            groups
-                .iter()
-                .map(|(c, _)| data.median(c, s, "rss_per_conn_kib"))
-                .collect()
-        })
-        .collect();
-    if values.iter().flatten().any(Option::is_some) {
-        let labels: Vec<String> = groups.iter().map(|(_, l)| (*l).to_owned()).collect();
-        let chart = svg::bars(
-            "Server RSS per idle connection (KiB, median)",
-            "KiB per connection",
-            &labels,
-            &data.servers,
-            &values,
-            false,
-        );
-        std::fs::write(out.join("rss.svg"), chart)?;
-        written.push(("rss.svg".to_owned(), "RSS per idle connection".to_owned()));
-    }
-    // Server CPU per operation.
-    let groups = [
-        ("echo-max", "echo ack"),
-        ("broadcast-1k", "delivery 1k"),
-        ("broadcast-10k", "delivery 10k"),
-        ("polling-echo", "polling request"),
-        ("connect-ws", "WS connect"),
-    ];
-    let values: Vec<Vec<Option<f64>>> = data
-        .servers
-        .iter()
-        .map(|s| {
-            groups
-                .iter()
-                .map(|(c, _)| data.median(c, s, "server_cpu_us_per_op"))
-                .collect()
-        })
-        .collect();
-    if values.iter().flatten().any(Option::is_some) {
-        let labels: Vec<String> = groups.iter().map(|(_, l)| (*l).to_owned()).collect();
-        let chart = svg::bars(
-            "Server CPU per operation (us, median, log scale)",
-            "microseconds of server CPU",
-            &labels,
-            &data.servers,
-            &values,
-            true,
-        );
-        std::fs::write(out.join("cpu.svg"), chart)?;
-        written.push(("cpu.svg".to_owned(), "server CPU per operation".to_owned()));
+    let rss = BarChart {
+        file: "rss.svg",
+        alt: "RSS per idle connection",
+        title: "Server RSS per idle connection (KiB, median)",
+        axis: "KiB per connection",
+        metric: "rss_per_conn_kib",
+        log: false,
+        groups: &[
+            ("idle-ws-1k", "WebSocket 1k"),
+            ("idle-ws-10k", "WebSocket 10k"),
+            ("idle-polling-1k", "polling 1k"),
+            ("idle-polling-10k", "polling 10k"),
+        ],
+    };
+    let cpu = BarChart {
+        file: "cpu.svg",
+        alt: "server CPU per operation",
+        title: "Server CPU per operation (us, median, log scale)",
+        axis: "microseconds of server CPU",
+        metric: "server_cpu_us_per_op",
+        log: true,
+        groups: &[
+            ("echo-max", "echo ack"),
+            ("broadcast-1k", "delivery 1k"),
+            ("broadcast-10k", "delivery 10k"),
+            ("polling-echo", "polling request"),
+            ("connect-ws", "WS connect"),
+        ],
+    };
+    for chart in [rss, cpu] {
+        if chart.write(data, out)? {
+            written.push((chart.file.to_owned(), chart.alt.to_owned()));
+        }
     }
     Ok(written)
+}
+
+/// A bar chart of one metric's medians: a group of bars per cell, a bar per server.
+struct BarChart<'a> {
+    file: &'a str,
+    alt: &'a str,
+    title: &'a str,
+    axis: &'a str,
+    metric: &'a str,
+    log: bool,
+    /// Cell name and label of each group.
+    groups: &'a [(&'a str, &'a str)],
+}
+
+impl BarChart<'_> {
+    /// Writes the chart into `out`; false (and nothing written) when no cell has the metric.
+    fn write(&self, data: &Data, out: &Path) -> Result<bool, BoxError> {
+        let values: Vec<Vec<Option<f64>>> = data
+            .servers
+            .iter()
+            .map(|s| {
+                self.groups
+                    .iter()
+                    .map(|(c, _)| data.median(c, s, self.metric))
+                    .collect()
+            })
+            .collect();
+        if !values.iter().flatten().any(Option::is_some) {
+            return Ok(false);
+        }
+        let labels: Vec<String> = self.groups.iter().map(|(_, l)| (*l).to_owned()).collect();
+        let chart = svg::bars(
+            self.title,
+            self.axis,
+            &labels,
+            &data.servers,
+            &values,
+            self.log,
+        );
+        std::fs::write(out.join(self.file), chart)?;
+        Ok(true)
+    }
 }
 
 /// Writes the report.

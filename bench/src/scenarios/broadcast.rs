@@ -106,23 +106,9 @@ pub(crate) async fn run(ctx: &Ctx, args: &BroadcastArgs, result: &mut RunResult)
             connect_ws(&ctx.target)
         })
         .await;
-    let (outcomes, skipped) = (many.done, many.late);
-    let mut clients = Vec::with_capacity(args.clients);
-    for (r, _) in outcomes {
-        match r {
-            Ok(ws) => clients.push(ws),
-            Err(e) => result.fail(format!("connect: {e}")),
-        }
-    }
-    if skipped > 0 || clients.len() < args.clients || clients.is_empty() {
-        result.fail(format!(
-            "only {} of {} clients connected",
-            clients.len(),
-            args.clients
-        ));
-        check_alive(result, &ctx.probe);
+    let Some(mut clients) = many.all_connected(args.clients, result, &ctx.probe) else {
         return;
-    }
+    };
     let n = clients.len();
     let board = Arc::new(Board {
         epoch: Instant::now(),

@@ -207,23 +207,9 @@ pub(crate) async fn run(ctx: &Ctx, args: &EchoArgs, result: &mut RunResult) {
             connect_ws(&ctx.target)
         })
         .await;
-    let (outcomes, skipped) = (many.done, many.late);
-    let mut clients = Vec::with_capacity(args.clients);
-    for (r, _) in outcomes {
-        match r {
-            Ok(ws) => clients.push(ws),
-            Err(e) => result.fail(format!("connect: {e}")),
-        }
-    }
-    if skipped > 0 || clients.is_empty() {
-        result.fail(format!(
-            "only {} of {} clients connected",
-            clients.len(),
-            args.clients
-        ));
-        check_alive(result, &ctx.probe);
+    let Some(clients) = many.all_connected(args.clients, result, &ctx.probe) else {
         return;
-    }
+    };
     let n = clients.len();
     let payload = "x".repeat(args.payload);
     let start = Instant::now() + Duration::from_millis(300);

@@ -42,6 +42,35 @@ pub(crate) struct Many<T> {
     pub(crate) cut: usize,
 }
 
+impl<T> Many<T> {
+    /// The clients that connected, when all `wanted` did; otherwise the failures are recorded
+    /// (with whether the server is still alive) and `None` is returned.
+    pub(crate) fn all_connected(
+        self,
+        wanted: usize,
+        result: &mut RunResult,
+        probe: &Probe,
+    ) -> Option<Vec<T>> {
+        let mut clients = Vec::with_capacity(wanted);
+        for (r, _) in self.done {
+            match r {
+                Ok(c) => clients.push(c),
+                Err(e) => result.fail(format!("connect: {e}")),
+            }
+        }
+        if self.late > 0 || clients.len() < wanted || clients.is_empty() {
+            result.fail(format!(
+                "only {} of {} clients connected",
+                clients.len(),
+                wanted
+            ));
+            check_alive(result, probe);
+            return None;
+        }
+        Some(clients)
+    }
+}
+
 impl Ctx {
     /// Whether the scenario's time is up.
     pub(crate) fn late(&self) -> bool {

@@ -89,23 +89,9 @@ pub(crate) async fn run(ctx: &Ctx, args: &PollingArgs, result: &mut RunResult) {
             })
         })
         .await;
-    let (outcomes, skipped) = (many.done, many.late);
-    let mut clients = Vec::with_capacity(args.clients);
-    for (r, _) in outcomes {
-        match r {
-            Ok(c) => clients.push(c),
-            Err(e) => result.fail(format!("connect: {e}")),
-        }
-    }
-    if skipped > 0 || clients.is_empty() {
-        result.fail(format!(
-            "only {} of {} clients connected",
-            clients.len(),
-            args.clients
-        ));
-        check_alive(result, &ctx.probe);
+    let Some(mut clients) = many.all_connected(args.clients, result, &ctx.probe) else {
         return;
-    }
+    };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let payload = "x".repeat(args.payload);
     let iterations = args.iterations;
