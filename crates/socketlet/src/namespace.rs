@@ -56,6 +56,15 @@ impl std::fmt::Debug for Namespace {
     }
 }
 
+/// The local socket whose own room (its id) is `room`, if any.
+fn own_room_socket(room: &str, sockets: &HashMap<Sid, Socket>) -> Option<Sid> {
+    let sid = Sid::parse(room.rsplit('#').next().unwrap_or(room))?;
+    sockets
+        .get(&sid)
+        .is_some_and(|s| s.id() == room)
+        .then_some(sid)
+}
+
 impl Namespace {
     pub(crate) fn new(
         name: String,
@@ -173,12 +182,8 @@ impl Namespace {
 
     /// Whether `room` has sockets on this node: a room joined by name, or a local socket's id.
     pub fn has_local_room(&self, room: &str) -> bool {
-        if read(&self.inner.rooms).contains_key(room) {
-            return true;
-        }
-        let mut found = HashSet::new();
-        self.collect_room(room, &read(&self.inner.sockets), &mut found);
-        !found.is_empty()
+        read(&self.inner.rooms).contains_key(room)
+            || own_room_socket(room, &read(&self.inner.sockets)).is_some()
     }
 
     pub(crate) fn insert_socket(&self, socket: &Socket) {
@@ -247,11 +252,7 @@ impl Namespace {
         if let Some(members) = read(&self.inner.rooms).get(room) {
             out.extend(members.iter().copied());
         }
-        if let Some(sid) = Sid::parse(room.rsplit('#').next().unwrap_or(room)) {
-            if sockets.get(&sid).is_some_and(|s| s.id() == room) {
-                out.insert(sid);
-            }
-        }
+        out.extend(own_room_socket(room, sockets));
     }
 
     /// The sockets of this node that `opts` targets (rooms and exceptions; flags ignored).
