@@ -1,12 +1,15 @@
 //! One Engine.IO session as the layer above sees it: send messages, read its request, close it.
 //!
 //! All outgoing packets go through one bounded queue (the outbox), whatever the transport: a
-//! polling GET drains it, or the WebSocket task does. The state machine of
+//! polling GET drains it, or the WebSocket task does. On a WebSocket over plain TCP, a packet
+//! sent while the outbox is empty skips it and is written at once by the sender (see
+//! [`crate::transport::ws_io`]). The state machine of
 //! [`socketlet_engineio_proto::session`] sits behind the same lock, so heartbeats, upgrades and
 //! sends never disagree about which transport is live.
 
 use crate::engine::Shared;
 use crate::error::SendError;
+use crate::transport::ws_io::WsOut;
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
 use socketlet_engineio_proto::session::{CloseReason, Session, Transport};
@@ -28,7 +31,7 @@ pub enum Message {
 }
 
 impl Message {
-    fn into_packet(self) -> Packet {
+    pub(crate) fn into_packet(self) -> Packet {
         match self {
             Message::Text(s) => Packet::Message(s),
             Message::Binary(b) => Packet::Binary(b),
@@ -121,6 +124,8 @@ pub(crate) struct State {
     /// packets queued meanwhile need no wake-up (an inline handler's answer would otherwise
     /// wake the very task that is running it, for one useless extra poll).
     pub(crate) writer_busy: bool,
+    /// Framed bytes for the WebSocket, and whether senders may write to it themselves.
+    pub(crate) ws_out: WsOut,
 }
 
 impl State {
@@ -175,6 +180,7 @@ impl Socket {
                 ws_attached: false,
                 close_handled: false,
                 writer_busy: false,
+                ws_out: WsOut::default(),
             }),
             wake: Notify::new(),
             closed_wake: Notify::new(),
@@ -243,8 +249,7 @@ impl Socket {
                 self.close_with(CloseReason::TransportError, false);
                 return Err(SendError::Full);
             }
-            st.outbox.extend(msgs.map(Message::into_packet));
-            !st.writer_busy
+            st.deliver(self.version, msgs)
         };
         if wake {
             self.wake.notify_one();
@@ -264,12 +269,12 @@ impl Socket {
             let mut st = self.lock();
             let ready = st.session.closed().is_none()
                 && st.outbox.is_empty()
+                && st.ws_out.pending.is_empty()
                 && (st.poll_active || st.session.transport() == Transport::WebSocket);
             if !ready {
                 return false;
             }
-            st.outbox.extend(msgs.into_iter().map(Message::into_packet));
-            !st.writer_busy
+            st.deliver(self.version, msgs.into_iter())
         };
         if wake {
             self.wake.notify_one();

@@ -1,30 +1,30 @@
 //! WebSocket: a direct session, or the upgrade of a polling session (`2probe`, `3probe`, `5`).
 //!
-//! One task per WebSocket reads frames, drains the session's outbox (all queued packets, then one
-//! flush: writes are coalesced) and runs the heartbeat timer.
+//! One task per WebSocket reads frames (tungstenite), writes what senders could not write
+//! themselves (see [`super::ws_io`]: the outbox, batched into one write) and runs the heartbeat
+//! timer.
 
 use crate::body::{self, ResponseBody};
 use crate::engine::now;
 use crate::socket::Socket;
 use crate::transport::polling::react;
+use crate::transport::ws_io::{drain, WsIo};
 use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use socketlet_engineio_proto::session::{CloseReason, TimerAction, Transport};
 use socketlet_engineio_proto::{ErrorCode, Packet, ProtocolVersion, Str};
-use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Ws = WebSocketStream<WsIo>;
 
 /// Whether the request asks for a WebSocket (`Upgrade: websocket`, `Connection: upgrade`, a
 /// key, version 13).
@@ -65,7 +65,7 @@ fn accept<B>(
     Ok((res, on_upgrade))
 }
 
-async fn connect(socket: &Socket, on_upgrade: hyper::upgrade::OnUpgrade) -> Option<Ws> {
+async fn connect(socket: &Arc<Socket>, on_upgrade: hyper::upgrade::OnUpgrade) -> Option<Ws> {
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
         Err(e) => {
@@ -86,7 +86,8 @@ async fn connect(socket: &Socket, on_upgrade: hyper::upgrade::OnUpgrade) -> Opti
         .read_buffer_size(read_buffer)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
-    Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
+    let io = WsIo::new(socket.clone(), upgraded, max);
+    Some(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
 }
 
 /// A new session whose first transport is WebSocket.
@@ -150,6 +151,9 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, req: Request<B>) -> Response<Respo
                 st.ws_attached = false;
             }
             let _ = ws.close(None).await;
+            let _ = tokio::time::timeout(CLOSE_LINGER, flush(&mut ws)).await;
+            // What the client did not take belongs to this WebSocket only.
+            socket.lock().ws_out.pending = bytes::BytesMut::new();
         }
     });
     res
@@ -177,7 +181,9 @@ async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
         tracing::trace!(sid = %socket.sid(), ?packet, ok = step.is_ok(), "upgrade step");
         match step {
             Ok(Some(reply)) => {
-                if ws.send(encode(socket.protocol(), reply)).await.is_err() {
+                if ws.send(encode(socket.protocol(), reply)).await.is_err()
+                    || flush(ws).await.is_err()
+                {
                     return false;
                 }
                 // Release a parked GET so the client can pause polling and send UPGRADE (only
@@ -220,49 +226,62 @@ fn decode(version: ProtocolVersion, frame: WsMessage) -> Option<Result<Packet, C
     }
 }
 
+/// The probe's answer, written through tungstenite (the session's packets are not: see
+/// [`super::ws_io`]).
 fn encode(version: ProtocolVersion, packet: Packet) -> WsMessage {
     match packet {
         Packet::Binary(data) => WsMessage::Binary(Packet::binary_frame(version, &data)),
-        Packet::Message(text) => WsMessage::Text(framed_message(text)),
         other => WsMessage::text(other.to_text(version).as_str()),
     }
 }
 
-/// Texts up to this size are kept framed for the next receiver (see [`framed_message`]).
-const FRAMED_CACHE_MAX: usize = 64 * 1024;
-
-thread_local! {
-    /// The last MESSAGE text framed on this thread, with its frame.
-    static LAST_FRAMED: RefCell<Option<(Str, Utf8Bytes)>> = const { RefCell::new(None) };
+/// Writes what tungstenite queued (and nothing of the outbox).
+async fn flush(ws: &mut Ws) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| match drain(ws.get_mut(), cx, false) {
+        Ok(d) if d.done => Poll::Ready(Ok(())),
+        Ok(_) => Poll::Pending,
+        Err(e) => Poll::Ready(Err(e)),
+    })
+    .await
 }
 
-/// `4<text>`, the frame of a MESSAGE packet. A broadcast hands every receiver the same text
-/// (one shared buffer), and their tasks run one after the other on a thread: the frame made for
-/// the first is kept and shared by the others instead of being built again per receiver. The
-/// kept text is held, so its buffer cannot be freed and reused while the pointer is compared.
-fn framed_message(text: Str) -> Utf8Bytes {
-    let frame = |text: &Str| {
-        let mut s = String::with_capacity(text.len() + 1);
-        s.push('4');
-        s.push_str(text);
-        Utf8Bytes::from(s)
+/// How long a closing session may take to hand its last packets and the closing handshake to
+/// a client that does not read.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Writes the rest of the outbox, then the closing handshake, for at most [`CLOSE_LINGER`].
+async fn close(ws: &mut Ws) {
+    let last = async {
+        std::future::poll_fn(|cx| match drain(ws.get_mut(), cx, true) {
+            Ok(d) if d.done => Poll::Ready(Ok(())),
+            Ok(_) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        })
+        .await?;
+        // tungstenite queues the close frame; `flush` writes it.
+        let _ = ws.close(None).await;
+        flush(ws).await
     };
-    if text.len() > FRAMED_CACHE_MAX {
-        return frame(&text);
+    let _ = tokio::time::timeout(CLOSE_LINGER, last).await;
+}
+
+/// While the WebSocket task runs on plain TCP, senders write to the socket themselves; the
+/// guard withdraws that (and drops what could not be written) however the task ends.
+struct Direct<'a>(&'a Socket);
+
+impl<'a> Direct<'a> {
+    fn install(socket: &'a Socket, ws: &Ws) -> Direct<'a> {
+        socket.lock().ws_out.direct = ws.get_ref().tcp().cloned();
+        Direct(socket)
     }
-    LAST_FRAMED.with(|cell| {
-        let Ok(mut last) = cell.try_borrow_mut() else {
-            return frame(&text);
-        };
-        if let Some((kept, framed)) = last.as_ref() {
-            if kept.as_bytes().as_ptr() == text.as_bytes().as_ptr() && kept.len() == text.len() {
-                return framed.clone();
-            }
-        }
-        let framed = frame(&text);
-        *last = Some((text, framed.clone()));
-        framed
-    })
+}
+
+impl Drop for Direct<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.ws_out.direct = None;
+        st.ws_out.pending = bytes::BytesMut::new();
+    }
 }
 
 /// A waker that raises its flag before waking the task, so that the task knows which of its
@@ -313,14 +332,16 @@ enum Event {
     Timer,
 }
 
-/// The life of a session on WebSocket: read frames, write the outbox, keep heartbeats.
+/// The life of a session on WebSocket: read frames, write what is queued, keep heartbeats.
 ///
 /// The wake-up and the heartbeat timer live across iterations (a message in or out costs no
-/// timer or waiter registration); the read side is polled only when it said it is ready (see
-/// [`ReadWaker`]); and while the task handles a frame or a timer it is marked busy, so that what
-/// the handlers queue meanwhile does not wake it again: it drains the outbox before it waits.
+/// timer or waiter registration); the read side, the timer and the socket's writability are
+/// polled only when their [`Flag`] is up; and while the task handles a frame or a timer it is
+/// marked busy, so that what the handlers queue meanwhile does not wake it again: it writes
+/// before it waits.
 async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
     let version = socket.protocol();
+    let _direct = Direct::install(socket, ws);
     // The session's next deadline the timer is set to (`None`: none, the timer is far away).
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let mut timer_at: Option<tokio::time::Instant> = None;
@@ -330,39 +351,23 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
     tokio::pin!(woken);
     let (read, read_waker) = Flag::new();
     let (clock, clock_waker) = Flag::new();
+    let (write, write_waker) = Flag::new();
     loop {
-        // Everything queued goes out with one flush (writes are coalesced); the packets are
-        // taken one at a time, which costs a lock each but no buffer.
-        let mut wrote = false;
-        let (deadline, closed) = loop {
-            let next = {
-                let mut st = socket.lock();
-                st.writer_busy = false;
-                match st.outbox.pop_front() {
-                    Some(packet) => Ok(packet),
-                    None => Err((st.session.next_deadline(), st.session.closed().is_some())),
-                }
-            };
-            match next {
-                Ok(packet) => {
-                    if ws.feed(encode(version, packet)).await.is_err() {
-                        socket.close_with(CloseReason::TransportClose, false);
-                        return;
-                    }
-                    wrote = true;
-                }
-                Err(state) => break state,
+        // What is queued goes out now, as far as the socket takes it; if it takes less, the
+        // write flag goes up once it is writable again.
+        let drained = match drain(ws.get_mut(), &mut Context::from_waker(&write_waker), true) {
+            Ok(drained) => drained,
+            Err(e) => {
+                tracing::debug!(sid = %socket.sid(), "WebSocket write failed: {e}");
+                socket.close_with(CloseReason::TransportClose, false);
+                return;
             }
         };
-        if wrote && ws.flush().await.is_err() {
-            socket.close_with(CloseReason::TransportClose, false);
+        if drained.closed {
+            close(ws).await;
             return;
         }
-        if closed {
-            let _ = ws.close(None).await;
-            return;
-        }
-        let deadline = deadline.map(tokio::time::Instant::from_std);
+        let deadline = drained.deadline.map(tokio::time::Instant::from_std);
         if deadline != timer_at {
             timer_at = deadline;
             timer.as_mut().reset(deadline.unwrap_or_else(far));
@@ -371,12 +376,14 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
         let event = std::future::poll_fn(|cx| {
             read.task.register(cx.waker());
             clock.task.register(cx.waker());
-            // The loop drains the outbox whatever the event, so a wake-up needs no event of
-            // its own when something else happened too.
-            let wake = woken.as_mut().poll(cx).is_ready();
+            write.task.register(cx.waker());
+            // The loop writes whatever the event, so a wake-up (new packets, or a writable
+            // socket) needs no event of its own when something else happened too.
+            let mut wake = woken.as_mut().poll(cx).is_ready();
             if wake {
                 woken.set(socket.wake.notified());
             }
+            wake |= write.take();
             if clock.take() {
                 let mut clock_cx = Context::from_waker(&clock_waker);
                 if timer.as_mut().poll(&mut clock_cx).is_ready() {
@@ -393,6 +400,8 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
                     read.raise();
                     return Poll::Ready(Event::Frame(frame));
                 }
+                // tungstenite answered a ping or a close: that must go out too.
+                wake |= ws.get_mut().take_wrote();
             }
             if wake {
                 Poll::Ready(Event::Wake)
@@ -448,32 +457,5 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn receivers_of_one_text_share_its_frame() {
-        let text = Str::from(String::from(r#"2["news","hi"]"#));
-        let first = framed_message(text.clone());
-        let second = framed_message(text.clone());
-        assert_eq!(first.as_str(), r#"42["news","hi"]"#);
-        assert_eq!(
-            first.as_str().as_ptr(),
-            second.as_str().as_ptr(),
-            "framed twice"
-        );
-        // A sub-slice starting at the same byte (the kept text) is not the same text.
-        let prefix = text.slice(0..3).unwrap();
-        assert_eq!(framed_message(prefix).as_str(), "42[\"");
-        // Equal content in another buffer is another text: framed anew, same bytes.
-        let kept = framed_message(text.clone());
-        let other = Str::from(String::from(r#"2["news","hi"]"#));
-        let third = framed_message(other);
-        assert_ne!(kept.as_str().as_ptr(), third.as_str().as_ptr());
-        assert_eq!(third.as_str(), first.as_str());
     }
 }

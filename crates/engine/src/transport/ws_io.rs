@@ -1,0 +1,317 @@
+//! The byte stream under a WebSocket, and the server's way of writing frames to it.
+//!
+//! tungstenite reads the frames (and answers pings and closes), but the server writes its own
+//! data frames ([`super::frame`]): a packet sent while nothing is queued before it goes to the
+//! kernel at once, from the sender's own thread, as one vectored write of the packet's own
+//! buffers. No task is woken, no frame is copied into a write buffer: a broadcast to N sockets
+//! is N `writev` calls. This is only possible on a plain TCP connection, which any thread can
+//! write to ([`TcpStream::try_write_vectored`]); on any other connection (TLS, a server of the
+//! application's own) the WebSocket task writes everything.
+//!
+//! Every byte for the client is ordered under the session's lock ([`crate::socket::State`]):
+//! - the outbox (bounded by `max_buffered` packets) holds packets not yet framed;
+//! - [`WsOut::pending`] holds framed bytes the kernel did not take (its send buffer was full):
+//!   at most one data frame's remainder plus control frames, bounded by [`WsIo`]'s limit;
+//! - a sender writes directly only when both are empty, else it queues in the outbox; the
+//!   task ([`drain`]) writes the pending bytes first, then the outbox, batched into one write.
+//!
+//! tungstenite's own writes (pongs, the closing handshake, the probe answer) go into
+//! [`WsOut::pending`] whole, so its frames never interleave with the server's.
+
+use crate::socket::{Message, Socket, State};
+use crate::transport::frame::Parts;
+use bytes::{Buf, Bytes, BytesMut};
+use hyper_util::rt::TokioIo;
+use socketlet_engineio_proto::ProtocolVersion;
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// The WebSocket output of a session (a field of its locked state).
+#[derive(Debug, Default)]
+pub(crate) struct WsOut {
+    /// The TCP stream while a WebSocket task runs on a plain TCP connection: senders may write
+    /// to it directly.
+    pub(crate) direct: Option<Arc<TcpStream>>,
+    /// Framed bytes the kernel has not taken yet. While not empty, new packets wait in the
+    /// outbox.
+    pub(crate) pending: BytesMut,
+}
+
+impl State {
+    /// Queues messages, or writes them to the WebSocket at once when nothing waits before them.
+    /// Returns whether the writer must be woken.
+    pub(crate) fn deliver(
+        &mut self,
+        version: ProtocolVersion,
+        msgs: impl Iterator<Item = Message>,
+    ) -> bool {
+        if self.outbox.is_empty() && self.ws_out.pending.is_empty() {
+            if let Some(tcp) = &self.ws_out.direct {
+                for msg in msgs {
+                    if self.ws_out.pending.is_empty() {
+                        write_now(tcp, version, &msg, &mut self.ws_out.pending);
+                    } else {
+                        self.outbox.push_back(msg.into_packet());
+                    }
+                }
+                // The rest of a short write needs the task to wait until the socket is writable.
+                return !self.ws_out.pending.is_empty() && !self.writer_busy;
+            }
+        }
+        self.outbox.extend(msgs.map(Message::into_packet));
+        !self.writer_busy
+    }
+}
+
+/// Writes one message's frame with one `writev`; what the kernel does not take goes to
+/// `pending`. An error leaves the whole frame there: the task meets the same error when it
+/// writes, and closes the session.
+fn write_now(tcp: &TcpStream, version: ProtocolVersion, msg: &Message, pending: &mut BytesMut) {
+    let parts = match msg {
+        Message::Text(text) => Parts::message(text.as_bytes()),
+        Message::Binary(data) => Parts::binary(version, data),
+    };
+    let written = tcp.try_write_vectored(&parts.slices()).unwrap_or(0);
+    if written < parts.len() {
+        parts.copy_from(written, pending);
+    }
+}
+
+/// The connection under the WebSocket.
+enum Raw {
+    /// A plain TCP connection: shared with the senders, who write to it directly.
+    Tcp(Arc<TcpStream>),
+    /// Anything else hyper upgraded: written by the task only.
+    Other(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+impl Raw {
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Raw::Tcp(tcp) => loop {
+                ready!(tcp.poll_write_ready(cx))?;
+                match tcp.try_write(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    result => return Poll::Ready(result),
+                }
+            },
+            Raw::Other(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Raw::Tcp(_) => Poll::Ready(Ok(())),
+            Raw::Other(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+}
+
+/// The stream tungstenite reads from. Its writes (control frames) are queued for [`drain`].
+pub(crate) struct WsIo {
+    socket: Arc<Socket>,
+    /// Bytes hyper read past the handshake, returned first.
+    pre: Bytes,
+    raw: Raw,
+    /// Most bytes [`WsOut::pending`] may hold when tungstenite queues a control frame: what a
+    /// batch's short write may leave, plus room for control frames.
+    limit: usize,
+    /// tungstenite queued something since [`WsIo::take_wrote`] last looked.
+    wrote: bool,
+}
+
+impl WsIo {
+    /// Takes over an upgraded connection. `max_frame` is the largest data frame, which bounds
+    /// what a short write may leave pending.
+    pub(crate) fn new(
+        socket: Arc<Socket>,
+        upgraded: hyper::upgrade::Upgraded,
+        max_frame: usize,
+    ) -> WsIo {
+        let (raw, pre) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => (Raw::Tcp(Arc::new(parts.io.into_inner())), parts.read_buf),
+            Err(upgraded) => (Raw::Other(TokioIo::new(upgraded)), Bytes::new()),
+        };
+        WsIo {
+            socket,
+            pre,
+            raw,
+            limit: max_frame.saturating_add(BATCH + CONTROL_ROOM),
+            wrote: false,
+        }
+    }
+
+    /// The TCP stream, when the connection is a plain TCP one.
+    pub(crate) fn tcp(&self) -> Option<&Arc<TcpStream>> {
+        match &self.raw {
+            Raw::Tcp(tcp) => Some(tcp),
+            Raw::Other(_) => None,
+        }
+    }
+
+    /// Whether tungstenite queued bytes since the last call.
+    pub(crate) fn take_wrote(&mut self) -> bool {
+        std::mem::take(&mut self.wrote)
+    }
+}
+
+/// Room for control frames on top of a data frame's remainder (a client that pings and never
+/// reads fills it, and its connection ends).
+const CONTROL_ROOM: usize = 16 * 1024;
+
+impl AsyncRead for WsIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre[..n]);
+            this.pre.advance(n);
+            if this.pre.is_empty() {
+                // Let go of hyper's buffer, which the bytes were a slice of.
+                this.pre = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        match &mut this.raw {
+            Raw::Tcp(tcp) => loop {
+                ready!(tcp.poll_read_ready(cx))?;
+                match tcp.try_read(buf.initialize_unfilled()) {
+                    Ok(n) => {
+                        buf.advance(n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            },
+            Raw::Other(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WsIo {
+    /// Queues tungstenite's bytes (always whole frames: it hands over its whole buffer) after
+    /// everything already pending.
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut st = this.socket.lock();
+        if st.ws_out.pending.len() + buf.len() > this.limit {
+            return Poll::Ready(Err(io::Error::other(
+                "WebSocket output limit: the client does not read",
+            )));
+        }
+        st.ws_out.pending.extend_from_slice(buf);
+        this.wrote = true;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The task writes what is pending (see `drain`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().raw {
+            Raw::Tcp(_) => Poll::Ready(Ok(())),
+            Raw::Other(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What [`drain`] leaves behind.
+pub(crate) struct Drained {
+    /// The session's next heartbeat deadline.
+    pub(crate) deadline: Option<std::time::Instant>,
+    /// The session has closed.
+    pub(crate) closed: bool,
+    /// Everything was written (otherwise `cx` is woken when the socket is writable again).
+    pub(crate) done: bool,
+}
+
+/// Batches of queued packets are framed into one buffer up to this size, then written at once.
+const BATCH: usize = 64 * 1024;
+
+thread_local! {
+    /// The batch buffer, one per thread.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's empty batch buffer (on a fresh one if it is in use).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut batch) => {
+            batch.clear();
+            let result = f(&mut batch);
+            if batch.capacity() > 2 * BATCH {
+                *batch = Vec::new();
+            }
+            result
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// Writes what is pending, then (with `take_outbox`) the outbox, as far as the socket takes it.
+/// Also marks the task as no longer busy: from now on, what is queued must wake it.
+pub(crate) fn drain(io: &mut WsIo, cx: &mut Context<'_>, take_outbox: bool) -> io::Result<Drained> {
+    let WsIo { socket, raw, .. } = io;
+    let version = socket.protocol();
+    let mut guard = socket.lock();
+    let st = &mut *guard;
+    if take_outbox {
+        st.writer_busy = false;
+    }
+    let done = 'write: loop {
+        while !st.ws_out.pending.is_empty() {
+            match raw.poll_write(cx, &st.ws_out.pending) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => st.ws_out.pending.advance(n),
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break 'write false,
+            }
+        }
+        if !take_outbox || st.outbox.is_empty() {
+            match raw.poll_flush(cx) {
+                Poll::Ready(Ok(())) => break true,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break false,
+            }
+        }
+        // One write for as many queued packets as fit in a batch.
+        with_scratch(|batch| {
+            let mut text = String::new();
+            while batch.len() < BATCH {
+                let Some(packet) = st.outbox.pop_front() else {
+                    break;
+                };
+                Parts::of(version, &packet, &mut text).copy_from(0, &mut *batch);
+            }
+            let written = match raw.poll_write(cx, batch) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Err(e),
+                // Kept as pending; the loop polls again and so registers for writability.
+                Poll::Pending => 0,
+            };
+            st.ws_out.pending.extend_from_slice(&batch[written..]);
+            Ok(())
+        })?;
+    };
+    Ok(Drained {
+        deadline: st.session.next_deadline(),
+        closed: st.session.closed().is_some(),
+        done,
+    })
+}

@@ -1,0 +1,147 @@
+//! The server's own WebSocket writes: straight from the sender on plain TCP, through the task
+//! on any other connection, with a client too slow to take them all at once.
+#![allow(clippy::unwrap_used)]
+
+use futures_util::{SinkExt, StreamExt};
+use socketlet_engine::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Socket};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+/// Bytes of padding in each flooded message.
+const PAD: usize = 2000;
+
+/// `flood:N` makes the server send N numbered messages at once, half of them from another
+/// thread than the session's, and a binary one after them.
+struct Flood;
+
+impl EngineHandler for Flood {
+    fn on_open(&self, _socket: &Arc<Socket>) {}
+    fn on_message(&self, socket: &Arc<Socket>, msg: Message) {
+        let Message::Text(text) = msg else { return };
+        let Some(n) = text.strip_prefix("flood:") else {
+            return;
+        };
+        let n: usize = n.parse().unwrap();
+        let pad = "p".repeat(PAD);
+        for i in 0..n / 2 {
+            socket
+                .send(Message::Text(format!("{i}:{pad}").into()))
+                .unwrap();
+        }
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            for i in n / 2..n {
+                socket
+                    .send(Message::Text(format!("{i}:{pad}").into()))
+                    .unwrap();
+            }
+            socket
+                .send(Message::Binary(bytes::Bytes::from_static(&[1, 2, 3])))
+                .unwrap();
+        });
+    }
+    fn on_close(&self, _socket: &Arc<Socket>, _reason: CloseReason) {}
+}
+
+fn engine() -> Engine {
+    Engine::new(
+        EngineConfig::default().with_max_buffered_packets(100_000),
+        Arc::new(Flood),
+    )
+}
+
+/// Asks for `n` messages, reads none for a while (the server's writes back up), pings at the
+/// WebSocket level meanwhile, then checks every message arrives whole and in order, and the
+/// pong too.
+async fn flood_and_check<S>(ws: &mut WebSocketStream<S>, n: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
+    ws.send(WsMessage::text(format!("4flood:{n}")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ws.send(WsMessage::Ping("are you there".into()))
+        .await
+        .unwrap();
+    let pad = "p".repeat(PAD);
+    let (mut next, mut pongs) = (0usize, 0usize);
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("the server stalled after {next} messages, {pongs} pongs"))
+            .unwrap()
+            .unwrap();
+        match frame {
+            WsMessage::Text(text) => {
+                if text.as_str() == "2" {
+                    continue; // a heartbeat, should the test be slow
+                }
+                assert_eq!(text.as_str(), format!("4{next}:{pad}"), "message {next}");
+                next += 1;
+            }
+            WsMessage::Binary(data) => {
+                assert_eq!(next, n, "the binary message comes last");
+                assert_eq!(&data[..], &[1, 2, 3]);
+                break;
+            }
+            WsMessage::Pong(data) => {
+                assert_eq!(&data[..], b"are you there");
+                pongs += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pongs, 1, "the ping is answered once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_on_tcp_gets_every_frame_whole_and_in_order() {
+    let listener = socketlet_engine::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = socketlet_engine::EngineService::new(engine());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(socketlet_engine::serve(listener, svc, async {
+        let _ = stopped.await;
+    }));
+    let url = format!("ws://{addr}/engine.io/?EIO=4&transport=websocket");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    // 20 MB: far more than loopback's socket buffers take.
+    flood_and_check(&mut ws, 10_000).await;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_on_another_kind_of_connection_too() {
+    // An in-memory pipe with a 4 KiB buffer, served by hyper as an application would.
+    let (client_end, server_end) = tokio::io::duplex(4096);
+    let engine = engine();
+    // The engine must outlive hyper's connection task, which ends at the upgrade.
+    let kept = engine.clone();
+    tokio::spawn(async move {
+        let svc = hyper::service::service_fn(move |req| {
+            let engine = engine.clone();
+            async move { Ok::<_, Infallible>(engine.handle(req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(server_end), svc)
+            .with_upgrades()
+            .await;
+    });
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        "ws://localhost/engine.io/?EIO=4&transport=websocket",
+        client_end,
+    )
+    .await
+    .unwrap();
+    flood_and_check(&mut ws, 2_000).await;
+    drop(kept);
+}
