@@ -106,6 +106,9 @@ pub(crate) struct SocketInner {
     /// The query of the namespace CONNECT (v4 clients put auth parameters there).
     nsp_query: Option<String>,
     connected: AtomicBool,
+    /// `any_outgoing` has listeners: checked on every delivery, so a broadcast skips the
+    /// lock of each receiver that has none (most).
+    has_outgoing: AtomicBool,
     /// Events that arrived before the connection handler finished registering listeners:
     /// `None` once it has (then events are dispatched at once).
     early_events: Mutex<Option<Vec<EarlyEvent>>>,
@@ -171,6 +174,7 @@ impl Socket {
                 handlers: RwLock::new(HashMap::new()),
                 any_incoming: RwLock::new(Vec::new()),
                 any_outgoing: RwLock::new(Vec::new()),
+                has_outgoing: AtomicBool::new(false),
                 on_disconnect: RwLock::new(Vec::new()),
                 rooms: Mutex::new(HashSet::new()),
                 acks: Mutex::new(HashMap::new()),
@@ -266,6 +270,7 @@ impl Socket {
         F: Fn(&Socket, &str, &Data) + Send + Sync + 'static,
     {
         write(&self.inner.any_outgoing).push(Arc::new(f));
+        self.inner.has_outgoing.store(true, Ordering::Release);
     }
 
     /// Registers a handler called once when the socket disconnects, with the reason. The socket's
@@ -441,6 +446,9 @@ impl Socket {
     }
 
     pub(crate) fn notify_outgoing(&self, packet: &Packet) {
+        if !self.inner.has_outgoing.load(Ordering::Acquire) {
+            return;
+        }
         let listeners = read(&self.inner.any_outgoing);
         if listeners.is_empty() {
             return;

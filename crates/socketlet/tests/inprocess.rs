@@ -1123,3 +1123,26 @@ async fn adapters_hear_rooms_come_and_go() {
     settle().await;
     assert_eq!(take(), ["-named r2".to_owned(), format!("-own {a_id}")]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn outgoing_listeners_see_emits_and_broadcasts_of_their_socket_only() {
+    let io = SocketIo::new();
+    let (mut sockets, _reasons) = echo_server(&io);
+    let (a, _) = connected(&io).await;
+    let server_a = next(&mut sockets).await;
+    let (b, _) = connected(&io).await;
+    let _server_b = next(&mut sockets).await;
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    server_a.on_any_outgoing(move |_socket, event, data| {
+        let _ = seen_tx.send((event.to_owned(), data.args.clone()));
+    });
+
+    server_a.emit("direct", json!(1)).unwrap();
+    io.of("/").emit("all", json!(2)).unwrap();
+    assert_eq!(next(&mut seen).await, ("direct".to_owned(), vec![json!(1)]));
+    assert_eq!(next(&mut seen).await, ("all".to_owned(), vec![json!(2)]));
+    assert_eq!(a.recv().await, [r#"42["direct",1]"#, r#"42["all",2]"#]);
+    assert_eq!(b.recv().await, [r#"42["all",2]"#]);
+    settle().await;
+    assert!(seen.try_recv().is_err(), "b's packets are not a's");
+}

@@ -2,11 +2,10 @@
 //!
 //! tungstenite reads the frames (and answers pings and closes), but the server writes its own
 //! data frames ([`super::frame`]): a packet sent while nothing is queued before it goes to the
-//! kernel at once, from the sender's own thread, as one vectored write of the packet's own
-//! buffers. No task is woken, no frame is copied into a write buffer: a broadcast to N sockets
-//! is N `writev` calls. This is only possible on a plain TCP connection, which any thread can
-//! write to ([`TcpStream::try_write_vectored`]); on any other connection (TLS, a server of the
-//! application's own) the WebSocket task writes everything.
+//! kernel at once, from the sender's own thread, with one `send`. No task is woken, no
+//! write buffer is kept: a broadcast to N sockets is N `send` calls. This is only possible on a
+//! plain TCP connection, which any thread can write to; on any other connection (TLS, a server
+//! of the application's own) the WebSocket task writes everything.
 //!
 //! Every byte for the client is ordered under the session's lock ([`crate::socket::State`]):
 //! - the outbox (bounded by `max_buffered` packets) holds packets not yet framed;
@@ -22,6 +21,7 @@ use crate::socket::{Message, Socket, State};
 use crate::transport::frame::Parts;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
+use socket2::SockRef;
 use socketlet_engineio_proto::ProtocolVersion;
 use std::cell::RefCell;
 use std::io;
@@ -68,15 +68,33 @@ impl State {
     }
 }
 
-/// Writes one message's frame with one `writev`; what the kernel does not take goes to
+/// Frames up to this size are copied into one buffer and written with `send`; larger ones are
+/// written from their parts with `sendmsg` (the copy would cost more than the syscall's extra
+/// work).
+const COPY_MAX: usize = 4096;
+
+/// Writes one message's frame with one syscall; what the kernel does not take goes to
 /// `pending`. An error leaves the whole frame there: the task meets the same error when it
 /// writes, and closes the session.
+///
+/// The syscall goes to the socket itself ([`SockRef`]), not through tokio's readiness state:
+/// the fast path needs no readiness, and after a short write tokio learns that the socket is
+/// full at the task's next write, which then waits for writability.
 fn write_now(tcp: &TcpStream, version: ProtocolVersion, msg: &Message, pending: &mut BytesMut) {
     let parts = match msg {
         Message::Text(text) => Parts::message(text.as_bytes()),
         Message::Binary(data) => Parts::binary(version, data),
     };
-    let written = tcp.try_write_vectored(&parts.slices()).unwrap_or(0);
+    let socket = SockRef::from(tcp);
+    let written = if parts.len() <= COPY_MAX {
+        with_scratch(|frame| {
+            parts.copy_from(0, frame);
+            socket.send(frame)
+        })
+    } else {
+        socket.send_vectored(&parts.slices())
+    };
+    let written = written.unwrap_or(0);
     if written < parts.len() {
         parts.copy_from(written, pending);
     }
@@ -134,6 +152,11 @@ impl WsIo {
         max_frame: usize,
     ) -> WsIo {
         let (raw, pre) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // The bytes are a slice of hyper's connection buffer (8 KiB), even when there
+            // are none: keeping an empty slice would keep that buffer for the connection's life.
+            Ok(parts) if parts.read_buf.is_empty() => {
+                (Raw::Tcp(Arc::new(parts.io.into_inner())), Bytes::new())
+            }
             Ok(parts) => (Raw::Tcp(Arc::new(parts.io.into_inner())), parts.read_buf),
             Err(upgraded) => (Raw::Other(TokioIo::new(upgraded)), Bytes::new()),
         };
