@@ -17,7 +17,7 @@ pub(crate) type Ws = WebSocketStream<TcpStream>;
 fn ws_config() -> WebSocketConfig {
     // Small buffers: the generator holds up to tens of thousands of connections.
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(512)
         .write_buffer_size(0)
 }
 
