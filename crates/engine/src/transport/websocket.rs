@@ -284,45 +284,67 @@ impl Drop for Direct<'_> {
     }
 }
 
-/// A waker that raises its flag before waking the task, so that the task knows which of its
-/// sources woke it. The WebSocket task polls its read side (tokio-tungstenite, hyper's upgraded
-/// stream, the TCP stream: a few hundred instructions even when there is nothing) and its timer
-/// only when their flag is up, not on every wake-up for writing: a broadcast wakes every
-/// receiver once, for writing only.
-struct Flag {
-    raised: AtomicBool,
+/// The sources the WebSocket task waits on besides its wake-up: the read side, the heartbeat
+/// timer and the socket's writability. Each has a waker that raises its flag before waking the
+/// task, so that the task knows which of them woke it: it polls its read side (tokio-tungstenite
+/// and the TCP stream: a few hundred instructions even when there is nothing) and its timer only
+/// when their flag is up. One registration of the task's waker serves all three.
+struct Sources {
     task: AtomicWaker,
+    raised: [AtomicBool; 3],
 }
 
-impl Flag {
-    /// A flag, raised (the source is polled at least once), and the waker that raises it.
-    fn new() -> (Arc<Flag>, Waker) {
-        let flag = Arc::new(Flag {
-            raised: AtomicBool::new(true),
+#[derive(Clone, Copy)]
+enum Source {
+    Read = 0,
+    Clock = 1,
+    Write = 2,
+}
+
+impl Sources {
+    /// The sources, all raised (each is polled at least once), and their wakers.
+    fn new() -> (Arc<Sources>, [Waker; 3]) {
+        let sources = Arc::new(Sources {
             task: AtomicWaker::new(),
+            raised: [const { AtomicBool::new(true) }; 3],
         });
-        let waker = Waker::from(flag.clone());
-        (flag, waker)
+        let waker = |source| {
+            Waker::from(Arc::new(SourceWaker {
+                sources: sources.clone(),
+                source,
+            }))
+        };
+        let wakers = [
+            waker(Source::Read),
+            waker(Source::Clock),
+            waker(Source::Write),
+        ];
+        (sources, wakers)
     }
 
-    fn raise(&self) {
-        self.raised.store(true, Ordering::Release);
+    fn raise(&self, source: Source) {
+        self.raised[source as usize].store(true, Ordering::Release);
     }
 
-    /// Lowers the flag; whether it was up.
-    fn take(&self) -> bool {
-        self.raised.swap(false, Ordering::AcqRel)
+    /// Lowers the flag of `source`; whether it was up.
+    fn take(&self, source: Source) -> bool {
+        self.raised[source as usize].swap(false, Ordering::AcqRel)
     }
 }
 
-impl Wake for Flag {
+struct SourceWaker {
+    sources: Arc<Sources>,
+    source: Source,
+}
+
+impl Wake for SourceWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.raise();
-        self.task.wake();
+        self.sources.raise(self.source);
+        self.sources.task.wake();
     }
 }
 
@@ -336,7 +358,7 @@ enum Event {
 ///
 /// The wake-up and the heartbeat timer live across iterations (a message in or out costs no
 /// timer or waiter registration); the read side, the timer and the socket's writability are
-/// polled only when their [`Flag`] is up; and while the task handles a frame or a timer it is
+/// polled only when their flag is up (see [`Sources`]); and while the task handles a frame or a timer it is
 /// marked busy, so that what the handlers queue meanwhile does not wake it again: it writes
 /// before it waits.
 async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
@@ -349,9 +371,7 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
     tokio::pin!(timer);
     let woken = socket.wake.notified();
     tokio::pin!(woken);
-    let (read, read_waker) = Flag::new();
-    let (clock, clock_waker) = Flag::new();
-    let (write, write_waker) = Flag::new();
+    let (sources, [read_waker, clock_waker, write_waker]) = Sources::new();
     loop {
         // What is queued goes out now, as far as the socket takes it; if it takes less, the
         // write flag goes up once it is writable again.
@@ -371,33 +391,31 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
         if deadline != timer_at {
             timer_at = deadline;
             timer.as_mut().reset(deadline.unwrap_or_else(far));
-            clock.raise();
+            sources.raise(Source::Clock);
         }
         let event = std::future::poll_fn(|cx| {
-            read.task.register(cx.waker());
-            clock.task.register(cx.waker());
-            write.task.register(cx.waker());
+            sources.task.register(cx.waker());
             // The loop writes whatever the event, so a wake-up (new packets, or a writable
             // socket) needs no event of its own when something else happened too.
             let mut wake = woken.as_mut().poll(cx).is_ready();
             if wake {
                 woken.set(socket.wake.notified());
             }
-            wake |= write.take();
-            if clock.take() {
+            wake |= sources.take(Source::Write);
+            if sources.take(Source::Clock) {
                 let mut clock_cx = Context::from_waker(&clock_waker);
                 if timer.as_mut().poll(&mut clock_cx).is_ready() {
                     timer_at = None;
                     timer.as_mut().reset(far());
-                    clock.raise();
+                    sources.raise(Source::Clock);
                     return Poll::Ready(Event::Timer);
                 }
             }
-            if read.take() {
+            if sources.take(Source::Read) {
                 let mut read_cx = Context::from_waker(&read_waker);
                 if let Poll::Ready(frame) = ws.poll_next_unpin(&mut read_cx) {
                     // More frames may be buffered already: read again next time.
-                    read.raise();
+                    sources.raise(Source::Read);
                     return Poll::Ready(Event::Frame(frame));
                 }
                 // tungstenite answered a ping or a close: that must go out too.
