@@ -269,8 +269,11 @@ impl Socket {
             let mut st = self.lock();
             let ready = st.session.closed().is_none()
                 && st.outbox.is_empty()
-                && st.ws_out.pending.is_empty()
-                && (st.poll_active || st.session.transport() == Transport::WebSocket);
+                && match st.session.transport() {
+                    // Nothing of an earlier write still waits for the socket.
+                    Transport::WebSocket => st.ws_out.pending.is_empty(),
+                    Transport::Polling | Transport::Upgrading => st.poll_active,
+                };
             if !ready {
                 return false;
             }

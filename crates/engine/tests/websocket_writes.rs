@@ -5,7 +5,7 @@
 use futures_util::{SinkExt, StreamExt};
 use socketlet_engine::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Socket};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -15,18 +15,32 @@ use tokio_tungstenite::WebSocketStream;
 const PAD: usize = 2000;
 
 /// `flood:N` makes the server send N numbered messages at once, half of them from another
-/// thread than the session's, and a binary one after them.
-struct Flood;
+/// thread than the session's, and a binary one after them; `fill:N` sends N from the session's
+/// own task only. Records the sessions and how they
+/// closed.
+#[derive(Default)]
+struct Flood {
+    sessions: Mutex<Vec<Weak<Socket>>>,
+    closed: Mutex<Vec<CloseReason>>,
+}
 
 impl EngineHandler for Flood {
-    fn on_open(&self, _socket: &Arc<Socket>) {}
+    fn on_open(&self, socket: &Arc<Socket>) {
+        self.sessions.lock().unwrap().push(Arc::downgrade(socket));
+    }
     fn on_message(&self, socket: &Arc<Socket>, msg: Message) {
         let Message::Text(text) = msg else { return };
+        let pad = "p".repeat(PAD);
+        if let Some(n) = text.strip_prefix("fill:") {
+            for i in 0..n.parse().unwrap() {
+                let _ = socket.send(Message::Text(format!("{i}:{pad}").into()));
+            }
+            return;
+        }
         let Some(n) = text.strip_prefix("flood:") else {
             return;
         };
         let n: usize = n.parse().unwrap();
-        let pad = "p".repeat(PAD);
         for i in 0..n / 2 {
             socket
                 .send(Message::Text(format!("{i}:{pad}").into()))
@@ -34,23 +48,27 @@ impl EngineHandler for Flood {
         }
         let socket = socket.clone();
         std::thread::spawn(move || {
+            // Sends fail once the session is closed (one test closes it meanwhile).
             for i in n / 2..n {
-                socket
+                if socket
                     .send(Message::Text(format!("{i}:{pad}").into()))
-                    .unwrap();
+                    .is_err()
+                {
+                    return;
+                }
             }
-            socket
-                .send(Message::Binary(bytes::Bytes::from_static(&[1, 2, 3])))
-                .unwrap();
+            let _ = socket.send(Message::Binary(bytes::Bytes::from_static(&[1, 2, 3])));
         });
     }
-    fn on_close(&self, _socket: &Arc<Socket>, _reason: CloseReason) {}
+    fn on_close(&self, _socket: &Arc<Socket>, reason: CloseReason) {
+        self.closed.lock().unwrap().push(reason);
+    }
 }
 
 fn engine() -> Engine {
     Engine::new(
         EngineConfig::default().with_max_buffered_packets(100_000),
-        Arc::new(Flood),
+        Arc::new(Flood::default()),
     )
 }
 
@@ -144,4 +162,83 @@ async fn a_slow_reader_on_another_kind_of_connection_too() {
     .unwrap();
     flood_and_check(&mut ws, 2_000).await;
     drop(kept);
+}
+
+/// An engine served over an in-memory pipe with a 4 KiB buffer (what an application serving
+/// the engine itself, over TLS say, looks like), and a WebSocket client on the other end.
+async fn over_a_pipe(
+    config: EngineConfig,
+) -> (Arc<Flood>, Engine, WebSocketStream<tokio::io::DuplexStream>) {
+    let (client_end, server_end) = tokio::io::duplex(4096);
+    let handler = Arc::new(Flood::default());
+    let engine = Engine::new(config, handler.clone());
+    let served = engine.clone();
+    tokio::spawn(async move {
+        let svc = hyper::service::service_fn(move |req| {
+            let engine = served.clone();
+            async move { Ok::<_, Infallible>(engine.handle(req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(server_end), svc)
+            .with_upgrades()
+            .await;
+    });
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        "ws://localhost/engine.io/?EIO=4&transport=websocket",
+        client_end,
+    )
+    .await
+    .unwrap();
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
+    (handler, engine, ws)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_session_waits_for_a_client_that_does_not_read_five_seconds_at_most() {
+    let (handler, engine, mut ws) = over_a_pipe(EngineConfig::default()).await;
+    // No other thread: the test's clock is paused, a thread would race it.
+    ws.send(WsMessage::text("4fill:100")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let session = handler.sessions.lock().unwrap()[0].upgrade().unwrap();
+    session.close();
+    drop(session);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let session = &handler.sessions.lock().unwrap()[0];
+    assert!(
+        session.upgrade().is_some(),
+        "the task still tries to hand over the last packets"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        session.strong_count(),
+        0,
+        "the task is gone ({} sessions)",
+        engine.session_count()
+    );
+    assert_eq!(*handler.closed.lock().unwrap(), [CloseReason::ServerClose]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_from_a_client_that_does_not_read_cannot_fill_the_memory() {
+    let config = EngineConfig::default().with_max_payload(10_000);
+    let (handler, _engine, mut ws) = over_a_pipe(config).await;
+    // Each ping queues a pong of about 100 bytes; the limit is the largest frame plus 80 KiB.
+    let payload = vec![7u8; 100];
+    let mut sent = 0;
+    while sent < 5_000 {
+        let ping = ws.send(WsMessage::Ping(payload.clone().into()));
+        match tokio::time::timeout(Duration::from_secs(1), ping).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+    }
+    assert!(sent > 900, "the server stopped reading early: {sent} pings");
+    assert!(sent < 5_000, "all pings were taken: no limit");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        *handler.closed.lock().unwrap(),
+        [CloseReason::TransportClose]
+    );
+    assert!(handler.sessions.lock().unwrap()[0].upgrade().is_none());
 }
