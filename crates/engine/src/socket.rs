@@ -222,7 +222,7 @@ impl Socket {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues one message.
+    /// Sends one message (see [`Socket::send_all`]).
     ///
     /// If the outbox is full, the client is too far behind: the session is closed and
     /// [`SendError::Full`] returned.
@@ -230,9 +230,31 @@ impl Socket {
         self.send_all(std::iter::once(msg))
     }
 
-    /// Queues several messages together (a Socket.IO packet and its attachments): all of them or
+    /// Sends several messages together (a Socket.IO packet and its attachments): all of them or
     /// none. Same policy as [`Socket::send`] when the outbox cannot take them all.
+    ///
+    /// On a WebSocket over plain TCP with nothing queued before them, the messages are written
+    /// by the caller at once; otherwise they wait for the connection's task.
     pub fn send_all<I>(self: &Arc<Self>, msgs: I) -> Result<(), SendError>
+    where
+        I: IntoIterator<Item = Message>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        self.hand_over(msgs, true)
+    }
+
+    /// Like [`Socket::send_all`], but the messages always wait for the connection's task, which
+    /// writes them: a fan-out to many sockets on a runtime with several workers spreads its
+    /// writes over them this way, instead of making them all on the caller's thread.
+    pub fn queue_all<I>(self: &Arc<Self>, msgs: I) -> Result<(), SendError>
+    where
+        I: IntoIterator<Item = Message>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        self.hand_over(msgs, false)
+    }
+
+    fn hand_over<I>(self: &Arc<Self>, msgs: I, direct: bool) -> Result<(), SendError>
     where
         I: IntoIterator<Item = Message>,
         I::IntoIter: ExactSizeIterator,
@@ -249,7 +271,12 @@ impl Socket {
                 self.close_with(CloseReason::TransportError, false);
                 return Err(SendError::Full);
             }
-            st.deliver(self.version, msgs)
+            if direct {
+                st.deliver(self.version, msgs)
+            } else {
+                st.outbox.extend(msgs.map(Message::into_packet));
+                !st.writer_busy
+            }
         };
         if wake {
             self.wake.notify_one();

@@ -31,6 +31,19 @@ impl EngineHandler for Flood {
     fn on_message(&self, socket: &Arc<Socket>, msg: Message) {
         let Message::Text(text) = msg else { return };
         let pad = "p".repeat(PAD);
+        if let Some(n) = text.strip_prefix("mixed:") {
+            // Every third message left to the task, the others written at once when they can.
+            for i in 0..n.parse().unwrap() {
+                let msg = [Message::Text(format!("{i}:{pad}").into())];
+                let _ = if i % 3 == 0 {
+                    socket.queue_all(msg)
+                } else {
+                    socket.send_all(msg)
+                };
+            }
+            let _ = socket.send(Message::Binary(bytes::Bytes::from_static(&[1, 2, 3])));
+            return;
+        }
         if let Some(n) = text.strip_prefix("fill:") {
             for i in 0..n.parse().unwrap() {
                 let _ = socket.send(Message::Text(format!("{i}:{pad}").into()));
@@ -162,6 +175,41 @@ async fn a_slow_reader_on_another_kind_of_connection_too() {
     .unwrap();
     flood_and_check(&mut ws, 2_000).await;
     drop(kept);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_left_to_the_task_are_not_overtaken_by_later_ones() {
+    let listener = socketlet_engine::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = socketlet_engine::EngineService::new(engine());
+    let server = tokio::spawn(socketlet_engine::serve(listener, svc, async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }));
+    let url = format!("ws://{addr}/engine.io/?EIO=4&transport=websocket");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
+    ws.send(WsMessage::text("4mixed:3000")).await.unwrap();
+    let pad = "p".repeat(PAD);
+    let mut next = 0usize;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after {next} messages"))
+            .unwrap()
+            .unwrap();
+        match frame {
+            WsMessage::Text(text) => {
+                assert_eq!(text.as_str(), format!("4{next}:{pad}"), "message {next}");
+                next += 1;
+            }
+            WsMessage::Binary(_) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(next, 3000);
+    server.abort();
 }
 
 /// An engine served over an in-memory pipe with a 4 KiB buffer (what an application serving

@@ -18,6 +18,17 @@ use socketlet_socketio_proto::{Decoder, Packet, PacketData, ProtocolVersion};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+/// How a packet goes to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handoff {
+    /// Written by the caller when nothing waits before it (the engine's default).
+    Now,
+    /// Left to the connection's own task (see `Namespace::local_broadcast`).
+    Queued,
+    /// Dropped if the client is not ready for it (Socket.IO's `volatile`).
+    Volatile,
+}
+
 pub(crate) struct Client {
     engine: Arc<EngineSocket>,
     protocol: ProtocolVersion,
@@ -66,39 +77,49 @@ impl Client {
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
-        self.send_encoded(Str::from(packet.encode()), &packet.attachments, volatile)
+        let handoff = if volatile {
+            Handoff::Volatile
+        } else {
+            Handoff::Now
+        };
+        self.send_encoded(Str::from(packet.encode()), &packet.attachments, handoff)
     }
 
-    /// Queues an encoded packet and its attachments as one unit.
+    /// Hands an encoded packet and its attachments to the engine as one unit.
     pub(crate) fn send_encoded(
         &self,
         text: Str,
         bins: &[Bytes],
-        volatile: bool,
+        handoff: Handoff,
     ) -> Result<(), EmitError> {
         let text = Message::Text(text);
         if bins.is_empty() {
-            self.deliver(std::iter::once(text), volatile)
+            self.deliver(std::iter::once(text), handoff)
         } else {
             let msgs: Vec<Message> = std::iter::once(text)
                 .chain(bins.iter().cloned().map(Message::Binary))
                 .collect();
-            self.deliver(msgs, volatile)
+            self.deliver(msgs, handoff)
         }
     }
 
     /// Hands messages to the engine: a volatile packet is dropped when the client is not ready
-    /// for it; any other goes to the bounded queue (see `max_buffered_packets`).
-    fn deliver<I>(&self, msgs: I, volatile: bool) -> Result<(), EmitError>
+    /// for it; any other goes to the bounded queue (see `max_buffered_packets`), or straight to
+    /// the client when nothing waits before it.
+    fn deliver<I>(&self, msgs: I, handoff: Handoff) -> Result<(), EmitError>
     where
         I: IntoIterator<Item = Message>,
         I::IntoIter: ExactSizeIterator,
     {
-        if volatile {
-            self.engine.send_volatile(msgs);
-            return Ok(());
-        }
-        self.engine.send_all(msgs).map_err(|e| match e {
+        let sent = match handoff {
+            Handoff::Volatile => {
+                self.engine.send_volatile(msgs);
+                return Ok(());
+            }
+            Handoff::Now => self.engine.send_all(msgs),
+            Handoff::Queued => self.engine.queue_all(msgs),
+        };
+        sent.map_err(|e| match e {
             SendError::Closed => EmitError::Disconnected,
             SendError::Full => EmitError::BufferFull,
         })

@@ -2,6 +2,7 @@
 //! and rooms that adapters work on.
 
 use crate::adapter::{Adapter, BroadcastOptions, Room};
+use crate::client::Handoff;
 use crate::data::Data;
 use crate::error::{ConnectError, EmitError};
 use crate::operators::{AckResponses, BroadcastOperator};
@@ -315,11 +316,12 @@ impl Namespace {
             return;
         }
         let text = socketlet_engine::proto::Str::from(packet.encode());
-        for s in &targets {
+        let fanout = Fanout::new(targets.len(), opts.volatile);
+        for (i, s) in targets.iter().enumerate() {
             s.notify_outgoing(packet);
             // A socket that fails here is closing or was closed for falling behind; the
             // broadcast goes on for the others.
-            let _ = s.send_encoded(text.clone(), &packet.attachments, opts.volatile);
+            let _ = s.send_encoded(text.clone(), &packet.attachments, fanout.handoff(i));
         }
     }
 
@@ -333,11 +335,12 @@ impl Namespace {
         }
         let (tx, rx) = tokio::sync::mpsc::channel(targets.len().max(1));
         let text = socketlet_engine::proto::Str::from(packet.encode());
+        let fanout = Fanout::new(targets.len(), opts.volatile);
         let mut expected = Vec::with_capacity(targets.len());
-        for s in targets {
+        for (i, s) in targets.into_iter().enumerate() {
             s.register_broadcast_ack(id, tx.clone());
             s.notify_outgoing(&packet);
-            if s.send_encoded(text.clone(), &packet.attachments, opts.volatile)
+            if s.send_encoded(text.clone(), &packet.attachments, fanout.handoff(i))
                 .is_ok()
             {
                 expected.push(s);
@@ -461,3 +464,72 @@ impl Drop for LocalAcks {
 
 /// A predicate that decides whether a namespace name belongs to a dynamic namespace.
 pub(crate) type NamespacePredicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Receivers of one broadcast whose packets the emitting thread writes itself (when nothing
+/// waits before them: see `socketlet_engine::Socket::send_all`). Past them, on a runtime with
+/// several workers, packets are left to the receivers' own tasks, so that the workers share the
+/// writes of a large room instead of one thread making them all; with one worker, writing them
+/// all at once is cheapest.
+const DIRECT_FANOUT: usize = 512;
+
+/// How the packets of one broadcast go to each receiver.
+struct Fanout {
+    volatile: bool,
+    /// Receivers from this index on are left to their tasks.
+    queue_from: usize,
+}
+
+impl Fanout {
+    fn new(receivers: usize, volatile: bool) -> Fanout {
+        let workers = tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_workers())
+            .unwrap_or(1);
+        let queue_from = if receivers > DIRECT_FANOUT && workers > 1 {
+            DIRECT_FANOUT
+        } else {
+            usize::MAX
+        };
+        Fanout {
+            volatile,
+            queue_from,
+        }
+    }
+
+    fn handoff(&self, receiver: usize) -> Handoff {
+        if self.volatile {
+            Handoff::Volatile
+        } else if receiver >= self.queue_from {
+            Handoff::Queued
+        } else {
+            Handoff::Now
+        }
+    }
+}
+
+#[cfg(test)]
+mod fanout_tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_worker_writes_every_receiver_itself() {
+        let fanout = Fanout::new(10_000, false);
+        assert_eq!(fanout.handoff(0), Handoff::Now);
+        assert_eq!(fanout.handoff(9_999), Handoff::Now);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_workers_share_a_large_room() {
+        let fanout = Fanout::new(10_000, false);
+        assert_eq!(fanout.handoff(DIRECT_FANOUT - 1), Handoff::Now);
+        assert_eq!(fanout.handoff(DIRECT_FANOUT), Handoff::Queued);
+        let small = Fanout::new(DIRECT_FANOUT, false);
+        assert_eq!(small.handoff(DIRECT_FANOUT - 1), Handoff::Now);
+        let volatile = Fanout::new(10_000, true);
+        assert_eq!(volatile.handoff(9_999), Handoff::Volatile);
+    }
+
+    #[test]
+    fn outside_a_runtime_the_caller_writes() {
+        assert_eq!(Fanout::new(10_000, false).handoff(9_999), Handoff::Now);
+    }
+}

@@ -1,7 +1,7 @@
 //! A socket: one client connected to one namespace.
 
 use crate::adapter::Room;
-use crate::client::Client;
+use crate::client::{Client, Handoff};
 use crate::data::Data;
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::extensions::Extensions;
@@ -437,12 +437,12 @@ impl Socket {
         &self,
         text: Str,
         bins: &[Bytes],
-        volatile: bool,
+        handoff: Handoff,
     ) -> Result<(), EmitError> {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
-        self.inner.client.send_encoded(text, bins, volatile)
+        self.inner.client.send_encoded(text, bins, handoff)
     }
 
     pub(crate) fn notify_outgoing(&self, packet: &Packet) {
