@@ -85,16 +85,14 @@ fn engine() -> Engine {
     )
 }
 
-/// Asks for `n` messages, reads none for a while (the server's writes back up), pings at the
-/// WebSocket level meanwhile, then checks every message arrives whole and in order, and the
-/// pong too.
-async fn flood_and_check<S>(ws: &mut WebSocketStream<S>, n: usize)
+/// Asks for `n` messages with `command` (`flood` or `mixed`), reads none for a while (the
+/// server's writes back up), pings at the WebSocket level meanwhile, then checks every message
+/// arrives whole and in order, and the pong too.
+async fn flood_and_check<S>(ws: &mut WebSocketStream<S>, command: &str, n: usize)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let open = ws.next().await.unwrap().unwrap();
-    assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
-    ws.send(WsMessage::text(format!("4flood:{n}")))
+    ws.send(WsMessage::text(format!("4{command}:{n}")))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -132,94 +130,36 @@ where
     assert_eq!(pongs, 1, "the ping is answered once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_reader_on_tcp_gets_every_frame_whole_and_in_order() {
+/// A WebSocket client of an engine served on TCP (with `serve`, as the binary does), past the
+/// OPEN packet.
+async fn over_tcp() -> WebSocketStream<tokio::net::TcpStream> {
     let listener = socketlet_engine::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let svc = socketlet_engine::EngineService::new(engine());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(socketlet_engine::serve(listener, svc, async {
-        let _ = stopped.await;
-    }));
-    let url = format!("ws://{addr}/engine.io/?EIO=4&transport=websocket");
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
-    // 20 MB: far more than loopback's socket buffers take.
-    flood_and_check(&mut ws, 10_000).await;
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_reader_on_another_kind_of_connection_too() {
-    // An in-memory pipe with a 4 KiB buffer, served by hyper as an application would.
-    let (client_end, server_end) = tokio::io::duplex(4096);
-    let engine = engine();
-    // The engine must outlive hyper's connection task, which ends at the upgrade.
-    let kept = engine.clone();
-    tokio::spawn(async move {
-        let svc = hyper::service::service_fn(move |req| {
-            let engine = engine.clone();
-            async move { Ok::<_, Infallible>(engine.handle(req).await) }
-        });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(hyper_util::rt::TokioIo::new(server_end), svc)
-            .with_upgrades()
-            .await;
-    });
-    let (mut ws, _) = tokio_tungstenite::client_async(
-        "ws://localhost/engine.io/?EIO=4&transport=websocket",
-        client_end,
-    )
-    .await
-    .unwrap();
-    flood_and_check(&mut ws, 2_000).await;
-    drop(kept);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn packets_left_to_the_task_are_not_overtaken_by_later_ones() {
-    let listener = socketlet_engine::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = socketlet_engine::EngineService::new(engine());
-    let server = tokio::spawn(socketlet_engine::serve(listener, svc, async {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-    }));
+    // The server lives as long as the test's runtime.
+    tokio::spawn(socketlet_engine::serve(
+        listener,
+        svc,
+        std::future::pending(),
+    ));
     let url = format!("ws://{addr}/engine.io/?EIO=4&transport=websocket");
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
     let open = ws.next().await.unwrap().unwrap();
     assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
-    ws.send(WsMessage::text("4mixed:3000")).await.unwrap();
-    let pad = "p".repeat(PAD);
-    let mut next = 0usize;
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("stalled after {next} messages"))
-            .unwrap()
-            .unwrap();
-        match frame {
-            WsMessage::Text(text) => {
-                assert_eq!(text.as_str(), format!("4{next}:{pad}"), "message {next}");
-                next += 1;
-            }
-            WsMessage::Binary(_) => break,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(next, 3000);
-    server.abort();
+    ws
 }
 
 /// An engine served over an in-memory pipe with a 4 KiB buffer (what an application serving
-/// the engine itself, over TLS say, looks like), and a WebSocket client on the other end.
+/// the engine itself, over TLS say, looks like), and a WebSocket client on the other end, past
+/// the OPEN packet.
 async fn over_a_pipe(
     config: EngineConfig,
 ) -> (Arc<Flood>, Engine, WebSocketStream<tokio::io::DuplexStream>) {
     let (client_end, server_end) = tokio::io::duplex(4096);
     let handler = Arc::new(Flood::default());
     let engine = Engine::new(config, handler.clone());
+    // The engine must outlive hyper's connection task, which ends at the upgrade.
     let served = engine.clone();
     tokio::spawn(async move {
         let svc = hyper::service::service_fn(move |req| {
@@ -240,6 +180,24 @@ async fn over_a_pipe(
     let open = ws.next().await.unwrap().unwrap();
     assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
     (handler, engine, ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_on_tcp_gets_every_frame_whole_and_in_order() {
+    // 20 MB: far more than loopback's socket buffers take.
+    flood_and_check(&mut over_tcp().await, "flood", 10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_on_another_kind_of_connection_too() {
+    let config = EngineConfig::default().with_max_buffered_packets(100_000);
+    let (_handler, _engine, mut ws) = over_a_pipe(config).await;
+    flood_and_check(&mut ws, "flood", 2_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_left_to_the_task_are_not_overtaken_by_later_ones() {
+    flood_and_check(&mut over_tcp().await, "mixed", 3_000).await;
 }
 
 #[tokio::test(start_paused = true)]
