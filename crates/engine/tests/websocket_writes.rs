@@ -227,9 +227,9 @@ async fn a_closed_session_waits_for_a_client_that_does_not_read_five_seconds_at_
 
 #[tokio::test(start_paused = true)]
 async fn pings_from_a_client_that_does_not_read_cannot_fill_the_memory() {
-    let config = EngineConfig::default().with_max_payload(10_000);
-    let (handler, _engine, mut ws) = over_a_pipe(config).await;
-    // Each ping queues a pong of about 100 bytes; the limit is the largest frame plus 80 KiB.
+    let (handler, _engine, mut ws) = over_a_pipe(EngineConfig::default()).await;
+    // Each ping queues a pong of about 100 bytes; 16 KiB of them may wait behind bytes the
+    // client has not taken.
     let payload = vec![7u8; 100];
     let mut sent = 0;
     while sent < 5_000 {
@@ -239,7 +239,7 @@ async fn pings_from_a_client_that_does_not_read_cannot_fill_the_memory() {
             _ => break,
         }
     }
-    assert!(sent > 900, "the server stopped reading early: {sent} pings");
+    assert!(sent > 160, "the server stopped reading early: {sent} pings");
     assert!(sent < 5_000, "all pings were taken: no limit");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(

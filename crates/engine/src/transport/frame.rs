@@ -3,7 +3,7 @@
 //! frames stay with tungstenite; see [`super::websocket`] for why writing does not.
 
 use bytes::Bytes;
-use socketlet_engineio_proto::{Packet, ProtocolVersion};
+use socketlet_engineio_proto::{Packet, ProtocolVersion, Str};
 use std::io::IoSlice;
 
 const TEXT: u8 = 0x1;
@@ -55,12 +55,12 @@ pub(crate) struct Parts<'a> {
 impl<'a> Parts<'a> {
     /// The frame of `packet`. Packets other than MESSAGE and binary (pings, NOOP, CLOSE) are
     /// encoded into `text`, which must outlive the parts.
-    pub(crate) fn of(version: ProtocolVersion, packet: &'a Packet, text: &'a mut String) -> Self {
+    pub(crate) fn of(version: ProtocolVersion, packet: &'a Packet, text: &'a mut Str) -> Self {
         match packet {
             Packet::Message(data) => Parts::message(data.as_bytes()),
             Packet::Binary(data) => Parts::binary(version, data),
             other => {
-                *text = other.to_text(version).as_str().to_owned();
+                *text = other.to_text(version);
                 Parts {
                     header: Header::new(TEXT, text.len()),
                     prefix: &[],
@@ -123,7 +123,6 @@ impl<'a> Parts<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socketlet_engineio_proto::Str;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
@@ -173,7 +172,7 @@ mod tests {
 
     #[test]
     fn control_packets_are_text_frames() {
-        let mut text = String::new();
+        let mut text = Str::new();
         let ping = Packet::Ping(Str::new());
         let parts = Parts::of(ProtocolVersion::V4, &ping, &mut text);
         let (header, payload) = parse(&whole(&parts));

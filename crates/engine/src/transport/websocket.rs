@@ -86,7 +86,7 @@ async fn connect(socket: &Arc<Socket>, on_upgrade: hyper::upgrade::OnUpgrade) ->
         .read_buffer_size(read_buffer)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
-    let io = WsIo::new(socket.clone(), upgraded, max);
+    let io = WsIo::new(socket.clone(), upgraded);
     Some(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
 }
 
@@ -237,7 +237,12 @@ fn encode(version: ProtocolVersion, packet: Packet) -> WsMessage {
 
 /// Writes what tungstenite queued (and nothing of the outbox).
 async fn flush(ws: &mut Ws) -> std::io::Result<()> {
-    std::future::poll_fn(|cx| match drain(ws.get_mut(), cx, false) {
+    write_all(ws, false).await
+}
+
+/// Writes what is pending and, with `take_outbox`, the outbox, until all is written.
+async fn write_all(ws: &mut Ws, take_outbox: bool) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| match drain(ws.get_mut(), cx, take_outbox) {
         Ok(d) if d.done => Poll::Ready(Ok(())),
         Ok(_) => Poll::Pending,
         Err(e) => Poll::Ready(Err(e)),
@@ -252,12 +257,7 @@ const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// Writes the rest of the outbox, then the closing handshake, for at most [`CLOSE_LINGER`].
 async fn close(ws: &mut Ws) {
     let last = async {
-        std::future::poll_fn(|cx| match drain(ws.get_mut(), cx, true) {
-            Ok(d) if d.done => Poll::Ready(Ok(())),
-            Ok(_) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(e)),
-        })
-        .await?;
+        write_all(ws, true).await?;
         // tungstenite queues the close frame; `flush` writes it.
         let _ = ws.close(None).await;
         flush(ws).await

@@ -22,7 +22,7 @@ use crate::transport::frame::Parts;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use socket2::SockRef;
-use socketlet_engineio_proto::ProtocolVersion;
+use socketlet_engineio_proto::{ProtocolVersion, Str};
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
@@ -136,35 +136,28 @@ pub(crate) struct WsIo {
     /// Bytes hyper read past the handshake, returned first.
     pre: Bytes,
     raw: Raw,
-    /// Most bytes [`WsOut::pending`] may hold when tungstenite queues a control frame: what a
-    /// batch's short write may leave, plus room for control frames.
-    limit: usize,
+    /// Bytes of control frames queued since [`WsOut::pending`] was last empty (at most
+    /// [`CONTROL_ROOM`]).
+    control: usize,
     /// tungstenite queued something since [`WsIo::take_wrote`] last looked.
     wrote: bool,
 }
 
 impl WsIo {
-    /// Takes over an upgraded connection. `max_frame` is the largest data frame, which bounds
-    /// what a short write may leave pending.
-    pub(crate) fn new(
-        socket: Arc<Socket>,
-        upgraded: hyper::upgrade::Upgraded,
-        max_frame: usize,
-    ) -> WsIo {
+    /// Takes over an upgraded connection.
+    pub(crate) fn new(socket: Arc<Socket>, upgraded: hyper::upgrade::Upgraded) -> WsIo {
         let (raw, pre) = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            // The bytes are a slice of hyper's connection buffer (8 KiB), even when there
-            // are none: keeping an empty slice would keep that buffer for the connection's life.
-            Ok(parts) if parts.read_buf.is_empty() => {
-                (Raw::Tcp(Arc::new(parts.io.into_inner())), Bytes::new())
-            }
             Ok(parts) => (Raw::Tcp(Arc::new(parts.io.into_inner())), parts.read_buf),
             Err(upgraded) => (Raw::Other(TokioIo::new(upgraded)), Bytes::new()),
         };
+        // The bytes are a slice of hyper's connection buffer (8 KiB), even when there are none:
+        // an empty slice kept would keep that buffer for the connection's life.
+        let pre = if pre.is_empty() { Bytes::new() } else { pre };
         WsIo {
             socket,
             pre,
             raw,
-            limit: max_frame.saturating_add(BATCH + CONTROL_ROOM),
+            control: 0,
             wrote: false,
         }
     }
@@ -183,8 +176,8 @@ impl WsIo {
     }
 }
 
-/// Room for control frames on top of a data frame's remainder (a client that pings and never
-/// reads fills it, and its connection ends).
+/// Room for control frames queued behind bytes the client has not taken yet (a client that
+/// pings and never reads fills it, and its connection ends).
 const CONTROL_ROOM: usize = 16 * 1024;
 
 impl AsyncRead for WsIo {
@@ -231,7 +224,11 @@ impl AsyncWrite for WsIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let mut st = this.socket.lock();
-        if st.ws_out.pending.len() + buf.len() > this.limit {
+        if st.ws_out.pending.is_empty() {
+            this.control = 0;
+        }
+        this.control += buf.len();
+        if this.control > CONTROL_ROOM {
             return Poll::Ready(Err(io::Error::other(
                 "WebSocket output limit: the client does not read",
             )));
@@ -315,7 +312,7 @@ pub(crate) fn drain(io: &mut WsIo, cx: &mut Context<'_>, take_outbox: bool) -> i
         }
         // One write for as many queued packets as fit in a batch.
         with_scratch(|batch| {
-            let mut text = String::new();
+            let mut text = Str::new();
             while batch.len() < BATCH {
                 let Some(packet) = st.outbox.pop_front() else {
                     break;
