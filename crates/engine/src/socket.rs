@@ -107,9 +107,13 @@ impl RequestInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
 
+/// `repr(C)`, in the order a send reads it (see [`Socket`]): the outbox and the WebSocket
+/// output, the flags, then the session, whose `closed` comes first in its own layout.
+#[repr(C)]
 pub(crate) struct State {
-    pub(crate) session: Session,
     pub(crate) outbox: VecDeque<Packet>,
+    /// Framed bytes for the WebSocket, and whether senders may write to it themselves.
+    pub(crate) ws_out: WsOut,
     /// A polling GET is waiting for packets.
     pub(crate) poll_active: bool,
     /// A polling POST is being read.
@@ -124,8 +128,8 @@ pub(crate) struct State {
     /// packets queued meanwhile need no wake-up (an inline handler's answer would otherwise
     /// wake the very task that is running it, for one useless extra poll).
     pub(crate) writer_busy: bool,
-    /// Framed bytes for the WebSocket, and whether senders may write to it themselves.
-    pub(crate) ws_out: WsOut,
+    /// The protocol state machine.
+    pub(crate) session: Session,
 }
 
 impl State {
@@ -137,12 +141,18 @@ impl State {
 }
 
 /// One Engine.IO session. Shared as `Arc<Socket>`; every method takes `&self`.
+///
+/// `repr(C)` puts what every send reads (the limit, the lock, and [`State`] up to the session's
+/// `closed` and version) on the first two cache lines of the allocation: a broadcast to 10k
+/// idle sockets finds each one cold, and a miss per line is a good part of its cost outside
+/// the kernel.
+#[repr(C)]
 pub struct Socket {
-    sid: Sid,
-    version: ProtocolVersion,
-    request: RequestInfo,
     max_buffered: usize,
     pub(crate) state: Mutex<State>,
+    version: ProtocolVersion,
+    sid: Sid,
+    request: RequestInfo,
     /// Wakes whoever writes to the client (a pending GET or the WebSocket task).
     pub(crate) wake: Notify,
     /// Wakes everything waiting on the session when it closes.
@@ -272,7 +282,8 @@ impl Socket {
                 return Err(SendError::Full);
             }
             if direct {
-                st.deliver(self.version, msgs)
+                let version = st.session.version();
+                st.deliver(version, msgs)
             } else {
                 st.outbox.extend(msgs.map(Message::into_packet));
                 !st.writer_busy
@@ -369,7 +380,7 @@ impl Socket {
 }
 
 #[cfg(test)]
-mod detached_tests {
+mod tests {
     use super::*;
     use http::HeaderValue;
 
@@ -405,5 +416,21 @@ mod detached_tests {
         assert_eq!(tokens, ["secret", "second"]);
         assert!(tokens[0].is_sensitive());
         assert_eq!(info.remote_addr, None);
+    }
+
+    #[test]
+    fn what_a_send_reads_is_on_the_first_two_cache_lines() {
+        use std::mem::{offset_of, size_of};
+        // Where the lock keeps its own word is std's business: count it before the data,
+        // whichever side it is on.
+        let lock_word = size_of::<Mutex<State>>() - size_of::<State>();
+        let session = offset_of!(Socket, state) + lock_word + offset_of!(State, session);
+        // The `Arc`'s two counts come first in the allocation; `closed` and the version are
+        // the session's first bytes.
+        assert!(
+            2 * size_of::<usize>() + session + 2 <= 128,
+            "the session starts at {session}"
+        );
+        assert_eq!(offset_of!(Socket, max_buffered), 0);
     }
 }

@@ -29,6 +29,8 @@ pub(crate) enum Handoff {
     Volatile,
 }
 
+/// `repr(C)` with `engine` first: every packet sent to the client goes through it.
+#[repr(C)]
 pub(crate) struct Client {
     engine: Arc<EngineSocket>,
     protocol: ProtocolVersion,
