@@ -163,8 +163,14 @@ build() {
 version_of() {
   case "$1" in
     socketlet)
+      # Dirty means changed sources: this script's own results (tracked under bench/report)
+      # are rewritten by every run and do not count.
       local rev
-      rev="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+      rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+      if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- . \
+        ':(exclude)bench/report' ':(exclude)bench/results' 2>/dev/null)" ]; then
+        rev="$rev-dirty"
+      fi
       echo "socketlet at $rev, crates/socketlet/examples/bench_server.rs, $PROFILE build, 1 tokio worker (current_thread)"
       ;;
     socketioxide)

@@ -827,7 +827,7 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), BoxError> {
                 "- **{} {}** failed: {}",
                 r.server,
                 r.cell,
-                r.errors.join("; ")
+                distinct_errors(&r.errors)
             );
         }
     }
@@ -853,4 +853,44 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), BoxError> {
     std::fs::write(args.out.join("REPORT.md"), md)?;
     println!("wrote {}", args.out.join("REPORT.md").display());
     Ok(())
+}
+
+/// The errors of a run, each once, with how many times it came when more than once (the
+/// clients of a run often fail the same way).
+fn distinct_errors(errors: &[String]) -> String {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for e in errors {
+        match seen.iter_mut().find(|(s, _)| *s == e.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((e, 1)),
+        }
+    }
+    let parts: Vec<String> = seen
+        .into_iter()
+        .map(|(e, n)| {
+            if n > 1 {
+                format!("{e} (x{n})")
+            } else {
+                e.to_owned()
+            }
+        })
+        .collect();
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct_errors;
+
+    #[test]
+    fn repeated_errors_are_counted_once() {
+        let errors = [
+            "a".to_owned(),
+            "b".to_owned(),
+            "a".to_owned(),
+            "a".to_owned(),
+        ];
+        assert_eq!(distinct_errors(&errors), "a (x3); b");
+        assert_eq!(distinct_errors(&[]), "");
+    }
 }
