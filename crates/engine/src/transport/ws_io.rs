@@ -28,6 +28,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -198,19 +199,60 @@ impl AsyncRead for WsIo {
             return Poll::Ready(Ok(()));
         }
         match &mut this.raw {
-            Raw::Tcp(tcp) => loop {
-                ready!(tcp.poll_read_ready(cx))?;
-                match tcp.try_read(buf.initialize_unfilled()) {
-                    Ok(n) => {
-                        buf.advance(n);
-                        return Poll::Ready(Ok(()));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            },
+            Raw::Tcp(tcp) => poll_read_tcp(tcp, cx, buf),
             Raw::Other(io) => Pin::new(io).poll_read(cx, buf),
         }
+    }
+}
+
+/// Whether a read that leaves room in the buffer shows the socket drained: true of the
+/// edge-triggered selectors (epoll, kqueue) tokio uses there.
+const SHORT_READ_DRAINS: bool = cfg!(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+));
+
+/// Reads from the shared TCP stream. A read that does not fill the buffer drained the socket,
+/// so its readiness is cleared (as tokio's own `poll_read` does): the next read waits for the
+/// next event instead of costing a `recv` that fails with `EAGAIN`, one per frame received.
+/// `try_io` clears readiness when its closure says `WouldBlock`, which is how it is told.
+fn poll_read_tcp(
+    tcp: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    loop {
+        ready!(tcp.poll_read_ready(cx))?;
+        let dst = buf.initialize_unfilled();
+        let room = dst.len();
+        let mut got = 0;
+        let result = tcp.try_io(Interest::READABLE, || {
+            got = tcp.try_read(dst)?;
+            if SHORT_READ_DRAINS && 0 < got && got < room {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(())
+            }
+        });
+        match result {
+            // `got` bytes, or none at the end of the stream.
+            Ok(()) => {}
+            // A short read (readiness cleared), or not ready after all: wait for the next event.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if got == 0 {
+                    continue;
+                }
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+        buf.advance(got);
+        return Poll::Ready(Ok(()));
     }
 }
 
@@ -334,4 +376,78 @@ pub(crate) fn drain(io: &mut WsIo, cx: &mut Context<'_>, take_outbox: bool) -> i
         closed: st.session.closed().is_some(),
         done,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (client.expect("connect"), accepted.expect("accept").0)
+    }
+
+    async fn read(tcp: &TcpStream, room: usize) -> Vec<u8> {
+        let mut storage = vec![0u8; room];
+        let mut buf = ReadBuf::new(&mut storage);
+        poll_fn(|cx| poll_read_tcp(tcp, cx, &mut buf))
+            .await
+            .expect("read");
+        buf.filled().to_vec()
+    }
+
+    /// Whether the stream counts as readable without waiting for a new event.
+    fn readable_now(tcp: &TcpStream) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        tcp.poll_read_ready(&mut cx).is_ready()
+    }
+
+    #[tokio::test]
+    async fn a_short_read_clears_readiness_and_the_next_bytes_still_arrive() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"hello").await.expect("write");
+        assert_eq!(read(&server, 64).await, b"hello");
+        if SHORT_READ_DRAINS {
+            assert!(
+                !readable_now(&server),
+                "a drained socket still counts as readable"
+            );
+        }
+        client.write_all(b"again").await.expect("write");
+        assert_eq!(read(&server, 64).await, b"again");
+    }
+
+    #[tokio::test]
+    async fn a_full_read_keeps_readiness_for_what_is_left() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"0123456789").await.expect("write");
+        // Let the segment arrive whole before the first read.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(read(&server, 4).await, b"0123");
+        assert!(
+            readable_now(&server),
+            "bytes are left: the socket is still readable"
+        );
+        assert_eq!(read(&server, 4).await, b"4567");
+        assert_eq!(read(&server, 64).await, b"89");
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_stream_after_a_short_read_is_seen() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"last").await.expect("write");
+        client.shutdown().await.expect("shutdown");
+        drop(client);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(read(&server, 64).await, b"last");
+        let end = tokio::time::timeout(std::time::Duration::from_secs(5), read(&server, 64))
+            .await
+            .expect("the end of the stream is not seen");
+        assert!(end.is_empty());
+    }
 }
