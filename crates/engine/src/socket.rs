@@ -16,7 +16,8 @@ use socketlet_engineio_proto::session::{CloseReason, Session, Transport};
 use socketlet_engineio_proto::{Packet, ProtocolVersion, Str};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 pub use crate::sid::Sid;
@@ -150,6 +151,10 @@ impl State {
 pub struct Socket {
     max_buffered: usize,
     pub(crate) state: Mutex<State>,
+    /// The TCP stream of the session's WebSocket, once it has one, for [`Socket::warm`] only:
+    /// readable without the lock, and weak, so that it never keeps the connection open.
+    /// Senders use the one in [`State`].
+    tcp_hint: OnceLock<Weak<TcpStream>>,
     version: ProtocolVersion,
     sid: Sid,
     request: RequestInfo,
@@ -182,6 +187,7 @@ impl Socket {
             version: session.version(),
             request,
             max_buffered,
+            tcp_hint: OnceLock::new(),
             state: Mutex::new(State {
                 session,
                 outbox: VecDeque::new(),
@@ -224,6 +230,25 @@ impl Socket {
     /// Whether the session has closed.
     pub fn is_closed(&self) -> bool {
         self.lock().session.closed().is_some()
+    }
+
+    /// Reads the first bytes of the session, which hold its lock and the state a send reads
+    /// first, and those of its TCP stream, and does nothing with them: a caller about to send
+    /// to many sessions calls it a few sessions ahead, so that their cold cache lines load side
+    /// by side rather than one after the other (no load can pass the lock's atomic operation of
+    /// the send before it).
+    pub fn warm(&self) {
+        std::hint::black_box(self.max_buffered);
+        if let Some(tcp) = self.tcp_hint.get() {
+            // A plain load of the stream's count, on the line of its file descriptor.
+            std::hint::black_box(tcp.strong_count());
+        }
+    }
+
+    /// Notes the TCP stream of the session's WebSocket for [`Socket::warm`]. The first one
+    /// stays: a session has one WebSocket at most.
+    pub(crate) fn hint_tcp(&self, tcp: &Arc<TcpStream>) {
+        let _ = self.tcp_hint.set(Arc::downgrade(tcp));
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

@@ -43,6 +43,48 @@ pub(crate) struct Client {
     opened: tokio::time::Instant,
 }
 
+/// Hands an encoded packet and its attachments to the engine session `engine` as one unit
+/// (sockets call this with their own handle on the session, which saves a broadcast one
+/// pointer to follow per receiver).
+pub(crate) fn send_encoded(
+    engine: &Arc<EngineSocket>,
+    text: Str,
+    bins: &[Bytes],
+    handoff: Handoff,
+) -> Result<(), EmitError> {
+    let text = Message::Text(text);
+    if bins.is_empty() {
+        deliver(engine, std::iter::once(text), handoff)
+    } else {
+        let msgs: Vec<Message> = std::iter::once(text)
+            .chain(bins.iter().cloned().map(Message::Binary))
+            .collect();
+        deliver(engine, msgs, handoff)
+    }
+}
+
+/// Hands messages to the engine: a volatile packet is dropped when the client is not ready
+/// for it; any other goes to the bounded queue (see `max_buffered_packets`), or straight to
+/// the client when nothing waits before it.
+fn deliver<I>(engine: &Arc<EngineSocket>, msgs: I, handoff: Handoff) -> Result<(), EmitError>
+where
+    I: IntoIterator<Item = Message>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let sent = match handoff {
+        Handoff::Volatile => {
+            engine.send_volatile(msgs);
+            return Ok(());
+        }
+        Handoff::Now => engine.send_all(msgs),
+        Handoff::Queued => engine.queue_all(msgs),
+    };
+    sent.map_err(|e| match e {
+        SendError::Closed => EmitError::Disconnected,
+        SendError::Full => EmitError::BufferFull,
+    })
+}
+
 impl Client {
     pub(crate) fn new(engine: Arc<EngineSocket>, server: &Arc<ServerInner>) -> Arc<Client> {
         let protocol = match engine.protocol() {
@@ -94,37 +136,7 @@ impl Client {
         bins: &[Bytes],
         handoff: Handoff,
     ) -> Result<(), EmitError> {
-        let text = Message::Text(text);
-        if bins.is_empty() {
-            self.deliver(std::iter::once(text), handoff)
-        } else {
-            let msgs: Vec<Message> = std::iter::once(text)
-                .chain(bins.iter().cloned().map(Message::Binary))
-                .collect();
-            self.deliver(msgs, handoff)
-        }
-    }
-
-    /// Hands messages to the engine: a volatile packet is dropped when the client is not ready
-    /// for it; any other goes to the bounded queue (see `max_buffered_packets`), or straight to
-    /// the client when nothing waits before it.
-    fn deliver<I>(&self, msgs: I, handoff: Handoff) -> Result<(), EmitError>
-    where
-        I: IntoIterator<Item = Message>,
-        I::IntoIter: ExactSizeIterator,
-    {
-        let sent = match handoff {
-            Handoff::Volatile => {
-                self.engine.send_volatile(msgs);
-                return Ok(());
-            }
-            Handoff::Now => self.engine.send_all(msgs),
-            Handoff::Queued => self.engine.queue_all(msgs),
-        };
-        sent.map_err(|e| match e {
-            SendError::Closed => EmitError::Disconnected,
-            SendError::Full => EmitError::BufferFull,
-        })
+        send_encoded(&self.engine, text, bins, handoff)
     }
 
     pub(crate) fn forget_namespace(&self, nsp: &str) {

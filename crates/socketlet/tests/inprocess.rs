@@ -1007,6 +1007,54 @@ async fn broadcast_with_acks_collects_answers_and_reports_the_missing() {
     assert_eq!(acks.missing, vec![b_id]);
 }
 
+/// A fan-out walks its receivers in batches (it warms a few ahead of sending): every receiver of
+/// a room larger than a batch, at any place in it, gets each packet once and answers once.
+#[tokio::test(start_paused = true)]
+async fn a_room_larger_than_a_warm_batch_gets_everything_once() {
+    let io = SocketIo::new();
+    let _channels = echo_server(&io);
+    let mut clients = Vec::new();
+    for _ in 0..19 {
+        let (client, id) = connected(&io).await;
+        client.send(r#"420["join","r"]"#).await;
+        client.recv_one().await;
+        clients.push((client, id));
+    }
+
+    io.to("r").emit("news", json!(1)).expect("emit");
+    io.to("r").emit("news", json!(2)).expect("emit");
+    for (client, _) in &clients {
+        assert_eq!(
+            client.recv().await,
+            [r#"42["news",1]"#, r#"42["news",2]"#],
+            "each packet once, in order"
+        );
+    }
+
+    let asking = tokio::spawn({
+        let op = io.to("r").timeout(Duration::from_secs(5));
+        async move { op.emit_with_ack("question", json!(3)).await }
+    });
+    for (client, id) in &clients {
+        let (ack, args) = event_with_id(&client.recv_one().await);
+        assert_eq!(args, json!(["question", 3]));
+        client.send(&format!(r#"43{ack}["{id}"]"#)).await;
+    }
+    let acks = within("the acks", asking)
+        .await
+        .expect("task")
+        .expect("emit");
+    assert!(acks.missing.is_empty(), "{:?}", acks.missing);
+    let mut answered: Vec<String> = acks.responses.iter().map(|(id, _)| id.clone()).collect();
+    let mut expected: Vec<String> = clients.iter().map(|(_, id)| id.clone()).collect();
+    answered.sort();
+    expected.sort();
+    assert_eq!(answered, expected);
+    for (socket_id, data) in &acks.responses {
+        assert_eq!(json!(data.args), json!([socket_id]));
+    }
+}
+
 // ---- adapters hear rooms come and go ----
 
 /// The in-memory adapter, plus a log of the room hooks (what a per-room subscriber listens to).

@@ -271,7 +271,11 @@ struct Direct<'a>(&'a Socket);
 
 impl<'a> Direct<'a> {
     fn install(socket: &'a Socket, ws: &Ws) -> Direct<'a> {
-        socket.lock().ws_out.direct = ws.get_ref().tcp().cloned();
+        let tcp = ws.get_ref().tcp();
+        if let Some(tcp) = tcp {
+            socket.hint_tcp(tcp);
+        }
+        socket.lock().ws_out.direct = tcp.cloned();
         Direct(socket)
     }
 }
