@@ -210,7 +210,7 @@ async fn a_closed_session_waits_for_a_client_that_does_not_read_five_seconds_at_
     session.close();
     drop(session);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let session = &handler.sessions.lock().unwrap()[0];
+    let session = handler.sessions.lock().unwrap()[0].clone();
     assert!(
         session.upgrade().is_some(),
         "the task still tries to hand over the last packets"
