@@ -4,55 +4,27 @@
 use crate::http::HttpConn;
 use crate::net::Target;
 use crate::proto::{classify, parse_open, Incoming, EIO_PATH, SEPARATOR};
+pub(crate) use crate::ws::Ws;
 use crate::BoxError;
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
-
-/// A WebSocket connection to the server.
-pub(crate) type Ws = WebSocketStream<TcpStream>;
-
-fn ws_config() -> WebSocketConfig {
-    // Small buffers: the generator holds up to tens of thousands of connections.
-    WebSocketConfig::default()
-        .read_buffer_size(512)
-        .write_buffer_size(0)
-}
 
 /// Opens the Engine.IO WebSocket transport (joining session `sid` when upgrading).
 pub(crate) async fn open_ws(target: &Target, sid: Option<&str>) -> Result<Ws, BoxError> {
     let stream = target.connect().await?;
-    let url = match sid {
-        Some(sid) => format!(
-            "ws://{}{EIO_PATH}&transport=websocket&sid={sid}",
-            target.host()
-        ),
-        None => format!("ws://{}{EIO_PATH}&transport=websocket", target.host()),
+    let path = match sid {
+        Some(sid) => format!("{EIO_PATH}&transport=websocket&sid={sid}"),
+        None => format!("{EIO_PATH}&transport=websocket"),
     };
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config())).await?;
-    Ok(ws)
+    Ws::handshake(stream, target.host(), &path).await
 }
 
 /// Sends one text frame.
 pub(crate) async fn send(ws: &mut Ws, text: String) -> Result<(), BoxError> {
-    ws.send(Message::text(text)).await?;
-    Ok(())
+    ws.send_text(&text).await
 }
 
-/// The next text frame; `None` when the connection ended.
-pub(crate) async fn recv(ws: &mut Ws) -> Result<Option<Utf8Bytes>, BoxError> {
-    loop {
-        match ws.next().await {
-            None => return Ok(None),
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(Message::Text(t))) => return Ok(Some(t)),
-            Some(Ok(Message::Close(_))) => return Ok(None),
-            Some(Ok(_)) => {}
-        }
-    }
+/// The next text frame; `None` when the connection ended. Cancel-safe.
+pub(crate) async fn recv(ws: &mut Ws) -> Result<Option<String>, BoxError> {
+    ws.recv_text().await
 }
 
 /// Handles a frame that needs no one's attention (PING gets its PONG). Returns what it is.

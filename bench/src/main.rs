@@ -1,6 +1,6 @@
 //! socketlet-bench: the load generator of socketlet's benchmark, and its report.
 //!
-//! It speaks Engine.IO v4 / Socket.IO v5 itself (WebSocket through tokio-tungstenite, a small
+//! It speaks Engine.IO v4 / Socket.IO v5 itself (WebSocket through a minimal client of its own, `ws`, a small
 //! HTTP/1.1 client for long-polling) and loads one server at a time with one scenario:
 //!
 //! - `idle`: resident memory per idle connection (WebSocket or polling);
@@ -23,6 +23,7 @@ mod report;
 mod scenarios;
 mod stats;
 mod svg;
+mod ws;
 
 use clap::{Parser, Subcommand};
 use scenarios::broadcast::BroadcastArgs;

@@ -13,7 +13,7 @@ use crate::BoxError;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 /// The parameters.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,18 +61,15 @@ impl Board {
     }
 }
 
-async fn receiver(mut ws: Ws, board: Arc<Board>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            msg = recv(&mut ws) => match msg {
-                Ok(Some(text)) => match answer(&mut ws, &text).await {
-                    Ok(Incoming::Broadcast(r)) => board.record(r),
-                    Ok(_) => {}
-                    Err(_) => return,
-                },
-                _ => return,
-            },
+/// Counts the deliveries to one socket until the connection ends or its task is aborted (no
+/// stop signal to wait on beside the socket: a future of it, made and dropped at every
+/// message, would cost about as much as the message).
+async fn receiver(mut ws: Ws, board: Arc<Board>) {
+    while let Ok(Some(text)) = recv(&mut ws).await {
+        match answer(&mut ws, &text).await {
+            Ok(Incoming::Broadcast(r)) => board.record(r),
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
 }
@@ -123,10 +120,10 @@ pub(crate) async fn run(ctx: &Ctx, args: &BroadcastArgs, result: &mut RunResult)
         done: Notify::new(),
         stray: AtomicUsize::new(0),
     });
-    let (stop, _) = watch::channel(false);
     let mut sender = clients.swap_remove(0);
+    let mut receivers = tokio::task::JoinSet::new();
     for ws in clients {
-        tokio::spawn(receiver(ws, board.clone(), stop.subscribe()));
+        receivers.spawn(receiver(ws, board.clone()));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -179,7 +176,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &BroadcastArgs, result: &mut RunResult)
         .iter()
         .map(|r| r.count.load(Ordering::Relaxed))
         .sum();
-    let _ = stop.send(true);
+    receivers.abort_all();
     put_window(result, &before.until(&after), deliveries as f64, &ctx.probe);
     result.metric("rounds_done", rounds_done as f64);
     result.metric(
