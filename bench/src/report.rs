@@ -750,8 +750,8 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), BoxError> {
          measured phase only, divided by the operations; RSS is `VmRSS` from \
          `/proc/<pid>/status`. The generator runs on one thread (plus a pacer thread in the open \
          loop); its own CPU per operation is shown where it matters. Most of it, as of the \
-         server's, is the kernel's loopback TCP work, so against the leanest servers the two \
-         are close. The servers are started with the open-files limit raised to the hard \
+         server's, is the kernel's loopback TCP work (a write on one side runs the receive \
+         path of the other), so it cannot be far below that of the leanest servers. The servers are started with the open-files limit raised to the hard \
          limit of the machine.\n"
     );
 
