@@ -1,9 +1,11 @@
 //! TCP connections to the server under test: several source addresses, `SO_LINGER=0`, no Nagle.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio::io::Interest;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Where the server listens, and the source addresses to connect from.
@@ -61,31 +63,54 @@ impl Target {
     }
 }
 
-/// Writes all of `data`.
+/// Writes all of `data`, trying at once before waiting for writability.
 pub(crate) async fn write_all(stream: &TcpStream, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
-        stream.writable().await?;
         match stream.try_write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
             Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
+thread_local! {
+    /// Where every read of this thread lands first (64 KiB, zeroed once).
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 << 10]);
+}
+
 /// Reads what is available (waiting for at least one byte) and appends it to `buf`; 0 is EOF.
+///
+/// A read that leaves room in the buffer drained the socket, so it also clears the socket's
+/// readiness (`try_io` does when its closure says `WouldBlock`): the next read then waits for
+/// the next epoll event instead of costing a `recv` that fails with `EAGAIN`, one per message.
 pub(crate) async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let mut chunk = [0u8; 4096];
     loop {
-        stream.readable().await?;
-        match stream.try_read(&mut chunk) {
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                return Ok(n);
+        let (n, result) = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let room = scratch.len();
+            let mut n = 0;
+            let result = stream.try_io(Interest::READABLE, || {
+                n = stream.try_read(&mut scratch)?;
+                if 0 < n && n < room {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(())
+                }
+            });
+            buf.extend_from_slice(&scratch[..n]);
+            (n, result)
+        });
+        match result {
+            Ok(()) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if n > 0 {
+                    return Ok(n);
+                }
+                stream.readable().await?;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
     }

@@ -8,12 +8,12 @@
 //! the connect scenario fault in ~20 KiB of fresh memory per kept connection. Here a
 //! connection is its TCP stream, a small buffer of bytes read but not yet parsed (empty
 //! between messages) and a mask state: reads go through one per-thread buffer, a frame out is
-//! one `send`.
+//! one `send` (the reads and writes are `net`'s).
 
+use crate::net::{read_some, write_all};
 use crate::BoxError;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
-use std::cell::RefCell;
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpStream;
@@ -33,11 +33,6 @@ const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
-
-thread_local! {
-    /// Where every read of this thread lands first (64 KiB, zeroed once).
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 << 10]);
-}
 
 /// A WebSocket connection to the server.
 #[derive(Debug)]
@@ -124,18 +119,7 @@ impl Ws {
 
     /// Reads what the socket has (waiting for at least a byte) onto `pending`; 0 is EOF.
     async fn read_more(&mut self) -> io::Result<usize> {
-        loop {
-            let got = SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                let n = self.tcp.try_read(&mut scratch)?;
-                self.pending.extend_from_slice(&scratch[..n]);
-                Ok::<_, io::Error>(n)
-            });
-            match got {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp.readable().await?,
-                other => return other,
-            }
-        }
+        read_some(&self.tcp, &mut self.pending).await
     }
 
     /// Takes the next whole message off `pending`, if there is one.
@@ -303,19 +287,6 @@ fn next(state: &mut u64) -> u64 {
     x
 }
 
-/// Writes all of `data`, trying at once before waiting for writability.
-async fn write_all(tcp: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match tcp.try_write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tcp.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,7 +396,7 @@ mod tests {
         assert_eq!(ws.recv_text().await.unwrap().as_deref(), Some("after"));
         let mut pong = Vec::new();
         while pong.len() < 8 {
-            assert_ne!(crate::net::read_some(&server, &mut pong).await.unwrap(), 0);
+            assert_ne!(read_some(&server, &mut pong).await.unwrap(), 0);
         }
         assert_eq!(pong.len(), 8, "one pong frame");
         assert_eq!(pong[0], 0x80 | OP_PONG);

@@ -1123,7 +1123,10 @@ impl socketlet::Adapter for RoomLog {
     fn room_created(&self, ns: &socketlet::Namespace, room: &str, private: bool) {
         let kind = if private { "own" } else { "named" };
         assert!(ns.has_local_room(room), "{room} announced before it exists");
-        self.log.lock().unwrap().push(format!("+{kind} {room}"));
+        self.log
+            .lock()
+            .expect("log")
+            .push(format!("+{kind} {room}"));
     }
 
     fn room_deleted(&self, ns: &socketlet::Namespace, room: &str, private: bool) {
@@ -1132,7 +1135,10 @@ impl socketlet::Adapter for RoomLog {
             !ns.has_local_room(room),
             "{room} announced gone while it has sockets"
         );
-        self.log.lock().unwrap().push(format!("-{kind} {room}"));
+        self.log
+            .lock()
+            .expect("log")
+            .push(format!("-{kind} {room}"));
     }
 }
 
