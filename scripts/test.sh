@@ -2,7 +2,9 @@
 # The project's test command (CI runs it through .ci/run). Works from any directory and can be
 # re-run at will. Steps, in order:
 #   1. cargo test --workspace --all-features
-#   2. the sans-I/O crates must not depend on tokio, hyper, tungstenite or tokio-tungstenite
+#   2. static checks: cargo fmt --all --check, cargo clippy --workspace --all-targets
+#      --all-features -D warnings (every member: the workspace's default member alone is the CLI),
+#      and the sans-I/O crates must not depend on tokio, hyper, tungstenite or tokio-tungstenite
 #   3. cargo build -p socketlet --example e2e_server -p socketlet-cli (the e2e server, the binary)
 #   4. end-to-end suite with the official Node client (socket.io-client), tests/e2e/node
 #   5. end-to-end suite with the official Python client (python-socketio 5.x), tests/e2e/python
@@ -63,7 +65,9 @@ step "1/9 cargo test --workspace --all-features"
 cargo test --workspace --all-features
 
 # ---------------------------------------------------------------------------------------------
-step "2/9 sans-I/O crates must not depend on tokio, hyper, tungstenite or tokio-tungstenite"
+step "2/9 static checks: rustfmt, clippy on every member, sans-I/O crates without tokio/hyper/tungstenite"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 for crate in "${SANS_IO_CRATES[@]}"; do
   # --all-features: an optional (feature-gated) dependency counts too.
   tree="$(cargo tree -p "$crate" -e normal --prefix none --all-features)"
