@@ -1,6 +1,6 @@
 //! A minimal HTTP/1.1 client for long-polling: keep-alive, Content-Length (or chunked) bodies.
 
-use crate::net::{read_some, write_all, Target};
+use crate::net::{find, read_some, write_all, Target};
 use crate::BoxError;
 use std::io;
 use tokio::net::TcpStream;
@@ -37,10 +37,6 @@ enum Failure {
     /// The connection was found closed before any byte of the answer: safe to retry.
     Stale(io::Error),
     Other(BoxError),
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 impl HttpConn {

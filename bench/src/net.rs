@@ -63,6 +63,11 @@ impl Target {
     }
 }
 
+/// Where `needle` first starts in `hay` (the end of a response head, of a chunk-size line).
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// Writes all of `data`, trying at once before waiting for writability.
 pub(crate) async fn write_all(stream: &TcpStream, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {

@@ -10,7 +10,7 @@
 //! between messages) and a mask state: reads go through one per-thread buffer, a frame out is
 //! one `send` (the reads and writes are `net`'s).
 
-use crate::net::{read_some, write_all};
+use crate::net::{find, read_some, write_all};
 use crate::BoxError;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
@@ -156,6 +156,7 @@ impl Ws {
                         None
                     }
                 }
+                OP_TEXT | OP_BINARY => return Err("a message began inside a fragmented one".into()),
                 OP_PING => Some(Frame::Ping(self.pending[start..end].to_vec())),
                 OP_CLOSE => Some(Frame::Close),
                 OP_PONG => Some(Frame::Ignored),
@@ -260,10 +261,6 @@ fn check_response(head: &str, key: &str) -> Result<(), BoxError> {
         return Err(format!("wrong Sec-WebSocket-Accept {accept:?}").into());
     }
     Ok(())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A fresh xorshift state: masking keys need no strong randomness for a load generator.
@@ -403,6 +400,15 @@ mod tests {
         assert_eq!(pong[1], 0x80 | 2);
         let key = &pong[2..6];
         assert_eq!([pong[6] ^ key[0], pong[7] ^ key[1]], *b"hi");
+    }
+
+    #[tokio::test]
+    async fn a_message_inside_a_fragmented_one_is_an_error() {
+        let (mut ws, server) = pair().await;
+        let mut bytes = server_frame(false, OP_TEXT, b"par");
+        bytes.extend(server_frame(true, OP_TEXT, b"new"));
+        write_all(&server, &bytes).await.unwrap();
+        assert!(ws.recv_text().await.is_err());
     }
 
     #[tokio::test]

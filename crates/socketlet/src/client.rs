@@ -126,17 +126,12 @@ impl Client {
         } else {
             Handoff::Now
         };
-        self.send_encoded(Str::from(packet.encode()), &packet.attachments, handoff)
-    }
-
-    /// Hands an encoded packet and its attachments to the engine as one unit.
-    pub(crate) fn send_encoded(
-        &self,
-        text: Str,
-        bins: &[Bytes],
-        handoff: Handoff,
-    ) -> Result<(), EmitError> {
-        send_encoded(&self.engine, text, bins, handoff)
+        send_encoded(
+            &self.engine,
+            Str::from(packet.encode()),
+            &packet.attachments,
+            handoff,
+        )
     }
 
     pub(crate) fn forget_namespace(&self, nsp: &str) {
