@@ -288,6 +288,7 @@ impl Engine {
             sid,
             session,
             request,
+            version == ProtocolVersion::V3 && (query.b64 || query.jsonp.is_some()),
             shared.config.max_buffered_packets,
             Arc::downgrade(shared),
         ));

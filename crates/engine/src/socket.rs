@@ -156,6 +156,9 @@ pub struct Socket {
     /// Senders use the one in [`State`].
     tcp_hint: OnceLock<Weak<TcpStream>>,
     version: ProtocolVersion,
+    /// Engine.IO v3: binary packets go base64-encoded in polling responses (`b64=1` or JSONP
+    /// at the handshake; fixed for the session's life, as in Node).
+    base64: bool,
     sid: Sid,
     request: RequestInfo,
     /// Wakes whoever writes to the client (a pending GET or the WebSocket task).
@@ -179,12 +182,14 @@ impl Socket {
         sid: Sid,
         session: Session,
         request: RequestInfo,
+        base64: bool,
         max_buffered: usize,
         shared: Weak<Shared>,
     ) -> Socket {
         Socket {
             sid,
             version: session.version(),
+            base64,
             request,
             max_buffered,
             tcp_hint: OnceLock::new(),
@@ -212,6 +217,12 @@ impl Socket {
     /// The Engine.IO protocol generation of the client.
     pub fn protocol(&self) -> ProtocolVersion {
         self.version
+    }
+
+    /// Whether polling responses carry binary packets base64-encoded (Engine.IO v3 clients
+    /// that asked for it at the handshake; v4 always does).
+    pub(crate) fn base64(&self) -> bool {
+        self.base64
     }
 
     /// The handshake request.
@@ -365,30 +376,39 @@ impl Socket {
     }
 
     /// Closes the session once: marks it closed, wakes its waiters, tells the handler.
-    pub(crate) fn close_with(self: &Arc<Self>, reason: CloseReason, tell_client: bool) {
-        let reason = {
+    ///
+    /// `graceful` (a close decided by the server): what is queued is still delivered, then a
+    /// CLOSE packet, and the session stays reachable until the client has taken them (or a
+    /// grace period ends). Otherwise (the client closed, broke the protocol, timed out or went
+    /// away) the queue is dropped and the session leaves the table at once: a later request
+    /// for it gets "Session ID unknown", as in Node.
+    pub(crate) fn close_with(self: &Arc<Self>, reason: CloseReason, graceful: bool) {
+        let (reason, drained) = {
             let mut st = self.lock();
             if st.close_handled {
                 return;
             }
             st.close_handled = true;
-            if tell_client && st.session.closed().is_none() {
+            if !graceful {
+                st.outbox.clear();
+            } else if st.session.closed().is_none() {
                 st.outbox.push_back(Packet::Close);
             }
             // The state machine may have closed itself already; its reason stands.
-            st.session.close(reason)
+            let reason = st.session.close(reason);
+            (reason, st.outbox.is_empty())
         };
         tracing::debug!(sid = %self.sid, reason = reason.as_str(), "session closed");
+        // Nothing left to deliver: no later request needs the session, so it leaves the table
+        // before anyone hears of the close (a parked GET still holds it and answers). Otherwise
+        // the transport removes it once the queue is drained, or after a grace period.
+        if drained {
+            self.finish();
+        }
         self.wake.notify_one();
         self.closed_wake.notify_waiters();
         if let Some(shared) = self.shared.upgrade() {
             shared.handler.on_close(self, reason);
-        }
-        // Nothing left to deliver: no later request needs the session, so it leaves the table
-        // now (a parked GET still holds it and answers with CLOSE). Otherwise the transport
-        // removes it once the queue is drained, or after a grace period.
-        if self.lock().outbox.is_empty() {
-            self.finish();
         }
     }
 

@@ -184,6 +184,13 @@ impl Session {
         .min()
     }
 
+    /// Whether the heartbeat deadline has passed at `now` (the session is over, whether or not
+    /// [`Session::on_timer`] has run yet): a request that arrives after the deadline must not be
+    /// served because the engine's timer has not fired yet.
+    pub fn heartbeat_expired(&self, now: Instant) -> bool {
+        self.closed.is_none() && self.heartbeat_deadline.is_some_and(|d| now >= d)
+    }
+
     /// Runs what is due at `now`. Call it at (or after) [`Session::next_deadline`]; calling it
     /// early does nothing. Returns at most one action; call again while it returns some.
     pub fn on_timer(&mut self, now: Instant) -> Option<TimerAction> {
@@ -422,6 +429,18 @@ mod tests {
             Err(UpgradeRefused)
         );
         assert_eq!(s.transport(), Transport::Polling);
+    }
+
+    #[test]
+    fn heartbeat_expiry_is_visible_before_the_timer_runs() {
+        let t0 = Instant::now();
+        let mut s = Session::new(ProtocolVersion::V4, timing(), Transport::Polling, t0);
+        assert!(!s.heartbeat_expired(t0 + ms(44_999)), "no deadline before the ping");
+        s.on_timer(t0 + ms(25_000));
+        assert!(!s.heartbeat_expired(t0 + ms(44_999)));
+        assert!(s.heartbeat_expired(t0 + ms(45_000)));
+        s.close(CloseReason::PingTimeout);
+        assert!(!s.heartbeat_expired(t0 + ms(45_000)), "closed is not expired");
     }
 
     #[test]

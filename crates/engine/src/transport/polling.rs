@@ -16,29 +16,50 @@ use socketlet_engineio_proto::session::{CloseReason, Reaction, TimerAction, Tran
 use socketlet_engineio_proto::{ErrorCode, Packet, ProtocolVersion, Str};
 use std::sync::Arc;
 
-/// Clears a flag of the session's state when the request that set it ends, however it ends
-/// (the client may go away while a GET is parked).
+/// Clears a flag of the session's state when the request that set it ends, however it ends.
+///
+/// A GET dropped before it was answered means the client went away while it was parked (it
+/// aborted the request, or its connection closed): the session closes, as in Node ("poll
+/// connection closed prematurely"). A later request for it gets "Session ID unknown".
 struct ActiveGuard<'a> {
-    socket: &'a Socket,
+    socket: &'a Arc<Socket>,
     get: bool,
+    /// The request got its answer.
+    answered: bool,
 }
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        let mut st = self.socket.lock();
-        if self.get {
-            st.poll_active = false;
-        } else {
-            st.post_active = false;
+        let abandoned = {
+            let mut st = self.socket.lock();
+            if self.get {
+                st.poll_active = false;
+            } else {
+                st.post_active = false;
+            }
+            self.get && !self.answered && st.session.closed().is_none()
+        };
+        if abandoned {
+            tracing::debug!(sid = %self.socket.sid(), "parked GET abandoned by the client");
+            self.socket.close_with(CloseReason::TransportError, false);
         }
     }
+}
+
+/// Closes a session whose heartbeat deadline has passed, if the timer task has not done it yet
+/// (a request may arrive first); whether it was so.
+fn expired(socket: &Arc<Socket>) -> bool {
+    let expired = socket.lock().session.heartbeat_expired(now());
+    if expired {
+        socket.close_with(CloseReason::PingTimeout, false);
+    }
+    expired
 }
 
 /// Protocol error on a polling request: close the session and answer 400.
 fn fail(socket: &Arc<Socket>, why: &str) -> Response<ResponseBody> {
     tracing::debug!(sid = %socket.sid(), why, "polling protocol error");
     socket.close_with(CloseReason::TransportError, false);
-    socket.finish();
     body::json_error(ErrorCode::BadRequest)
 }
 
@@ -65,6 +86,9 @@ pub(crate) async fn get(
     let Ok(jsonp) = jsonp_index(query) else {
         return fail(&socket, "bad JSONP index");
     };
+    if expired(&socket) {
+        return body::json_error(ErrorCode::UnknownSid);
+    }
     {
         let mut st = socket.lock();
         if st.session.transport() == Transport::WebSocket {
@@ -76,9 +100,10 @@ pub(crate) async fn get(
         }
         st.poll_active = true;
     }
-    let guard = ActiveGuard {
+    let mut guard = ActiveGuard {
         socket: &socket,
         get: true,
+        answered: false,
     };
     let max = shared.config.max_packets_per_poll;
     let (packets, done) = loop {
@@ -94,8 +119,15 @@ pub(crate) async fn get(
                 let packets = take_batch(&mut st.outbox, max, socket.protocol());
                 break (packets, closed && st.outbox.is_empty());
             }
-            if closed {
-                break (vec![Packet::Close], true);
+            if let Some(reason) = st.session.closed() {
+                // A client that closed gets a NOOP on the GET it left parked (Node does the
+                // same); any other close is announced.
+                let last = if reason == CloseReason::ClientClose {
+                    Packet::Noop
+                } else {
+                    Packet::Close
+                };
+                break (vec![last], true);
             }
             if st.session.transport() == Transport::Upgrading {
                 // The client pauses polling and sends UPGRADE only once this GET returns: never
@@ -105,6 +137,7 @@ pub(crate) async fn get(
         }
         woken.await;
     };
+    guard.answered = true;
     drop(guard);
     tracing::trace!(sid = %socket.sid(), packets = packets.len(), "GET answered");
     if done {
@@ -115,7 +148,7 @@ pub(crate) async fn get(
     let framing = if jsonp.is_some() {
         Framing::V3Text
     } else {
-        payload::framing_for(version, query.b64, &packets)
+        payload::framing_for(version, socket.base64(), &packets)
     };
     let encoded = payload::encode(framing, &packets);
     let threshold = shared.config.compression_threshold;
@@ -151,6 +184,9 @@ where
     let Some(shared) = socket.shared() else {
         return body::json_error(ErrorCode::UnknownSid);
     };
+    if expired(&socket) {
+        return body::json_error(ErrorCode::UnknownSid);
+    }
     {
         let mut st = socket.lock();
         if st.session.transport() == Transport::WebSocket || st.session.closed().is_some() {
@@ -165,6 +201,7 @@ where
     let _guard = ActiveGuard {
         socket: &socket,
         get: false,
+        answered: false,
     };
     let max = shared.config.max_payload;
     let declared = req

@@ -96,7 +96,6 @@ pub(crate) fn open<B>(socket: Arc<Socket>, req: Request<B>) -> Response<Response
         Ok(x) => x,
         Err(code) => {
             socket.close_with(CloseReason::TransportError, false);
-            socket.finish();
             return body::json_error(code);
         }
     };
@@ -121,11 +120,21 @@ pub(crate) fn open<B>(socket: Arc<Socket>, req: Request<B>) -> Response<Response
 pub(crate) fn upgrade<B>(socket: Arc<Socket>, req: Request<B>) -> Response<ResponseBody> {
     {
         let mut st = socket.lock();
-        if st.ws_attached
-            || st.session.transport() != Transport::Polling
-            || st.session.closed().is_some()
-        {
+        if st.session.closed().is_some() {
             return body::json_error(ErrorCode::BadRequest);
+        }
+        if st.ws_attached || st.session.transport() != Transport::Polling {
+            // One WebSocket per session. As Node does, the second one is accepted and closed at
+            // once, so a WebSocket client sees a close rather than a failed handshake.
+            drop(st);
+            tracing::debug!(sid = %socket.sid(), "second WebSocket for a session, closing it");
+            return match accept(req) {
+                Ok((res, on_upgrade)) => {
+                    tokio::spawn(close_at_once(on_upgrade));
+                    res
+                }
+                Err(code) => body::json_error(code),
+            };
         }
         st.ws_attached = true;
     }
@@ -157,6 +166,23 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, req: Request<B>) -> Response<Respo
         }
     });
     res
+}
+
+/// Completes a WebSocket handshake and closes the connection with a closing handshake (for a
+/// WebSocket that a session cannot take). Waits a second at most for the client's close.
+async fn close_at_once(on_upgrade: hyper::upgrade::OnUpgrade) {
+    let Ok(upgraded) = on_upgrade.await else {
+        return;
+    };
+    let io = hyper_util::rt::TokioIo::new(upgraded);
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        if ws.close(None).await.is_ok() {
+            // Read until the client's close arrives or the connection ends.
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
 }
 
 /// Runs the probe exchange. Returns true once the session is on WebSocket.
@@ -258,8 +284,11 @@ const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 async fn close(ws: &mut Ws) {
     let last = async {
         write_all(ws, true).await?;
-        // tungstenite queues the close frame; `flush` writes it.
+        // Our close frame, or the answer to the client's: tungstenite queues either (the answer
+        // when it read the client's close), and hands it to `WsIo` when flushed (which then
+        // reports the connection closed); `flush` writes it to the socket.
         let _ = ws.close(None).await;
+        let _ = SinkExt::flush(ws).await;
         flush(ws).await
     };
     let _ = tokio::time::timeout(CLOSE_LINGER, last).await;
