@@ -282,18 +282,20 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
         }
         let request_id = random_id(16);
         let pending = self.node.expect_answers(&request_id);
-        if let Some(p) = packet_mp(&packet) {
-            // A publish failure shows as the other nodes' missing answers.
-            let _ =
+        let published = match packet_mp(&packet) {
+            Some(p) => {
                 self.wire
-                    .broadcast_with_ack(&self.node, &self.nsp, p, &opts, timeout, &request_id);
-        }
+                    .broadcast_with_ack(&self.node, &self.nsp, p, &opts, timeout, &request_id)
+            }
+            None => Ok(()),
+        };
         let local = ns.local_broadcast_acks(packet, &opts);
+        let remote = published.map(|()| pending);
         Box::pin(gather_acks(
             self.node.clone(),
             self.nsp.clone(),
             local,
-            pending,
+            remote,
             timeout,
         ))
     }
@@ -328,7 +330,7 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
                         }
                     }
                     Ok(None) | Err(_) => {
-                        return Err(AdapterError(format!(
+                        return Err(AdapterError::new(format!(
                             "fetch_sockets timed out: {answered} of {others} other nodes answered"
                         )))
                     }
@@ -399,16 +401,23 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
 /// Gathers the answers to a broadcast with acks: the local sockets' acks, and from every other
 /// node first its count of expected acks (`BROADCAST_CLIENT_COUNT`) then each ack
 /// (`BROADCAST_ACK`), until all came or `timeout` passed. Answers arrive in the classic adapter's
-/// shape (the sharded one converts its own to it).
+/// shape (the sharded one converts its own to it). `remote` is the error instead when the
+/// request could not be published: only the local sockets are waited for then.
 pub(crate) async fn gather_acks(
     node: Arc<Node>,
     nsp: String,
     mut local: LocalAcks,
-    mut pending: Pending,
+    remote: Result<Pending, AdapterError>,
     timeout: Duration,
 ) -> AckResponses {
     let deadline = tokio::time::Instant::now() + timeout;
-    let other_nodes = node.server_count(&nsp).await.unwrap_or(1).saturating_sub(1);
+    let (mut pending, other_nodes, cluster_error) = match remote {
+        Ok(pending) => match node.server_count(&nsp).await {
+            Ok(n) => (Some(pending), n.saturating_sub(1), None),
+            Err(e) => (None, 0, Some(e)),
+        },
+        Err(e) => (None, 0, Some(e)),
+    };
     let mut responses = Vec::new();
     let (mut counts_in, mut remote_expected, mut remote_acks) = (0usize, 0usize, 0usize);
     let mut local_done = local.expected() == 0;
@@ -417,12 +426,18 @@ pub(crate) async fn gather_acks(
         if local_done && remote_done {
             break;
         }
+        let next_remote = async {
+            match pending.as_mut() {
+                Some(p) => p.rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             answer = local.next(deadline), if !local_done => match answer {
                 Some(a) => responses.push(a),
                 None => local_done = true,
             },
-            answer = pending.rx.recv() => match answer {
+            answer = next_remote, if !remote_done => match answer {
                 Some((v, bins)) => match v.get("type").and_then(Value::as_u64) {
                     Some(BROADCAST_CLIENT_COUNT) => {
                         counts_in += 1;
@@ -440,10 +455,11 @@ pub(crate) async fn gather_acks(
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    AckResponses {
-        responses,
-        missing: local.missing(),
-    }
+    let mut result = AckResponses::local(responses, local.missing());
+    result.missing_remote = remote_expected.saturating_sub(remote_acks);
+    result.silent_nodes = other_nodes.saturating_sub(counts_in);
+    result.cluster_error = cluster_error;
+    result
 }
 
 /// What this node tells the node that asked for a broadcast with acks.

@@ -135,7 +135,7 @@ impl Node {
     pub(crate) fn publish(&self, channel: String, payload: Vec<u8>) -> Result<(), AdapterError> {
         self.queue
             .try_send((channel, payload))
-            .map_err(|_| AdapterError("the Redis publish queue is full (is Redis down?)".into()))
+            .map_err(|_| AdapterError::new("the Redis publish queue is full (is Redis down?)"))
     }
 
     /// How many nodes subscribe to a namespace's request channel (its channel in sharded mode),
@@ -151,7 +151,7 @@ impl Node {
             .commands
             .query(&cmd, self.config.request_timeout)
             .await
-            .map_err(|e| AdapterError(format!("Redis: {e}")))?;
+            .map_err(|e| AdapterError::with_source("Redis could not count the nodes", e))?;
         Ok(n)
     }
 
@@ -327,20 +327,50 @@ impl Commands {
         &self,
         cmd: &redis::Cmd,
         timeout: Duration,
-    ) -> Result<T, String> {
-        let mut last = String::from("not connected");
+    ) -> Result<T, QueryError> {
+        let mut last = QueryError::NotConnected;
         for _ in 0..2 {
             let Some(mut conn) = self.get().await else {
                 return Err(last);
             };
             match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = format!("no answer in {} ms", timeout.as_millis()),
+                Ok(Err(e)) => last = QueryError::Redis(e),
+                Err(_) => last = QueryError::Timeout(timeout),
             }
             self.reset();
         }
         Err(last)
+    }
+}
+
+/// Why a command to Redis failed.
+#[derive(Debug)]
+pub(crate) enum QueryError {
+    /// No connection could be made (the last attempt is less than a backoff ago, or failed).
+    NotConnected,
+    /// Redis answered with an error, or the connection broke.
+    Redis(redis::RedisError),
+    /// No answer in time.
+    Timeout(Duration),
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::NotConnected => f.write_str("not connected to Redis"),
+            QueryError::Redis(e) => write!(f, "Redis: {e}"),
+            QueryError::Timeout(t) => write!(f, "no answer from Redis in {} ms", t.as_millis()),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            QueryError::Redis(e) => Some(e),
+            _ => None,
+        }
     }
 }
 

@@ -250,9 +250,11 @@ impl Client {
             self.send_connect_error(nsp, &ConnectError::new("Invalid namespace"));
             return;
         };
+        // As in Node, a CONNECT without a payload (and every v4 client) has `{}` for auth, so
+        // that handlers read `auth["token"]` without a null check.
         let auth = match auth {
             Some(Value::Object(o)) => Value::Object(o),
-            _ => Value::Null,
+            _ => Value::Object(serde_json::Map::new()),
         };
         let socket = Socket::new(ns.clone(), self.clone(), auth, query);
         let client = self.clone();
@@ -277,6 +279,7 @@ impl Client {
                 socket.set_connected();
                 ns.insert_socket(&socket);
             }
+            ns.announce_socket(&socket);
             // As Node does: CONNECT first, then the connection handler (whose emits follow it).
             let payload = match client.protocol {
                 ProtocolVersion::V5 => {

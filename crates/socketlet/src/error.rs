@@ -1,6 +1,7 @@
 //! Errors of the Socket.IO layer, and disconnect reasons. Each error says whether the connection
 //! survives it.
 
+use crate::adapter::AdapterError;
 use serde_json::Value;
 use socketlet_engine::CloseReason;
 use std::fmt;
@@ -40,7 +41,8 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 /// Why an emit did not go out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum EmitError {
     /// The socket is disconnected. Nothing is sent.
     Disconnected,
@@ -50,7 +52,7 @@ pub enum EmitError {
     /// The event name is one Socket.IO reserves (`connect`, `disconnect`, ...).
     ReservedEvent(String),
     /// The adapter could not deliver to other nodes (local delivery still happened).
-    Adapter(String),
+    Adapter(AdapterError),
 }
 
 impl EmitError {
@@ -71,10 +73,24 @@ impl fmt::Display for EmitError {
     }
 }
 
-impl std::error::Error for EmitError {}
+impl std::error::Error for EmitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EmitError::Adapter(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<AdapterError> for EmitError {
+    fn from(e: AdapterError) -> Self {
+        EmitError::Adapter(e)
+    }
+}
 
 /// Why an ack did not come.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum AckError {
     /// No answer within the timeout. The connection goes on.
     Timeout,

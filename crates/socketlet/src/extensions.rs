@@ -8,6 +8,19 @@ type AnyMap = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
 
 /// A map from type to value: one value per type, set by middlewares or handlers, read anywhere.
 /// Empty until first used (no allocation for sockets that keep no state).
+///
+/// Values are read by clone ([`Extensions::get`]): no code of the application runs while the
+/// map is locked. State that handlers change in place goes in a type that synchronises
+/// itself, such as `Arc<Mutex<T>>` or an atomic:
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// let ext = socketlet::Extensions::default();
+/// ext.insert(Arc::new(Mutex::new(Vec::<String>::new())));
+/// if let Some(log) = ext.get::<Arc<Mutex<Vec<String>>>>() {
+///     log.lock().unwrap().push("seen".into());
+/// }
+/// ```
 #[derive(Default)]
 pub struct Extensions {
     map: Mutex<Option<AnyMap>>,
@@ -42,16 +55,6 @@ impl Extensions {
             .cloned()
     }
 
-    /// Runs `f` on the value of type `T` (mutable), if there is one.
-    pub fn with<T: Send + Sync + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        let mut guard = self.lock();
-        let v = guard
-            .as_mut()?
-            .get_mut(&TypeId::of::<T>())?
-            .downcast_mut::<T>()?;
-        Some(f(v))
-    }
-
     /// Removes and returns the value of type `T`.
     pub fn remove<T: Send + Sync + 'static>(&self) -> Option<T> {
         self.lock()
@@ -73,14 +76,7 @@ mod tests {
         assert_eq!(e.insert(String::from("x")), None);
         assert_eq!(e.insert(8u32), Some(7));
         assert_eq!(e.get::<u32>(), Some(8));
-        assert_eq!(
-            e.with(|s: &mut String| {
-                s.push('y');
-                s.len()
-            }),
-            Some(2)
-        );
-        assert_eq!(e.remove::<String>().as_deref(), Some("xy"));
+        assert_eq!(e.remove::<String>().as_deref(), Some("x"));
         assert_eq!(e.get::<String>(), None);
     }
 }

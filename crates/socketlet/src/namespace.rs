@@ -187,25 +187,24 @@ impl Namespace {
             || own_room_socket(room, &read(&self.inner.sockets)).is_some()
     }
 
+    /// Adds a socket to this node's index. The caller tells the adapter
+    /// ([`Namespace::announce_socket`]) once it holds no lock.
     pub(crate) fn insert_socket(&self, socket: &Socket) {
         write(&self.inner.sockets).insert(socket.sid(), socket.clone());
+    }
+
+    /// Tells the adapter that the socket's own room exists (see [`Namespace::insert_socket`]).
+    pub(crate) fn announce_socket(&self, socket: &Socket) {
         self.inner.adapter.room_created(self, socket.id(), true);
     }
 
+    /// Removes a socket and its `rooms` from this node's index, then tells the adapter which
+    /// rooms are gone. The caller holds no lock.
     pub(crate) fn remove_socket(&self, socket: &Socket, rooms: &HashSet<Room>) {
-        let mut deleted = Vec::new();
-        {
-            let mut index = write(&self.inner.rooms);
-            for r in rooms {
-                if let Some(members) = index.get_mut(r) {
-                    members.remove(&socket.sid());
-                    if members.is_empty() {
-                        index.remove(r);
-                        deleted.push(r);
-                    }
-                }
-            }
-        }
+        let deleted: Vec<&Room> = rooms
+            .iter()
+            .filter(|r| self.index_leave(socket.sid(), r))
+            .collect();
         write(&self.inner.sockets).remove(&socket.sid());
         for r in deleted {
             self.inner.adapter.room_deleted(self, r, false);
@@ -213,38 +212,32 @@ impl Namespace {
         self.inner.adapter.room_deleted(self, socket.id(), true);
     }
 
-    pub(crate) fn index_join(&self, sid: Sid, room: &str) {
-        let created = {
-            let mut index = write(&self.inner.rooms);
-            match index.get_mut(room) {
-                Some(members) => {
-                    members.insert(sid);
-                    false
-                }
-                None => {
-                    index.insert(room.to_owned(), HashSet::from([sid]));
-                    true
-                }
+    /// Adds `sid` to `room` in this node's index; whether the room was created. The caller
+    /// tells the adapter ([`Adapter::room_created`]) once it holds no lock.
+    pub(crate) fn index_join(&self, sid: Sid, room: &str) -> bool {
+        let mut index = write(&self.inner.rooms);
+        match index.get_mut(room) {
+            Some(members) => {
+                members.insert(sid);
+                false
             }
-        };
-        if created {
-            self.inner.adapter.room_created(self, room, false);
+            None => {
+                index.insert(room.to_owned(), HashSet::from([sid]));
+                true
+            }
         }
     }
 
-    pub(crate) fn index_leave(&self, sid: Sid, room: &str) {
-        let deleted = {
-            let mut index = write(&self.inner.rooms);
-            match index.get_mut(room) {
-                Some(members) => {
-                    members.remove(&sid);
-                    members.is_empty() && index.remove(room).is_some()
-                }
-                None => false,
+    /// Removes `sid` from `room` in this node's index; whether the room is gone. The caller
+    /// tells the adapter ([`Adapter::room_deleted`]) once it holds no lock.
+    pub(crate) fn index_leave(&self, sid: Sid, room: &str) -> bool {
+        let mut index = write(&self.inner.rooms);
+        match index.get_mut(room) {
+            Some(members) => {
+                members.remove(&sid);
+                members.is_empty() && index.remove(room).is_some()
             }
-        };
-        if deleted {
-            self.inner.adapter.room_deleted(self, room, false);
+            None => false,
         }
     }
 
@@ -375,10 +368,7 @@ impl Namespace {
             while let Some(answer) = acks.next(deadline).await {
                 responses.push(answer);
             }
-            AckResponses {
-                responses,
-                missing: acks.missing(),
-            }
+            AckResponses::local(responses, acks.missing())
         }
     }
 

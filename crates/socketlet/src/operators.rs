@@ -8,13 +8,51 @@ use crate::socket::{SocketInfo, RESERVED_EVENTS};
 use socketlet_socketio_proto::{Packet, PacketData};
 use std::time::Duration;
 
-/// The answers gathered by a broadcast with acks.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The answers gathered by a broadcast with acks, and what did not come.
+///
+/// Three outcomes a caller tells apart:
+/// - every targeted socket answered: [`AckResponses::is_complete`];
+/// - some did not answer in time: [`missing`](AckResponses::missing) names this node's,
+///   [`missing_remote`](AckResponses::missing_remote) counts the other nodes' (Node's Redis
+///   adapter announces how many acks a node expects, not which sockets), and
+///   [`silent_nodes`](AckResponses::silent_nodes) counts the nodes that never answered at all;
+/// - the cluster could not be reached: [`cluster_error`](AckResponses::cluster_error), and only
+///   this node's sockets were asked.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct AckResponses {
-    /// `(socket id, ack arguments)` for every socket that answered in time.
+    /// `(socket id, ack arguments)` for every socket that answered in time. The id is empty
+    /// for answers relayed by nodes that do not name the socket (Node's Redis adapter sends the
+    /// first argument of each ack only).
     pub responses: Vec<(String, Data)>,
-    /// The ids of the sockets (of this node) that did not answer in time.
+    /// The ids of the sockets of this node that did not answer in time.
     pub missing: Vec<String>,
+    /// Acks that other nodes said to expect and that did not come in time.
+    pub missing_remote: usize,
+    /// Other nodes that were sent the event and did not say how many acks to expect in time
+    /// (their sockets' answers are unknown).
+    pub silent_nodes: usize,
+    /// Why the other nodes could not be asked, if they could not.
+    pub cluster_error: Option<AdapterError>,
+}
+
+impl AckResponses {
+    /// Answers from this node only: `responses`, and the ids of the sockets that did not answer.
+    pub fn local(responses: Vec<(String, Data)>, missing: Vec<String>) -> Self {
+        AckResponses {
+            responses,
+            missing,
+            ..AckResponses::default()
+        }
+    }
+
+    /// Whether every targeted socket, on every node, answered in time.
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty()
+            && self.missing_remote == 0
+            && self.silent_nodes == 0
+            && self.cluster_error.is_none()
+    }
 }
 
 /// Selects sockets of a namespace, then acts on them. Built from [`Namespace::to`],
@@ -103,7 +141,7 @@ impl BroadcastOperator {
         self.ns
             .adapter()
             .broadcast(&self.ns, packet, self.opts.clone())
-            .map_err(|e| EmitError::Adapter(e.0))
+            .map_err(EmitError::Adapter)
     }
 
     /// Emits an event to the selected sockets and gathers every ack until all came or the

@@ -1,6 +1,6 @@
 //! The server: namespaces, and the glue between the engine and the clients.
 
-use crate::adapter::Room;
+use crate::adapter::{ParentAdapter, Room};
 use crate::client::Client;
 use crate::config::{Builder, SocketIoConfig};
 use crate::data::Data;
@@ -13,10 +13,18 @@ use socketlet_engine::{CloseReason, Engine, EngineHandler, Message, Sid, Socket 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
 
+struct DynamicNamespace {
+    predicate: NamespacePredicate,
+    handlers: Arc<Handlers>,
+    parent: Arc<ParentAdapter>,
+}
+
 pub(crate) struct ServerInner {
     pub(crate) config: SocketIoConfig,
     namespaces: RwLock<HashMap<String, Namespace>>,
-    dynamic: RwLock<Vec<(NamespacePredicate, Arc<Handlers>)>>,
+    /// Dynamic namespaces: which names they take, and the parent whose adapter reaches the
+    /// children.
+    dynamic: RwLock<Vec<DynamicNamespace>>,
     clients: RwLock<HashMap<Sid, Arc<Client>>>,
     weak: Weak<ServerInner>,
     /// Whether the `connect_timeout` sweep runs (started with the first connection).
@@ -66,15 +74,19 @@ impl ServerInner {
         if let Some(ns) = read(&self.namespaces).get(name) {
             return Some(ns.clone());
         }
-        let handlers = read(&self.dynamic)
+        let (handlers, parent) = read(&self.dynamic)
             .iter()
-            .find(|(pred, _)| pred(name))
-            .map(|(_, h)| h.clone())?;
+            .find(|d| (d.predicate)(name))
+            .map(|d| (d.handlers.clone(), d.parent.clone()))?;
         let mut map = write(&self.namespaces);
-        let ns = map
-            .entry(name.to_owned())
-            .or_insert_with(|| self.make_namespace(name, handlers));
-        Some(ns.clone())
+        if let Some(ns) = map.get(name) {
+            return Some(ns.clone());
+        }
+        let ns = self.make_namespace(name, handlers);
+        map.insert(name.to_owned(), ns.clone());
+        drop(map);
+        parent.add_child(ns.clone());
+        Some(ns)
     }
 
     fn me(&self) -> Option<Arc<ServerInner>> {
@@ -226,14 +238,35 @@ impl SocketIo {
     }
 
     /// A dynamic namespace: every name `predicate` accepts becomes a namespace on its first
-    /// connection, sharing the middlewares and connection handler set on the returned parent.
+    /// connection (a child), sharing the middlewares and connection handler set on the
+    /// returned parent. As in Node, what the parent emits, and every operator on it (`to`,
+    /// `except`, `fetch_sockets`, `sockets_join`, `disconnect_sockets`, ...), reaches every
+    /// child, through each child's adapter (so across the cluster). Clients cannot connect to
+    /// the parent itself, and it has no adapter of its own.
+    ///
+    /// ```
+    /// let io = socketlet::SocketIo::new();
+    /// let workspaces = io.dynamic(|name| name.starts_with("/workspace-"));
+    /// workspaces.on_connect(|socket: socketlet::Socket| {
+    ///     let _ = socket.emit("welcome", serde_json::json!(socket.ns().name()));
+    /// });
+    /// // Later: to every socket of every workspace.
+    /// let _ = workspaces.emit("maintenance", serde_json::json!({"in_minutes": 5}));
+    /// ```
     pub fn dynamic<F>(&self, predicate: F) -> Namespace
     where
         F: Fn(&str) -> bool + Send + Sync + 'static,
     {
         let handlers: Arc<Handlers> = Arc::default();
-        write(&self.inner.dynamic).push((Arc::new(predicate), handlers.clone()));
-        self.inner.make_namespace("/_dynamic_parent", handlers)
+        let parent = Arc::new(ParentAdapter::default());
+        let mut dynamic = write(&self.inner.dynamic);
+        let name = format!("/_{}", dynamic.len());
+        dynamic.push(DynamicNamespace {
+            predicate: Arc::new(predicate),
+            handlers: handlers.clone(),
+            parent: parent.clone(),
+        });
+        Namespace::new(name, handlers, parent, self.inner.config.ack_timeout)
     }
 
     /// A broadcast to the sockets of `/` in `room`.

@@ -42,6 +42,15 @@ type EventHandler =
     Arc<dyn Fn(Socket, Event) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 type AnyHandler = Arc<dyn Fn(&Socket, &str, &Data) + Send + Sync>;
 type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
+type Listeners = Arc<[AnyHandler]>;
+
+/// Adds `f` to a list of listeners (copy on write: readers keep the list they took).
+fn add_listener(list: &RwLock<Listeners>, f: AnyHandler) {
+    let mut guard = write(list);
+    let mut all = guard.to_vec();
+    all.push(f);
+    *guard = all.into();
+}
 
 /// An event from a client.
 #[derive(Debug)]
@@ -91,7 +100,7 @@ pub struct SocketInfo {
     pub nsp: String,
     /// The rooms it is in, its own id included.
     pub rooms: Vec<Room>,
-    /// The auth payload it connected with (`null` if none).
+    /// The auth payload it connected with (`{}` if none).
     pub auth: Value,
     /// The socket itself when it is on this node.
     pub local: Option<Socket>,
@@ -121,8 +130,10 @@ pub(crate) struct SocketInner {
     /// `None` once it has (then events are dispatched at once).
     early_events: Mutex<Option<Vec<EarlyEvent>>>,
     handlers: RwLock<HashMap<String, EventHandler>>,
-    any_incoming: RwLock<Vec<AnyHandler>>,
-    any_outgoing: RwLock<Vec<AnyHandler>>,
+    /// Catch-all listeners, replaced whole when one is added: a dispatch clones the `Arc` and
+    /// calls them with no lock held (a listener may disconnect the socket, or add a listener).
+    any_incoming: RwLock<Listeners>,
+    any_outgoing: RwLock<Listeners>,
     on_disconnect: RwLock<Vec<DisconnectHandler>>,
     rooms: Mutex<HashSet<Room>>,
     acks: Mutex<HashMap<u64, AckTx>>,
@@ -181,8 +192,8 @@ impl Socket {
                 connected: AtomicBool::new(false),
                 early_events: Mutex::new(Some(Vec::new())),
                 handlers: RwLock::new(HashMap::new()),
-                any_incoming: RwLock::new(Vec::new()),
-                any_outgoing: RwLock::new(Vec::new()),
+                any_incoming: RwLock::new(Arc::new([])),
+                any_outgoing: RwLock::new(Arc::new([])),
                 has_outgoing: AtomicBool::new(false),
                 on_disconnect: RwLock::new(Vec::new()),
                 rooms: Mutex::new(HashSet::new()),
@@ -206,7 +217,8 @@ impl Socket {
         &self.inner.ns
     }
 
-    /// The `auth` payload of the CONNECT packet (`null` for v4 clients and clients sending none).
+    /// The `auth` payload of the CONNECT packet: `{}` for v4 clients and clients that sent none
+    /// (as in Node), so handlers read `auth()["token"]` without a null check.
     pub fn auth(&self) -> &Value {
         &self.inner.auth
     }
@@ -270,7 +282,7 @@ impl Socket {
     where
         F: Fn(&Socket, &str, &Data) + Send + Sync + 'static,
     {
-        write(&self.inner.any_incoming).push(Arc::new(f));
+        add_listener(&self.inner.any_incoming, Arc::new(f));
     }
 
     /// Registers a listener called with every outgoing event (emits and broadcasts).
@@ -278,7 +290,7 @@ impl Socket {
     where
         F: Fn(&Socket, &str, &Data) + Send + Sync + 'static,
     {
-        write(&self.inner.any_outgoing).push(Arc::new(f));
+        add_listener(&self.inner.any_outgoing, Arc::new(f));
         self.inner.has_outgoing.store(true, Ordering::Release);
     }
 
@@ -363,29 +375,50 @@ impl Socket {
         I: IntoIterator<Item = R>,
         R: Into<Room>,
     {
-        let mut mine = lock(&self.inner.rooms);
-        for room in rooms {
-            let room = room.into();
-            if room == self.inner.id {
-                continue;
+        let mut created = Vec::new();
+        {
+            let mut mine = lock(&self.inner.rooms);
+            for room in rooms {
+                let room = room.into();
+                if room == self.inner.id || mine.contains(&room) {
+                    continue;
+                }
+                if self.ns().index_join(self.sid(), &room) {
+                    created.push(room.clone());
+                }
+                mine.insert(room);
             }
-            self.ns().index_join(self.sid(), &room);
-            mine.insert(room);
+        }
+        // The adapter hears of new rooms with no lock held.
+        for room in created {
+            self.ns().adapter().room_created(self.ns(), &room, false);
         }
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
-        if lock(&self.inner.rooms).remove(room) {
-            self.ns().index_leave(self.sid(), room);
+        let deleted = {
+            let mut mine = lock(&self.inner.rooms);
+            mine.remove(room) && self.ns().index_leave(self.sid(), room)
+        };
+        if deleted {
+            self.ns().adapter().room_deleted(self.ns(), room, false);
         }
     }
 
     /// Leaves every room (except its own id).
     pub fn leave_all(&self) {
-        let rooms = std::mem::take(&mut *lock(&self.inner.rooms));
-        for r in &rooms {
-            self.ns().index_leave(self.sid(), r);
+        let mut deleted = Vec::new();
+        {
+            let mut mine = lock(&self.inner.rooms);
+            for room in std::mem::take(&mut *mine) {
+                if self.ns().index_leave(self.sid(), &room) {
+                    deleted.push(room);
+                }
+            }
+        }
+        for room in deleted {
+            self.ns().adapter().room_deleted(self.ns(), &room, false);
         }
     }
 
@@ -468,7 +501,7 @@ impl Socket {
         if !self.inner.has_outgoing.load(Ordering::Acquire) {
             return;
         }
-        let listeners = read(&self.inner.any_outgoing);
+        let listeners = read(&self.inner.any_outgoing).clone();
         if listeners.is_empty() {
             return;
         }
@@ -523,7 +556,8 @@ impl Socket {
             tracing::debug!(sid = %self.id(), event = %name, "client used a reserved event name");
             return;
         }
-        for l in read(&self.inner.any_incoming).iter() {
+        let listeners = read(&self.inner.any_incoming).clone();
+        for l in listeners.iter() {
             l(self, &name, &data);
         }
         let handler = read(&self.inner.handlers).get(&name).cloned();
@@ -571,8 +605,8 @@ impl Socket {
         self.ns().remove_socket(self, &rooms);
         lock(&self.inner.acks).clear();
         write(&self.inner.handlers).clear();
-        write(&self.inner.any_incoming).clear();
-        write(&self.inner.any_outgoing).clear();
+        *write(&self.inner.any_incoming) = Arc::new([]);
+        *write(&self.inner.any_outgoing) = Arc::new([]);
         tracing::debug!(id = %self.id(), nsp = %self.ns().name(), %reason, "socket disconnected");
     }
 }

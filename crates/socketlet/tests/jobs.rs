@@ -211,10 +211,9 @@ async fn a_client_leaving_mid_batch_does_not_cancel_jobs_and_gets_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     client.send("1").await; // the client leaves
     let emitted = within("the batch's end", emits.recv()).await.unwrap();
-    assert_eq!(
-        emitted,
-        Err(EmitError::Disconnected),
-        "nothing reaches a dead socket"
+    assert!(
+        matches!(emitted, Err(EmitError::Disconnected)),
+        "nothing reaches a dead socket: {emitted:?}"
     );
     assert_eq!(
         gauge.finished.load(Ordering::SeqCst),

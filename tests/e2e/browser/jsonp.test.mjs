@@ -331,7 +331,7 @@ describe("JSONP polling in Chromium", { timeout: 120_000 }, () => {
 
     // What the page got.
     assert.equal(result.transport, "polling");
-    assert.deepEqual(result.welcome, { sid: result.id, auth: null, protocol: 4 });
+    assert.deepEqual(result.welcome, { sid: result.id, auth: {}, protocol: 4 });
     assert.deepEqual(result.echoed, result.args);
     assert.deepEqual(result.echoedBinary, [
       "binary ✓",

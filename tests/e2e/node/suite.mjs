@@ -120,9 +120,9 @@ export function defineSuite(name) {
       ]);
     });
 
-    test("welcome has auth null when the client sends no auth", async () => {
+    test("welcome has auth {} when the client sends no auth (as in Node)", async () => {
       const { socket, welcome } = await connect();
-      assert.deepEqual(welcome, { sid: socket.id, auth: null, protocol: 5 });
+      assert.deepEqual(welcome, { sid: socket.id, auth: {}, protocol: 5 });
     });
 
     test("a refused connect gets connect_error unauthorized with data E_TOKEN", async () => {

@@ -207,7 +207,7 @@ export function defineV2Suite(name) {
     });
     afterEach(() => closeAll(sockets));
 
-    test("connects; welcome has protocol 4, auth null and the client's id; transport as configured", async () => {
+    test("connects; welcome has protocol 4, auth {} and the client's id; transport as configured", async () => {
       const socket = makeSocketV2(sockets, server.url, {
         ...clientOpts,
         query: { token: "let-me-in", user: "zoë 🐙" },
@@ -221,7 +221,7 @@ export function defineV2Suite(name) {
       assert.equal(socket.connected, true);
       assert.equal(typeof socket.id, "string");
       assert.equal(socket.id, socket.io.engine.id, "on / the socket id is the Engine.IO id");
-      assert.deepEqual(payload, { sid: socket.id, auth: null, protocol: 4 });
+      assert.deepEqual(payload, { sid: socket.id, auth: {}, protocol: 4 });
       await setup.checkTransport(socket, watch);
       assert.deepEqual(await emitAckV2(socket, "echo", ["after transport check"]), [
         "after transport check",
@@ -254,7 +254,7 @@ export function defineV2Suite(name) {
       socket.connect();
       assert.deepEqual(await errored, ["unauthorized"]);
       const { socket: ok, welcome } = await connect({ query: "token=fine&x=1" });
-      assert.deepEqual(welcome, { sid: ok.id, auth: null, protocol: 4 });
+      assert.deepEqual(welcome, { sid: ok.id, auth: {}, protocol: 4 });
     });
 
     test("an unknown namespace gets an error event \"Invalid namespace\"", async () => {
@@ -476,7 +476,7 @@ export function defineV2Suite(name) {
         const engineId = manager.engine.id;
         assert.equal(root.id, engineId);
         assert.equal(admin.id, `/admin#${engineId}`);
-        assert.deepEqual(rootWelcome, { sid: root.id, auth: null, protocol: 4 });
+        assert.deepEqual(rootWelcome, { sid: root.id, auth: {}, protocol: 4 });
         assert.deepEqual(adminWelcome, { nsp: "/admin", sid: admin.id });
         assert.equal(opens, 1, "exactly one engine connection must have been opened");
 
@@ -532,7 +532,7 @@ export function defineV2Suite(name) {
       await reconnectedMgr;
       await reconnected;
       const [welcome] = await welcomed;
-      assert.deepEqual(welcome, { sid: socket.id, auth: null, protocol: 4 });
+      assert.deepEqual(welcome, { sid: socket.id, auth: {}, protocol: 4 });
       assert.notEqual(welcome.sid, first.sid, "a new connection gets a new id");
       assert.deepEqual(await emitAckV2(socket, "echo", ["after reconnect"]), ["after reconnect"]);
     });

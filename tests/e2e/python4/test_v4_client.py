@@ -24,9 +24,9 @@ def test_connect(make_client, setup_name):
     # A query string of the connection URL reaches the server untouched (and is no token here).
     client, events = make_client(query="?user=zo%C3%AB&token=let-me-in", wait_welcome=False)
     (welcome,) = events.get("welcome")
-    # A v4 client has no auth payload: the server reports null, and protocol 4. The id of the
+    # A v4 client has no auth payload: the server reports {} (as Node does), and protocol 4. The id of the
     # socket of "/" is the Engine.IO session id.
-    assert welcome == {"sid": client.sid, "auth": None, "protocol": 4}
+    assert welcome == {"sid": client.sid, "auth": {}, "protocol": 4}
     assert isinstance(client.sid, str) and client.sid
     assert client.connected
 
@@ -172,7 +172,7 @@ def test_admin_namespace_same_connection(make_client):
     )
     (root_welcome,) = events.get("welcome")
     (admin_welcome,) = events.get("/admin:welcome")
-    assert root_welcome == {"sid": client.sid, "auth": None, "protocol": 4}
+    assert root_welcome == {"sid": client.sid, "auth": {}, "protocol": 4}
     # Socket.IO v4 servers name the socket of another namespace "<nsp>#<engine id>" (2.x clients
     # compute the same id on their side).
     assert admin_welcome == {"nsp": "/admin", "sid": f"/admin#{client.sid}"}

@@ -7,8 +7,10 @@
 //! method that may cross nodes returns a future.
 
 mod memory;
+mod parent;
 
 pub use memory::MemoryAdapter;
+pub(crate) use parent::ParentAdapter;
 
 use crate::data::Data;
 use crate::namespace::Namespace;
@@ -43,16 +45,57 @@ pub struct BroadcastOptions {
 
 /// An adapter failure: the part of an operation that had to cross nodes did not complete. The
 /// local part still happened; no connection ends because of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdapterError(pub String);
+///
+/// It keeps what caused it (a Redis error, say) as its [`source`](std::error::Error::source).
+#[derive(Debug, Clone)]
+pub struct AdapterError {
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
 
-impl fmt::Display for AdapterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl AdapterError {
+    /// An error with a message of its own.
+    pub fn new(message: impl Into<String>) -> Self {
+        AdapterError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error caused by `source` (its text follows the message when displayed).
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        AdapterError {
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// What went wrong, without the source's text.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
-impl std::error::Error for AdapterError {}
+impl fmt::Display for AdapterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AdapterError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Room operations and broadcasts of one namespace, across the nodes of a cluster.
 ///
@@ -68,7 +111,8 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> Result<(), AdapterError>;
 
     /// Sends an event that expects an ack from every targeted socket and gathers the answers
-    /// until all came or `timeout` passed.
+    /// until all came or `timeout` passed. What did not come, and whether the other nodes
+    /// could be reached at all, is in the [`AckResponses`].
     fn broadcast_with_ack(
         &self,
         ns: &Namespace,

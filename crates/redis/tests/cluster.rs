@@ -1,0 +1,232 @@
+//! Two socketlet nodes in one process, clustered through a real `redis-server` that the test
+//! starts on a free port (and stops): broadcasts with acks across nodes, what they report when
+//! a node is silent or Redis is gone, and dynamic namespaces across the cluster.
+//!
+//! Skipped, with a message, when there is no `redis-server` on the PATH (scripts/test.sh
+//! installs it).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../socketlet/tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use serde_json::json;
+use socketlet::{Data, Socket, SocketIo};
+use socketlet_redis::{RedisCluster, RedisConfig};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A redis-server of the test's own, killed when dropped.
+struct RedisServer {
+    child: Child,
+    url: String,
+}
+
+impl RedisServer {
+    /// Starts one on a free port; `None` when redis-server is not installed.
+    fn start() -> Option<RedisServer> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run redis-server ({e})");
+                return None;
+            }
+        };
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        for _ in 0..100 {
+            if let Ok(mut c) = client.get_connection() {
+                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                    return Some(RedisServer { child, url });
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    /// Runs a command on it.
+    fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
+        let mut c = redis::Client::open(self.url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        cmd.query(&mut c).unwrap()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A node of the cluster: a server with the Redis adapter, `setup` applied before it joins
+/// (and what `setup` returned).
+async fn node<T>(redis: &RedisServer, setup: impl FnOnce(&SocketIo) -> T) -> (SocketIo, T) {
+    let config = RedisConfig::new(redis.url.clone()).with_request_timeout(Duration::from_secs(2));
+    let cluster = RedisCluster::connect(config).await.unwrap();
+    let io = SocketIo::builder()
+        .adapter(cluster.adapter_factory())
+        .build();
+    let made = setup(&io);
+    cluster.attach(&io);
+    (io, made)
+}
+
+/// Waits until `n` nodes listen to the requests of namespace `nsp` (subscriptions are made in
+/// the background).
+async fn until_subscribed(redis: &RedisServer, nsp: &str, n: usize) {
+    let channel = format!("socket.io-request#{nsp}#");
+    within("the nodes to subscribe", async {
+        loop {
+            let counts: Vec<(String, usize)> =
+                redis.query(redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel));
+            if counts.first().is_some_and(|(_, c)| *c >= n) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// A server whose sockets join the room named by the `room` query parameter.
+fn rooms_from_query(io: &SocketIo) {
+    io.of("/").on_connect(|socket: Socket| {
+        if let Some(room) = socket.query("room") {
+            socket.join([room]);
+        }
+    });
+}
+
+/// A client of `io` connected to `/` in `room`.
+async fn client_in(io: &SocketIo, room: &str) -> Polling {
+    let client = Polling::open(io).await;
+    client.send(&format!("40/?room={room},")).await;
+    let packets = client.recv().await;
+    assert!(packets[0].starts_with("40{"), "{packets:?}");
+    client
+}
+
+/// Answers the next event's ack with `answer`, unless `answer` is `None`.
+async fn answer(client: &Polling, answer: Option<&str>) {
+    let (id, args) = event_with_id(&client.recv_one().await);
+    assert_eq!(args, json!(["question"]));
+    if let Some(a) = answer {
+        client.send(&format!(r#"43{id}["{a}"]"#)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_with_acks_says_what_came_from_where() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, ()) = node(&redis, rooms_from_query).await;
+    let (b, ()) = node(&redis, rooms_from_query).await;
+    until_subscribed(&redis, "/", 2).await;
+    let on_a = client_in(&a, "r").await;
+    let on_b = client_in(&b, "r").await;
+
+    // Everyone answers.
+    let op = a.to("r").timeout(Duration::from_secs(2));
+    let asking = tokio::spawn({
+        let op = op.clone();
+        async move { op.emit_with_ack("question", Data::new()).await }
+    });
+    answer(&on_a, Some("from a")).await;
+    answer(&on_b, Some("from b")).await;
+    let acks = within("the acks", asking).await.unwrap().unwrap();
+    assert!(acks.is_complete(), "{acks:?}");
+    let mut got: Vec<String> = acks
+        .responses
+        .iter()
+        .map(|(_, d)| d.args[0].as_str().unwrap().to_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["from a", "from b"]);
+
+    // The client on B stays silent: one ack missing on another node.
+    let asking = tokio::spawn({
+        let op = op.clone();
+        async move { op.emit_with_ack("question", Data::new()).await }
+    });
+    answer(&on_a, Some("again")).await;
+    answer(&on_b, None).await;
+    let acks = within("the acks", asking).await.unwrap().unwrap();
+    assert!(!acks.is_complete());
+    assert_eq!(acks.responses.len(), 1);
+    assert!(acks.missing.is_empty(), "A's own client answered");
+    assert_eq!(acks.missing_remote, 1, "{acks:?}");
+    assert_eq!(acks.silent_nodes, 0);
+    assert!(acks.cluster_error.is_none());
+
+    // Redis is gone: the local client is still asked, and the caller learns the cluster could
+    // not be reached.
+    redis.stop();
+    let asking = tokio::spawn(async move { op.emit_with_ack("question", Data::new()).await });
+    answer(&on_a, Some("alone")).await;
+    let acks = within("the acks", asking).await.unwrap().unwrap();
+    assert_eq!(acks.responses.len(), 1, "{acks:?}");
+    let error = acks.cluster_error.expect("the cluster error");
+    assert!(
+        std::error::Error::source(&error).is_some() || !error.message().is_empty(),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_parent_reaches_its_children_on_every_node() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let teams = |io: &SocketIo| io.dynamic(|name| name.starts_with("/team-"));
+    let (a, parent_a) = node(&redis, teams).await;
+    let (b, _) = node(&redis, teams).await;
+
+    // The child exists on both nodes once a client connects to it on each.
+    let mut clients = Vec::new();
+    for io in [&a, &b] {
+        let client = Polling::open(io).await;
+        client.send("40/team-x,").await;
+        assert!(client.recv_one().await.starts_with("40/team-x,{"));
+        clients.push(client);
+    }
+    until_subscribed(&redis, "/team-x", 2).await;
+
+    parent_a.emit("news", json!("to all teams")).unwrap();
+    for client in &clients {
+        assert_eq!(
+            client.recv_one().await,
+            r#"42/team-x,["news","to all teams"]"#
+        );
+    }
+
+    // No node subscribed to a channel of the parent.
+    let channels: Vec<String> = redis.query(redis::cmd("PUBSUB").arg("CHANNELS"));
+    assert!(
+        channels.iter().all(|c| !c.contains("#/_")),
+        "a parent namespace has a channel: {channels:?}"
+    );
+    let patterns: usize = redis.query(redis::cmd("PUBSUB").arg("NUMPAT"));
+    let expected_patterns = 2 * 2; // `/` and `/team-x` on each node
+    assert!(patterns <= expected_patterns, "{patterns} patterns");
+}

@@ -1,0 +1,46 @@
+//! The Socket.IO application that the official Socket.IO v5 test suite
+//! (`docs/socket.io-protocol/v5-test-suite` in the socketio/socket.io repository) expects, with
+//! the settings its README gives: pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1e6,
+//! connectTimeout 1000 ms, any origin.
+//!
+//! ```sh
+//! cargo run -p socketlet --example socketio_conformance          # listens on 127.0.0.1:3000
+//! cd socket.io/docs/socket.io-protocol/v5-test-suite && npm ci && npm test
+//! ```
+//!
+//! `PORT` changes the port.
+
+use socketlet::{Cors, Data, Socket, SocketIo};
+use std::time::Duration;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let io = SocketIo::builder()
+        .ping_interval(Duration::from_millis(300))
+        .ping_timeout(Duration::from_millis(200))
+        .max_payload(1_000_000)
+        .connect_timeout(Duration::from_millis(1000))
+        .cors(Cors::Any)
+        .build();
+    io.of("/").on_connect(|socket: Socket| {
+        let _ = socket.emit("auth", socket.auth().clone());
+        socket.on("message", |socket, event| async move {
+            let _ = socket.emit("message-back", event.data);
+        });
+        socket.on("message-with-ack", |_socket, event| async move {
+            if let Some(ack) = event.ack {
+                let _ = ack.send(event.data);
+            }
+        });
+    });
+    io.of("/custom").on_connect(|socket: Socket| {
+        let _ = socket.emit("auth", Data::from(socket.auth().clone()));
+    });
+    let listener = socketlet::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
+    eprintln!("LISTENING {}", listener.local_addr()?);
+    socketlet::serve(listener, io.service(), std::future::pending()).await
+}

@@ -1,0 +1,179 @@
+//! The adapter of a dynamic namespace's parent: every operation goes to each child namespace
+//! through the child's own adapter (so it crosses nodes when the children's adapters do), as
+//! Node's `ParentNamespace` does.
+
+use super::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Room};
+use crate::data::Data;
+use crate::namespace::Namespace;
+use crate::operators::AckResponses;
+use crate::socket::SocketInfo;
+use crate::sync::{read, write};
+use futures_util::future::join_all;
+use socketlet_socketio_proto::Packet;
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// The children of one dynamic namespace, which its parent's operations reach.
+#[derive(Default)]
+pub(crate) struct ParentAdapter {
+    children: RwLock<Vec<Namespace>>,
+}
+
+impl ParentAdapter {
+    /// A child namespace was created.
+    pub(crate) fn add_child(&self, child: Namespace) {
+        write(&self.children).push(child);
+    }
+
+    /// The children now (no lock is held while an operation reaches them).
+    fn children(&self) -> Vec<Namespace> {
+        read(&self.children).clone()
+    }
+}
+
+/// Collects the results of one operation over the children: the first error wins, after every
+/// child was tried.
+async fn all_ok(
+    futures: Vec<BoxFuture<'static, Result<(), AdapterError>>>,
+) -> Result<(), AdapterError> {
+    join_all(futures).await.into_iter().collect()
+}
+
+impl Adapter for ParentAdapter {
+    fn broadcast(
+        &self,
+        _parent: &Namespace,
+        packet: Packet,
+        opts: BroadcastOptions,
+    ) -> Result<(), AdapterError> {
+        let mut result = Ok(());
+        for child in self.children() {
+            let mut packet = packet.clone();
+            packet.nsp = child.name().to_owned();
+            let sent = child.adapter().broadcast(&child, packet, opts.clone());
+            result = result.and(sent);
+        }
+        result
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        _parent: &Namespace,
+        packet: Packet,
+        opts: BroadcastOptions,
+        timeout: Duration,
+    ) -> BoxFuture<'static, AckResponses> {
+        let futures: Vec<_> = self
+            .children()
+            .into_iter()
+            .map(|child| {
+                let mut packet = packet.clone();
+                packet.nsp = child.name().to_owned();
+                child
+                    .adapter()
+                    .broadcast_with_ack(&child, packet, opts.clone(), timeout)
+            })
+            .collect();
+        Box::pin(async move {
+            let mut all = AckResponses::default();
+            for part in join_all(futures).await {
+                all.responses.extend(part.responses);
+                all.missing.extend(part.missing);
+                all.missing_remote += part.missing_remote;
+                all.silent_nodes += part.silent_nodes;
+                all.cluster_error = all.cluster_error.or(part.cluster_error);
+            }
+            all
+        })
+    }
+
+    fn fetch_sockets(
+        &self,
+        _parent: &Namespace,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
+        let futures: Vec<_> = self
+            .children()
+            .into_iter()
+            .map(|child| child.adapter().fetch_sockets(&child, opts.clone()))
+            .collect();
+        Box::pin(async move {
+            let mut sockets = Vec::new();
+            for part in join_all(futures).await {
+                sockets.extend(part?);
+            }
+            Ok(sockets)
+        })
+    }
+
+    fn add_sockets(
+        &self,
+        _parent: &Namespace,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        let futures = self
+            .children()
+            .into_iter()
+            .map(|child| {
+                child
+                    .adapter()
+                    .add_sockets(&child, opts.clone(), rooms.clone())
+            })
+            .collect();
+        Box::pin(all_ok(futures))
+    }
+
+    fn del_sockets(
+        &self,
+        _parent: &Namespace,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        let futures = self
+            .children()
+            .into_iter()
+            .map(|child| {
+                child
+                    .adapter()
+                    .del_sockets(&child, opts.clone(), rooms.clone())
+            })
+            .collect();
+        Box::pin(all_ok(futures))
+    }
+
+    fn disconnect_sockets(
+        &self,
+        _parent: &Namespace,
+        opts: BroadcastOptions,
+        close: bool,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        let futures = self
+            .children()
+            .into_iter()
+            .map(|child| {
+                child
+                    .adapter()
+                    .disconnect_sockets(&child, opts.clone(), close)
+            })
+            .collect();
+        Box::pin(all_ok(futures))
+    }
+
+    fn server_side_emit(
+        &self,
+        _parent: &Namespace,
+        event: &str,
+        data: Data,
+    ) -> Result<(), AdapterError> {
+        let mut result = Ok(());
+        for child in self.children() {
+            result = result.and(
+                child
+                    .adapter()
+                    .server_side_emit(&child, event, data.clone()),
+            );
+        }
+        result
+    }
+}
