@@ -166,10 +166,24 @@ async fn stop_signal() {
     }
 }
 
-/// Serves the demo page and the client bundle; 404 for the rest.
+/// Serves the demo page and the client bundle (under the server's Socket.IO path); 404 for the
+/// rest.
 #[derive(Clone)]
 struct Static {
+    /// `<path>/`: the bundle's files are under it.
     bundle_prefix: String,
+    /// The demo page, rendered for the path once, when the server starts.
+    index: Bytes,
+}
+
+impl Static {
+    /// For a server whose Socket.IO path is `path` (as the engine normalised it).
+    fn new(path: &str) -> Static {
+        Static {
+            bundle_prefix: format!("{}/", path.trim_end_matches('/')),
+            index: Bytes::from(assets::index_html(path)),
+        }
+    }
 }
 
 fn respond(
@@ -207,7 +221,7 @@ impl<B> tower_service::Service<Request<B>> for Static {
             respond(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                Bytes::from_static(assets::INDEX_HTML.as_bytes()),
+                self.index.clone(),
             )
         } else if let Some((bytes, content_type)) = path
             .strip_prefix(self.bundle_prefix.as_str())
@@ -281,15 +295,44 @@ fn demo(io: &SocketIo, console: vm::Console) {
     });
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+/// A reason the server could not start, as one sentence for the person who started it.
+#[derive(Debug)]
+struct StartError(String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; none in files and log collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("socketlet: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("socketlet: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), StartError> {
     let cors = if args.cors_origins.is_empty() {
         Cors::SameOrigin
     } else {
@@ -311,7 +354,7 @@ async fn main() -> std::io::Result<()> {
                 .with_sharded(args.redis_sharded);
             let cluster = socketlet_redis::RedisCluster::connect(config)
                 .await
-                .map_err(|e| std::io::Error::other(format!("cannot reach Redis at {url}: {e}")))?;
+                .map_err(|e| StartError(format!("cannot reach Redis at {url} (--redis): {e}")))?;
             tracing::info!(uid = cluster.uid(), "joined the Redis cluster at {url}");
             builder = builder.adapter(cluster.adapter_factory());
             Some(cluster)
@@ -322,21 +365,24 @@ async fn main() -> std::io::Result<()> {
     if let Some(cluster) = &cluster {
         cluster.attach(&io);
     }
-    let console = console(&args).map_err(std::io::Error::other)?;
+    let console = console(&args).map_err(StartError)?;
     let jobs = console.jobs.clone();
     demo(&io, console);
 
-    let bundle_prefix = format!("{}/", io.config().engine.path.trim_end_matches('/'));
-    let service = socketlet::SocketIoService::with_inner(io.clone(), Static { bundle_prefix });
-    let listener = socketlet::bind(args.addr)?;
+    let service =
+        socketlet::SocketIoService::with_inner(io.clone(), Static::new(&io.config().engine.path));
+    let listener = socketlet::bind(args.addr)
+        .map_err(|e| StartError(format!("cannot listen on {} (--addr): {e}", args.addr)))?;
+    let local = listener.local_addr().unwrap_or(args.addr);
     // One line on standard output (logs go to standard error), for people and scripts alike.
     println!(
-        "socketlet listening on http://{} (Socket.IO at {}, client bundle {})",
-        listener.local_addr()?,
+        "socketlet listening on http://{local} (Socket.IO at {}, client bundle {})",
         io.config().engine.path,
         assets::CLIENT_VERSION.unwrap_or("not embedded")
     );
-    socketlet::serve(listener, service, stop_signal()).await?;
+    socketlet::serve(listener, service, stop_signal())
+        .await
+        .map_err(|e| StartError(format!("the listener on {local} failed: {e}")))?;
     // Graceful shutdown: no new connections; clients are told; running jobs get the grace period
     // (their results still reach clients that stay); then every connection closes.
     let grace = secs(args.shutdown_grace);

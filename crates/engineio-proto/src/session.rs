@@ -435,12 +435,18 @@ mod tests {
     fn heartbeat_expiry_is_visible_before_the_timer_runs() {
         let t0 = Instant::now();
         let mut s = Session::new(ProtocolVersion::V4, timing(), Transport::Polling, t0);
-        assert!(!s.heartbeat_expired(t0 + ms(44_999)), "no deadline before the ping");
+        assert!(
+            !s.heartbeat_expired(t0 + ms(44_999)),
+            "no deadline before the ping"
+        );
         s.on_timer(t0 + ms(25_000));
         assert!(!s.heartbeat_expired(t0 + ms(44_999)));
         assert!(s.heartbeat_expired(t0 + ms(45_000)));
         s.close(CloseReason::PingTimeout);
-        assert!(!s.heartbeat_expired(t0 + ms(45_000)), "closed is not expired");
+        assert!(
+            !s.heartbeat_expired(t0 + ms(45_000)),
+            "closed is not expired"
+        );
     }
 
     #[test]

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# End-to-end test of JSONP polling (Engine.IO v3) in a real browser: headless Chromium (Debian's
-# `chromium`, installed with apt-get when /usr/bin/chromium is missing) driven by playwright-core,
-# with socket.io-client 2.5.0's browser bundle (both pinned in package-lock.json; `npm ci` when
-# node_modules is missing or older than the lockfile, as scripts/test.sh does for tests/e2e/node).
-# Works from any directory. Saves a screenshot to tests/e2e/.artifacts/jsonp.png. Environment:
+# End-to-end tests in a real browser: headless Chromium (Debian's `chromium`, installed with
+# apt-get when /usr/bin/chromium is missing) driven by playwright-core. jsonp.test.mjs: JSONP
+# polling (Engine.IO v3) with socket.io-client 2.5.0's browser bundle; vm-console.test.mjs: the
+# `socketlet` binary's demo page (VM console, a non-default --path, a graceful shutdown). Both
+# packages are pinned in package-lock.json (`npm ci` when node_modules is missing or older than the
+# lockfile, as scripts/test.sh does for tests/e2e/node). Works from any directory. Saves screenshots
+# to tests/e2e/.artifacts/. Environment:
 #   SOCKETLET_E2E_SERVER  the e2e server binary (default <repo>/target/debug/examples/e2e_server,
 #                         built with `cargo build -p socketlet --example e2e_server`)
+#   SOCKETLET_BIN         the socketlet binary (default <repo>/target/debug/socketlet, built with
+#                         `cargo build -p socketlet-cli`)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -57,5 +61,5 @@ if ! (cd "$HERE" && ${limit[@]+"${limit[@]}"} node --test --test-concurrency=1 -
     printf -- '--- last lines of %s ---\n' "${f#"$ROOT"/}" >&2
     tail -n 30 "$f" >&2 || true
   done
-  die "the browser e2e tests failed (screenshots: tests/e2e/.artifacts/jsonp.png, vm-console-failure.png)"
+  die "the browser e2e tests failed (screenshots: tests/e2e/.artifacts/jsonp.png, *-failure.png)"
 fi

@@ -11,9 +11,20 @@
 //    Open again: the page reconnects first (a new socket), and the row fails with a red bar and
 //    the provisioner's error.
 //
+// Two more servers, each with its own browser:
+//
+// 3. `--path /realtime`: the page loads the bundle from /realtime/socket.io.js, connects on that
+//    path (polling, then WebSocket), and an echo works; nothing is asked of /socket.io/.
+// 4. a slow simulated provisioner and `--shutdown-grace 2`: with one VM running and one queued, the
+//    server gets SIGTERM. The page shows the `server_shutdown` notice (connection log and VM
+//    console); once the server closed the connection, both bars are stopped with "the server shut
+//    down before it finished", the summary says the server shut down, and nothing on the page
+//    speaks of the deadline ("deadline passed first") or of the story ("as the original app did").
+//    Screenshot: tests/e2e/.artifacts/vm-shutdown.png.
+//
 // Environment: SOCKETLET_BIN (default <repo>/target/debug/socketlet, built with
-// `cargo build -p socketlet-cli`). On failure: tests/e2e/.artifacts/vm-console-failure.png.
-// Run with `node --test` (see run.sh).
+// `cargo build -p socketlet-cli`). On failure: tests/e2e/.artifacts/vm-console-failure.png,
+// demo-path-failure.png or vm-shutdown-failure.png. Run with `node --test` (see run.sh).
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -30,12 +41,13 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(HERE, "..", "..", "..");
 const SERVER_BIN = process.env.SOCKETLET_BIN || join(REPO_ROOT, "target", "debug", "socketlet");
 const ARTIFACTS_DIR = join(REPO_ROOT, "tests", "e2e", ".artifacts");
-const FAILURE_SHOT = join(ARTIFACTS_DIR, "vm-console-failure.png");
 // The README's screenshot is refreshed only on request (SOCKETLET_UPDATE_SCREENSHOT=1), so that a
 // test run leaves the work tree as it found it; otherwise it goes with the other artifacts.
 const README_SHOT = process.env.SOCKETLET_UPDATE_SCREENSHOT === "1"
   ? join(REPO_ROOT, "docs", "vm-console.png")
   : join(REPO_ROOT, "tests", "e2e", ".artifacts", "vm-console.png");
+/** The VM console after a graceful shutdown (test 4), for people to look at. */
+const SHUTDOWN_SHOT = join(ARTIFACTS_DIR, "vm-shutdown.png");
 const CHROMIUM = "/usr/bin/chromium";
 const CHROMIUM_ARGS = [
   "--no-sandbox",
@@ -63,26 +75,30 @@ const withTimeout = (promise, ms, what) => {
   ]);
 };
 
+/** The fast, always-succeeding simulated provisioner of the first two tests. */
+const FAST_VMS = ["--vm-time-scale", "0.05", "--vm-failure-rate", "0"];
+
 /**
- * Starts the socketlet binary on a free port; resolves to `{ url, logPath, stop() }` once it
- * printed its `socketlet listening on http://127.0.0.1:<port> ...` line.
+ * Starts the socketlet binary on a free port with `args`; resolves to
+ * `{ url, line, logPath, pid, exited, stop() }` once it printed its
+ * `socketlet listening on http://127.0.0.1:<port> ...` line (`line`). `exited` resolves to
+ * `{ code, signal }`. The log goes to tests/e2e/.artifacts/vm-console-server-<name>-<pid>.log.
  */
-function startServer() {
+function startServer(name, args) {
   assert.ok(
     existsSync(SERVER_BIN),
     `socketlet binary not found at ${SERVER_BIN}; build it with ` +
       "`cargo build -p socketlet-cli` or set SOCKETLET_BIN",
   );
   mkdirSync(ARTIFACTS_DIR, { recursive: true });
-  const logPath = join(ARTIFACTS_DIR, `vm-console-server-${process.pid}.log`);
+  const logPath = join(ARTIFACTS_DIR, `vm-console-server-${name}-${process.pid}.log`);
   const log = createWriteStream(logPath);
-  const proc = spawn(
-    SERVER_BIN,
-    ["--addr", "127.0.0.1:0", "--vm-time-scale", "0.05", "--vm-failure-rate", "0"],
-    { stdio: ["ignore", "pipe", "pipe"], env: { RUST_LOG: "info", ...process.env } },
-  );
+  const proc = spawn(SERVER_BIN, ["--addr", "127.0.0.1:0", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { RUST_LOG: "info", ...process.env },
+  });
   proc.stderr.pipe(log);
-  const exited = new Promise((r) => proc.once("exit", r));
+  const exited = new Promise((r) => proc.once("exit", (code, signal) => r({ code, signal })));
   const stop = async () => {
     if (proc.exitCode !== null || proc.signalCode !== null) return;
     proc.kill("SIGTERM");
@@ -97,7 +113,7 @@ function startServer() {
     const rl = createInterface({ input: proc.stdout });
     rl.on("line", (line) => {
       const m = /^socketlet listening on (http:\/\/127\.0\.0\.1:(\d+))\b/.exec(line);
-      if (m) resolveUrl(m[1]);
+      if (m) resolveUrl({ url: m[1], line });
     });
     proc.once("error", reject);
     proc.once("exit", (code, signal) =>
@@ -105,7 +121,7 @@ function startServer() {
     );
   });
   return withTimeout(listening, WAIT_MS, "socketlet's listening line").then(
-    (url) => ({ url, logPath, stop }),
+    ({ url, line }) => ({ url, line, logPath, pid: proc.pid, exited, stop }),
     async (err) => {
       await stop().catch(() => {});
       throw err;
@@ -152,18 +168,25 @@ async function waitForStatus(page, names, status, ms = ROUND_MS) {
 const cssVar = (page, name) =>
   page.evaluate((name) => getComputedStyle(document.documentElement).getPropertyValue(name), name);
 
-describe("VM console in Chromium", { timeout: 120_000 }, () => {
-  let server;
-  let context;
-  let page;
-  let userDataDir;
-  const consoleLines = [];
+/** Waits (bounded) until `predicate(arg)` holds in the page. */
+const waitInPage = (page, predicate, arg, ms = WAIT_MS) =>
+  page.waitForFunction(predicate, arg, { timeout: ms, polling: 50 });
+
+/**
+ * Starts a server (`name`, `args`) and a headless Chromium for one suite, with `before`/`after`
+ * hooks that set them up and tear them down (the browser closed, the server stopped). Returns the
+ * suite's state, filled in by `before`: `{ server, page, consoleLines }`, and `step(t, body)`,
+ * which runs `body` and, on failure, saves `failureShot` and the page's console and engine state
+ * before rethrowing.
+ */
+function suiteSetup(name, args, failureShot) {
+  const env = { server: null, context: null, page: null, userDataDir: null, consoleLines: [] };
 
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
-    server = await startServer();
-    userDataDir = mkdtempSync(join(tmpdir(), "socketlet-chromium-"));
-    context = await chromium.launchPersistentContext(userDataDir, {
+    env.server = await startServer(name, args);
+    env.userDataDir = mkdtempSync(join(tmpdir(), "socketlet-chromium-"));
+    env.context = await chromium.launchPersistentContext(env.userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
       timeout: 30_000,
@@ -172,31 +195,32 @@ describe("VM console in Chromium", { timeout: 120_000 }, () => {
       colorScheme: "light",
       reducedMotion: "reduce",
     });
-    context.setDefaultTimeout(WAIT_MS);
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on("console", (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
-    page.on("pageerror", (e) => consoleLines.push(`pageerror: ${e.message}`));
+    env.context.setDefaultTimeout(WAIT_MS);
+    env.page = env.context.pages()[0] ?? (await env.context.newPage());
+    env.page.on("console", (m) => env.consoleLines.push(`${m.type()}: ${m.text()}`));
+    env.page.on("pageerror", (e) => env.consoleLines.push(`pageerror: ${e.message}`));
   });
 
   after(async () => {
-    if (context) await withTimeout(context.close(), WAIT_MS, "browser close").catch(() => {});
-    if (server) await server.stop().catch(() => {});
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    if (env.context) await withTimeout(env.context.close(), WAIT_MS, "browser close").catch(() => {});
+    if (env.server) await env.server.stop().catch(() => {});
+    if (env.userDataDir) rmSync(env.userDataDir, { recursive: true, force: true });
   });
 
   /** Runs `body`; on failure saves a screenshot and the page's console before rethrowing. */
   async function step(t, body) {
+    const { page, server, consoleLines } = env;
     try {
       await body();
     } catch (err) {
       mkdirSync(ARTIFACTS_DIR, { recursive: true });
       if (page) {
         await withTimeout(
-          page.screenshot({ path: FAILURE_SHOT, fullPage: true }),
+          page.screenshot({ path: failureShot, fullPage: true }),
           WAIT_MS,
           "failure screenshot",
         ).then(
-          () => t.diagnostic(`screenshot: ${FAILURE_SHOT}`),
+          () => t.diagnostic(`screenshot: ${failureShot}`),
           (e) => t.diagnostic(`failure screenshot failed: ${e.message}`),
         );
       }
@@ -224,6 +248,20 @@ describe("VM console in Chromium", { timeout: 120_000 }, () => {
       throw err;
     }
   }
+
+  return { env, step };
+}
+
+describe("VM console in Chromium", { timeout: 120_000 }, () => {
+  const { env, step } = suiteSetup(
+    "console",
+    FAST_VMS,
+    join(ARTIFACTS_DIR, "vm-console-failure.png"),
+  );
+  let server;
+  let page;
+  let consoleLines;
+  before(() => ({ server, page, consoleLines } = env));
 
   let firstSocketId;
   let firstRoundPassed = false;
@@ -378,4 +416,169 @@ describe("VM console in Chromium", { timeout: 120_000 }, () => {
       assert.deepEqual(consoleLines.filter((l) => l.startsWith("pageerror")), []);
     });
   });
+});
+
+describe("demo page on a non-default --path in Chromium", { timeout: 60_000 }, () => {
+  const PATH = "/realtime";
+  const { env, step } = suiteSetup(
+    "path",
+    ["--path", PATH, ...FAST_VMS],
+    join(ARTIFACTS_DIR, "demo-path-failure.png"),
+  );
+
+  test("loads the bundle from the configured path, connects there and echoes", (t) =>
+    step(t, async () => {
+      const { server, page } = env;
+      assert.match(server.line, /\(Socket\.IO at \/realtime,/, server.line);
+      const requests = [];
+      page.on("request", (r) => requests.push(new URL(r.url()).pathname));
+
+      await page.goto(`${server.url}/`, { timeout: WAIT_MS });
+      // Connected, with the transport shown; the client upgrades to WebSocket on the same path.
+      await waitInPage(page, () => document.getElementById("status").dataset.state === "connected");
+      assert.equal((await page.locator("#state").textContent()).trim(), "connected");
+      assert.match(await page.locator("#transport").textContent(), /^(polling|websocket)$/);
+      assert.notEqual(await page.locator("#sid").textContent(), "—");
+      await waitInPage(page, () => document.getElementById("transport").textContent === "websocket");
+      assert.ok(await page.locator("#bundle-missing").isHidden(), "the bundle loaded");
+      assert.equal(await page.evaluate(() => window.socket.io.engine.opts.path), "/realtime/");
+
+      await page.locator("#echo-input").fill("hello, /realtime");
+      await page.locator("#echo-send").click();
+      await waitInPage(page, () => /^Echoed /.test(document.getElementById("echo-result").textContent));
+      assert.match(await page.locator("#echo-result").textContent(), /^Echoed "hello, \/realtime" in /);
+
+      // The page names the path it uses, and asked nothing of the default one.
+      assert.match(await page.locator("header").textContent(), /\/realtime\/socket\.io\.js/);
+      assert.match(await page.locator("#conn-events").textContent(), /\(path \/realtime\)/);
+      assert.ok(requests.includes("/realtime/socket.io.js"), JSON.stringify(requests));
+      assert.ok(requests.some((p) => p === "/realtime/"), `Engine.IO requests: ${JSON.stringify(requests)}`);
+      assert.deepEqual(requests.filter((p) => p.startsWith("/socket.io")), []);
+      // The VM console works over it too.
+      await page.locator("#vm-list #vm-web-1").waitFor({ state: "visible" });
+      assert.deepEqual(env.consoleLines.filter((l) => l.startsWith("pageerror")), []);
+    }));
+});
+
+describe("VM console during a graceful shutdown in Chromium", { timeout: 90_000 }, () => {
+  const GRACE_S = 2;
+  // At --vm-time-scale 3 a VM takes 12 s or more; one at a time, so web-2 waits in the queue.
+  const { env, step } = suiteSetup(
+    "shutdown",
+    [
+      "--vm-time-scale", "3",
+      "--vm-failure-rate", "0",
+      "--vm-concurrency", "1",
+      "--shutdown-grace", String(GRACE_S),
+    ],
+    join(ARTIFACTS_DIR, "vm-shutdown-failure.png"),
+  );
+
+  test("shows server_shutdown, then stops the bars with the shutdown's wording", (t) =>
+    step(t, async () => {
+      const { server, page } = env;
+      await page.goto(`${server.url}/`, { timeout: WAIT_MS });
+      await page.locator("#vm-list #vm-web-2").waitFor({ state: "visible" });
+      await waitInPage(page, () => window.socket && window.socket.connected);
+
+      // Record every text the shutdown notice shows and what the socket receives, in order.
+      await page.evaluate(() => {
+        window.__notices = [];
+        const notice = document.getElementById("vm-shutdown");
+        const seen = () => {
+          if (!notice.hidden) window.__notices.push(notice.textContent);
+        };
+        new MutationObserver(seen).observe(notice, {
+          subtree: true, childList: true, characterData: true, attributes: true,
+        });
+        window.__events = [];
+        window.socket.onAny((event, ...args) => {
+          if (event !== "vm_progress") window.__events.push([event, args[0]]);
+        });
+        window.socket.on("disconnect", (reason) => {
+          window.__events.push(["disconnect", reason]);
+          window.__disconnectedAt = performance.now();
+        });
+        window.socket.on("server_shutdown", () => {
+          window.__shutdownAt = performance.now();
+        });
+      });
+
+      await page.locator("#vm-check-web-1").check();
+      await page.locator("#vm-check-web-2").check();
+      await page.locator("#vm-open").click();
+      // web-1 is under way (its bar has moved), web-2 waits for the only slot.
+      await waitInPage(page, () => {
+        const row = (n) => document.getElementById(`vm-${n}`).dataset;
+        return row("web-1").status === "running" && Number(row("web-1").fraction) > 0 &&
+          row("web-2").status === "queued";
+      }, null, ROUND_MS);
+      const before = await readRow(page, "web-1");
+
+      process.kill(server.pid, "SIGTERM");
+      const signalled = Date.now();
+
+      // The notice, in the VM console and in the connection log.
+      await waitInPage(page, () => window.__notices.length > 0);
+      const notices = await page.evaluate(() => window.__notices);
+      assert.equal(
+        notices[0],
+        `The server is shutting down: running VMs get ${GRACE_S} s to finish, then it closes the connection.`,
+      );
+      await waitInPage(page, () => /server shutting down/.test(document.getElementById("conn-events").textContent));
+      assert.match(
+        await page.locator("#conn-events").textContent(),
+        new RegExp(`server shutting down: running jobs get ${GRACE_S} s to finish`),
+      );
+
+      // The server keeps the connection for the grace period, then closes it and exits.
+      await waitInPage(page, () => window.__disconnectedAt !== undefined, null, GRACE_S * 1000 + WAIT_MS);
+      const exit = await withTimeout(server.exited, WAIT_MS, "socketlet exit after SIGTERM");
+      t.diagnostic(`server exited ${JSON.stringify(exit)} ${Date.now() - signalled} ms after SIGTERM`);
+      assert.deepEqual(exit, { code: 0, signal: null }, "a clean exit");
+      const events = await page.evaluate(() => window.__events);
+      t.diagnostic(`events: ${JSON.stringify(events)}`);
+      const grace = await page.evaluate(() => window.__disconnectedAt - window.__shutdownAt);
+      assert.ok(grace >= GRACE_S * 1000 - 300, `the connection ended ${grace} ms after the notice`);
+
+      // The bars stopped where they were, with the shutdown's wording.
+      await waitInPage(page, () => document.getElementById("vm-summary").dataset.state !== "working");
+      const warn = rgb(await cssVar(page, "--warn"));
+      const web1 = await readRow(page, "web-1");
+      assert.equal(web1.status, "stopped", JSON.stringify(web1));
+      assert.match(web1.text, /^stopped\s*the server shut down before it finished$/, web1.text);
+      assert.ok(web1.fraction >= before.fraction && web1.fraction < 1, `web-1 kept its progress: ${web1.fraction}`);
+      assert.ok(web1.widthPct > 0, `web-1's bar shows how far it got: ${web1.widthPct}%`);
+      assert.equal(web1.color, warn, "web-1's bar is amber");
+      const web2 = await readRow(page, "web-2");
+      assert.equal(web2.status, "stopped", JSON.stringify(web2));
+      assert.match(web2.text, /^stopped\s*the server shut down before it finished \(it never got a free slot\)$/);
+      assert.equal(
+        await page.locator('#vm-list [data-status="running"], #vm-list [data-status="queued"]').count(),
+        0,
+        "no bar is left going",
+      );
+
+      const summary = await page.locator("#vm-summary").textContent();
+      assert.match(summary, /server shut down/i, summary);
+      assert.match(summary, /0 opened, 0 failed, 2 not finished/, summary);
+      assert.equal(await page.locator("#vm-summary").getAttribute("data-state"), "error");
+      const notice = await page.locator("#vm-shutdown").textContent();
+      assert.match(notice, new RegExp(`^The server shut down: it gave running VMs up to ${GRACE_S} s to finish, then the connection ended \\(reason `), notice);
+      assert.ok(await page.locator("#vm-disconnect").isHidden(), "no story note");
+      assert.match(await page.locator("#conn-events").textContent(), /disconnected: [a-z ]+ \(the server shut down\)/);
+
+      const text = await page.evaluate(() => document.body.innerText);
+      for (const wrong of [/deadline passed first/i, /as the original app did/i, /connection lost/i, /at the deadline/i]) {
+        assert.doesNotMatch(text, wrong);
+      }
+      assert.deepEqual(env.consoleLines.filter((l) => l.startsWith("pageerror")), []);
+
+      await page.evaluate(() => {
+        const card = document.getElementById("vms");
+        window.scrollTo(0, card.getBoundingClientRect().top + window.scrollY - 16);
+      });
+      await page.screenshot({ path: SHUTDOWN_SHOT, animations: "disabled", timeout: WAIT_MS });
+      t.diagnostic(`screenshot: ${SHUTDOWN_SHOT}`);
+    }));
 });
