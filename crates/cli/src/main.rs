@@ -33,6 +33,30 @@ struct Args {
         value_delimiter = ','
     )]
     cors_origins: Vec<String>,
+    /// Peers whose X-Forwarded-Proto/Host headers are believed (repeat the flag; an address or
+    /// a network like 10.0.0.0/8). Default: loopback, for a proxy on the same host; `none`
+    /// trusts no peer.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SOCKETLET_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
+    /// Host names the server answers to (repeat the flag; `*` for any). Default: when --addr is
+    /// a loopback address, `localhost`, `127.0.0.1` and `::1` only (a web page cannot then
+    /// reach the server through DNS rebinding); otherwise any. Behind a proxy on the same host,
+    /// list the public names the proxy passes on in `Host`.
+    #[arg(
+        long = "allowed-host",
+        env = "SOCKETLET_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
+    /// Serve JSONP polling for old browsers (socket.io-client 1.x/2.x with `forceJSONP`). Off by
+    /// default: a `<script>` request carries no Origin, so any site could open a session with
+    /// the visitor's cookies and read it.
+    #[arg(long, env = "SOCKETLET_ALLOW_JSONP")]
+    allow_jsonp: bool,
     /// Milliseconds between heartbeats.
     #[arg(long, env = "SOCKETLET_PING_INTERVAL", default_value_t = 25_000)]
     ping_interval: u64,
@@ -141,6 +165,39 @@ fn console(args: &Args) -> Result<vm::Console, String> {
         name,
         simulated,
     ))
+}
+
+/// `--trusted-proxy`: networks, `none`, or nothing for the default (loopback).
+fn trusted_proxies(list: &[String]) -> Result<socketlet::TrustedProxies, StartError> {
+    if list.is_empty() {
+        return Ok(socketlet::TrustedProxies::default());
+    }
+    if list.iter().any(|p| p == "none") {
+        return Ok(socketlet::TrustedProxies::none());
+    }
+    let nets = list
+        .iter()
+        .map(|p| p.parse::<socketlet::IpNet>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StartError(format!("--trusted-proxy: {e}")))?;
+    Ok(socketlet::TrustedProxies::new(nets))
+}
+
+/// `--allowed-host`: names, `*`, or nothing for the default (loopback names on a loopback bind).
+fn allowed_hosts(list: &[String], addr: SocketAddr) -> socketlet::AllowedHosts {
+    if list.iter().any(|h| h == "*") {
+        socketlet::AllowedHosts::Any
+    } else if !list.is_empty() {
+        socketlet::AllowedHosts::List(
+            list.iter()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+                .collect(),
+        )
+    } else if addr.ip().is_loopback() {
+        socketlet::AllowedHosts::loopback()
+    } else {
+        socketlet::AllowedHosts::Any
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.
@@ -339,13 +396,20 @@ async fn run(args: Args) -> Result<(), StartError> {
         Cors::from_list(args.cors_origins.clone())
     };
     let cookie = args.cookie.then(socketlet::Cookie::default);
+    let trusted_proxies = trusted_proxies(&args.trusted_proxies)?;
+    let allowed_hosts = allowed_hosts(&args.allowed_hosts, args.addr);
     let mut builder = SocketIo::builder()
         .path(args.path.clone())
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
         .allow_eio3(!args.no_eio3)
         .cors(cors)
-        .engine(|e| e.with_cookie(cookie));
+        .engine(|e| {
+            e.with_cookie(cookie)
+                .with_trusted_proxies(trusted_proxies)
+                .with_allowed_hosts(allowed_hosts)
+                .with_allow_jsonp(args.allow_jsonp)
+        });
     let cluster = match &args.redis {
         Some(url) => {
             let config = socketlet_redis::RedisConfig::new(url.clone())

@@ -1,6 +1,7 @@
 //! Engine settings, with defaults equal to Node's engine.io 6.6 (socket.io 4.8) unless noted.
 
 use crate::cors::Cors;
+use crate::proxy::{AllowedHosts, TrustedProxies};
 use http::request::Parts;
 use std::fmt;
 use std::sync::Arc;
@@ -58,7 +59,12 @@ impl Default for Cookie {
 /// | `compression_threshold` | `Some(1024)` | `httpCompression.threshold` |
 /// | `cookie` | `None` | `cookie` |
 /// | `cors` | same origin (python-engineio's default) | `cors` |
+/// | `trusted_proxies` | loopback | - |
+/// | `allowed_hosts` | any | - |
 /// | `allow_eio3` | true (Node: false) | `allowEIO3` |
+/// | `allow_jsonp` | false (Node: true) | - |
+/// | `max_body_time` | 30 s (Node: `requestTimeout`, 300 s) | - |
+/// | `max_body_memory` | 64 MiB, server-wide (Node: unbounded) | - |
 /// | `max_buffered_packets` | 4096 (Node: unbounded) | - |
 /// | `max_packets_per_poll` | 16 (Node: unbounded) | - |
 /// | `max_sessions` | 100,000 | - |
@@ -88,8 +94,27 @@ pub struct EngineConfig {
     pub cookie: Option<Cookie>,
     /// Which origins may connect.
     pub cors: Cors,
+    /// Peers whose `X-Forwarded-*` headers are believed (by the same-origin check, and for the
+    /// client's address). From any other peer they are ignored: anyone can send them.
+    pub trusted_proxies: TrustedProxies,
+    /// `Host` names the engine answers to; a request for another gets 403 (Engine.IO error 4).
+    /// A server bound to loopback should list its names: a web page can reach it through
+    /// DNS rebinding under a name of the attacker's otherwise.
+    pub allowed_hosts: AllowedHosts,
     /// Whether Engine.IO v3 clients (socket.io-client 1.x/2.x) are served.
     pub allow_eio3: bool,
+    /// Whether JSONP polling (`j=` requests of old browsers' socket.io-client 1.x/2.x with
+    /// `forceJSONP`) is served. Off by default: a `<script>` request carries no `Origin`, so the
+    /// origin check cannot stop a page of any site from opening a JSONP session with the
+    /// visitor's cookies and reading what the server sends it.
+    pub allow_jsonp: bool,
+    /// Time a polling POST's body may take to arrive; a slower one is answered 408 and its
+    /// session closed. A body is also abandoned as soon as its session closes.
+    pub max_body_time: Duration,
+    /// Bytes that the bodies of all POSTs being read may hold at once, across the engine (each
+    /// is also bounded by `max_payload`). A POST that would go past it is answered 503 and its
+    /// session closed: the client reconnects.
+    pub max_body_memory: usize,
     /// Packets that may wait for a client to read them. **When full**, a volatile packet is
     /// dropped and any other packet closes the session (a client that far behind is gone or
     /// hostile; it reconnects and resynchronises).
@@ -123,7 +148,12 @@ impl Default for EngineConfig {
             compression_threshold: Some(1024),
             cookie: None,
             cors: Cors::default(),
+            trusted_proxies: TrustedProxies::default(),
+            allowed_hosts: AllowedHosts::default(),
             allow_eio3: true,
+            allow_jsonp: false,
+            max_body_time: Duration::from_secs(30),
+            max_body_memory: 64 << 20,
             max_buffered_packets: 4096,
             max_packets_per_poll: 16,
             max_sessions: 100_000,
@@ -146,7 +176,12 @@ impl fmt::Debug for EngineConfig {
             .field("compression_threshold", &self.compression_threshold)
             .field("cookie", &self.cookie)
             .field("cors", &self.cors)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("allow_eio3", &self.allow_eio3)
+            .field("allow_jsonp", &self.allow_jsonp)
+            .field("max_body_time", &self.max_body_time)
+            .field("max_body_memory", &self.max_body_memory)
             .field("max_buffered_packets", &self.max_buffered_packets)
             .field("max_packets_per_poll", &self.max_packets_per_poll)
             .field("max_sessions", &self.max_sessions)
@@ -227,6 +262,36 @@ impl EngineConfig {
     /// Sets [`EngineConfig::allow_eio3`].
     pub fn with_allow_eio3(mut self, allow: bool) -> Self {
         self.allow_eio3 = allow;
+        self
+    }
+
+    /// Sets [`EngineConfig::trusted_proxies`].
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Sets [`EngineConfig::allowed_hosts`].
+    pub fn with_allowed_hosts(mut self, hosts: AllowedHosts) -> Self {
+        self.allowed_hosts = hosts;
+        self
+    }
+
+    /// Sets [`EngineConfig::allow_jsonp`].
+    pub fn with_allow_jsonp(mut self, allow: bool) -> Self {
+        self.allow_jsonp = allow;
+        self
+    }
+
+    /// Sets [`EngineConfig::max_body_time`].
+    pub fn with_max_body_time(mut self, d: Duration) -> Self {
+        self.max_body_time = d;
+        self
+    }
+
+    /// Sets [`EngineConfig::max_body_memory`].
+    pub fn with_max_body_memory(mut self, bytes: usize) -> Self {
+        self.max_body_memory = bytes;
         self
     }
 

@@ -1,8 +1,9 @@
 //! Origin checks and CORS headers, with python-engineio's semantics.
 //!
 //! - [`Cors::SameOrigin`] (the default): an `Origin` must equal `http://<Host>`, or
-//!   `<X-Forwarded-Proto>://<X-Forwarded-Host>` when a proxy sets either (first value of a comma
-//!   list; each falls back to the request's own scheme or host).
+//!   `<X-Forwarded-Proto>://<X-Forwarded-Host>` when a trusted proxy (see [`crate::proxy`])
+//!   sets either (first value of a comma list; each falls back to the request's own scheme or
+//!   host). From any other peer the forwarded headers are ignored.
 //! - [`Cors::Any`]: any origin.
 //! - [`Cors::List`]: exact matches.
 //! - [`Cors::Disabled`]: no check and no CORS headers (a proxy in front handles them).
@@ -17,7 +18,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 /// Which origins may use the engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Cors {
-    /// Only the server's own origin, honouring `X-Forwarded-Proto` and `X-Forwarded-Host`.
+    /// Only the server's own origin, honouring `X-Forwarded-Proto` and `X-Forwarded-Host` from
+    /// trusted proxies.
     #[default]
     SameOrigin,
     /// Any origin (python-socketio's `cors_allowed_origins="*"`).
@@ -44,7 +46,12 @@ impl Cors {
 
     /// Whether a request with these headers may go on. `Ok(Some(origin))` when CORS headers must
     /// be added for `origin`, `Ok(None)` when none are needed, `Err(())` when the origin is refused.
-    pub(crate) fn check<'a>(&self, headers: &'a HeaderMap) -> Result<Option<&'a HeaderValue>, ()> {
+    /// `forwarded`: the request comes from a trusted proxy, whose forwarded headers count.
+    pub(crate) fn check<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        forwarded: bool,
+    ) -> Result<Option<&'a HeaderValue>, ()> {
         if *self == Cors::Disabled {
             return Ok(None);
         }
@@ -57,7 +64,9 @@ impl Cors {
             Cors::List(list) => origin
                 .to_str()
                 .is_ok_and(|o| list.iter().any(|allowed| allowed == o)),
-            Cors::SameOrigin => origin.to_str().is_ok_and(|o| same_origin(headers, o)),
+            Cors::SameOrigin => origin
+                .to_str()
+                .is_ok_and(|o| same_origin(headers, o, forwarded)),
         };
         if ok {
             Ok(Some(origin))
@@ -72,12 +81,15 @@ fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     Some(v.split(',').next().unwrap_or(v).trim())
 }
 
-fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
+fn same_origin(headers: &HeaderMap, origin: &str, forwarded: bool) -> bool {
     let Some(host) = first_value(headers, "host") else {
         return false;
     };
     if origin.strip_prefix("http://") == Some(host) {
         return true;
+    }
+    if !forwarded {
+        return false;
     }
     let fwd_proto = first_value(headers, "x-forwarded-proto");
     let fwd_host = first_value(headers, "x-forwarded-host");
@@ -130,7 +142,7 @@ mod tests {
     #[test]
     fn no_origin_is_not_restricted() {
         assert_eq!(
-            Cors::SameOrigin.check(&headers(&[("host", "a:1")])),
+            Cors::SameOrigin.check(&headers(&[("host", "a:1")]), false),
             Ok(None)
         );
     }
@@ -141,9 +153,9 @@ mod tests {
             ("host", "localhost:3000"),
             ("origin", "http://localhost:3000"),
         ]);
-        assert!(Cors::SameOrigin.check(&h).is_ok_and(|o| o.is_some()));
+        assert!(Cors::SameOrigin.check(&h, false).is_ok_and(|o| o.is_some()));
         let h = headers(&[("host", "localhost:3000"), ("origin", "http://evil.test")]);
-        assert_eq!(Cors::SameOrigin.check(&h), Err(()));
+        assert_eq!(Cors::SameOrigin.check(&h, false), Err(()));
     }
 
     #[test]
@@ -154,28 +166,44 @@ mod tests {
             ("x-forwarded-host", "app.example.com"),
             ("origin", "https://app.example.com"),
         ]);
-        assert!(Cors::SameOrigin.check(&h).is_ok());
+        assert!(Cors::SameOrigin.check(&h, true).is_ok());
         let h = headers(&[
             ("host", "app.example.com"),
             ("x-forwarded-proto", "https"),
             ("origin", "https://app.example.com"),
         ]);
-        assert!(Cors::SameOrigin.check(&h).is_ok());
+        assert!(Cors::SameOrigin.check(&h, true).is_ok());
+        // From a peer that is not a trusted proxy, the forwarded headers are anyone's.
+        assert_eq!(Cors::SameOrigin.check(&h, false), Err(()));
+        let h = headers(&[
+            ("host", "127.0.0.1:3000"),
+            ("x-forwarded-host", "evil.test"),
+            ("origin", "http://evil.test"),
+        ]);
+        assert_eq!(Cors::SameOrigin.check(&h, false), Err(()));
         let h = headers(&[
             ("host", "app.example.com"),
             ("x-forwarded-proto", "https"),
             ("origin", "http://other.example.com"),
         ]);
-        assert_eq!(Cors::SameOrigin.check(&h), Err(()));
+        assert_eq!(Cors::SameOrigin.check(&h, true), Err(()));
     }
 
     #[test]
     fn list_any_and_disabled() {
         let h = headers(&[("host", "x"), ("origin", "https://a.test")]);
-        assert!(Cors::from_list(["https://a.test"]).check(&h).is_ok());
-        assert_eq!(Cors::from_list(["https://b.test"]).check(&h), Err(()));
-        assert!(Cors::from_list(["https://b.test", "*"]).check(&h).is_ok());
-        assert_eq!(Cors::from_list(Vec::<String>::new()).check(&h), Ok(None));
+        assert!(Cors::from_list(["https://a.test"]).check(&h, false).is_ok());
+        assert_eq!(
+            Cors::from_list(["https://b.test"]).check(&h, false),
+            Err(())
+        );
+        assert!(Cors::from_list(["https://b.test", "*"])
+            .check(&h, false)
+            .is_ok());
+        assert_eq!(
+            Cors::from_list(Vec::<String>::new()).check(&h, false),
+            Ok(None)
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
     pub(crate) handler: Arc<dyn EngineHandler>,
     sessions: RwLock<HashMap<Sid, Arc<Socket>>>,
+    /// Bytes held by the bodies of POSTs being read (bounded by `max_body_memory`).
+    pub(crate) body_memory: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -102,6 +104,7 @@ impl Engine {
                 config,
                 handler,
                 sessions: RwLock::new(HashMap::new()),
+                body_memory: Default::default(),
             }),
         }
     }
@@ -161,7 +164,20 @@ impl Engine {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let shared = &self.shared;
-        let origin = match shared.config.cors.check(req.headers()) {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        if !shared.config.allowed_hosts.allows(host) {
+            tracing::debug!(
+                ?host,
+                "refused a request for a host the server does not serve"
+            );
+            return body::json_error_context(ErrorCode::Forbidden, "Host not allowed");
+        }
+        let peer = req.extensions().get::<RemoteAddr>().map(|a| a.0.ip());
+        let forwarded = shared.config.trusted_proxies.trusts(peer);
+        let origin = match shared.config.cors.check(req.headers(), forwarded) {
             Ok(origin) => origin.cloned(),
             Err(()) => {
                 tracing::debug!(
@@ -208,6 +224,10 @@ impl Engine {
             _ => return body::json_error(ErrorCode::UnknownTransport),
         };
 
+        if query.jsonp.is_some() && !shared.config.allow_jsonp {
+            tracing::debug!("refused a JSONP request: JSONP polling is off");
+            return body::json_error_context(ErrorCode::BadRequest, "JSONP polling is disabled");
+        }
         let Some(sid) = query.sid.as_deref() else {
             return self.handshake(req, version, websocket, &query).await;
         };

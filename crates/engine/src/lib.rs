@@ -12,7 +12,8 @@
 //!   `socketlet-engineio-proto`) behind one lock, and closing.
 //! - `transport/polling.rs` and `transport/websocket.rs`: the two ways bytes move. Both drain
 //!   the same outbox and feed the same state machine.
-//! - [`cors`]: python-engineio's origin semantics.
+//! - [`cors`]: python-engineio's origin semantics; [`proxy`]: trusted proxies and allowed
+//!   hosts.
 //! - `service`: the tower service and the hyper accept loop.
 //!
 //! Every per-client buffer is bounded: the outbox by
@@ -24,6 +25,7 @@ mod config;
 pub mod cors;
 mod engine;
 mod error;
+pub mod proxy;
 mod query;
 mod service;
 mod sid;
@@ -35,6 +37,7 @@ pub use config::{AllowRequest, Cookie, EngineConfig, Transports};
 pub use cors::Cors;
 pub use engine::{Engine, EngineHandler, WeakEngine};
 pub use error::SendError;
+pub use proxy::{AllowedHosts, IpNet, TrustedProxies};
 pub use query::percent_decode;
 pub use service::{bind, serve, EngineService};
 pub use socket::{Message, RemoteAddr, RequestInfo, Sid, Socket, TransportKind};

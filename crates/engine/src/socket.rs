@@ -365,10 +365,21 @@ impl Socket {
         self.close_with(CloseReason::ServerClose, true);
     }
 
-    /// Queues an engine packet of the server's own (ping, pong, noop).
-    pub(crate) fn push_control(&self, packet: Packet) {
+    /// Queues an engine packet of the server's own (ping, pong, noop). It counts against
+    /// `max_buffered_packets` like any other: a client that makes the server answer (v3 pings)
+    /// and never reads is closed when the outbox is full.
+    pub(crate) fn push_control(self: &Arc<Self>, packet: Packet) {
         let mut st = self.lock();
-        let wake = st.session.closed().is_none() && st.push(packet);
+        if st.session.closed().is_some() {
+            return;
+        }
+        if st.outbox.len() >= self.max_buffered {
+            drop(st);
+            tracing::warn!(sid = %self.sid, "outbox full of control packets, closing the client");
+            self.close_with(CloseReason::TransportError, false);
+            return;
+        }
+        let wake = st.push(packet);
         drop(st);
         if wake {
             self.wake.notify_one();

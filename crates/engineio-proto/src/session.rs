@@ -220,15 +220,18 @@ impl Session {
         }
         match packet {
             Packet::Message(_) | Packet::Binary(_) => Reaction::Deliver(packet),
-            Packet::Ping(data) => match self.version {
+            Packet::Ping(_) => match self.version {
+                // The PONG carries no data (as Node's): a client's ping data is never sent back,
+                // so big pings cost the server nothing to answer.
                 ProtocolVersion::V3 => {
                     self.heartbeat_deadline =
                         Some(now + self.timing.ping_interval + self.timing.ping_timeout);
-                    Reaction::Reply(Packet::Pong(data))
+                    Reaction::Reply(Packet::Pong(Str::new()))
                 }
-                // v4 clients only ping as an upgrade probe, which arrives on the new transport
-                // (see `on_probe`); a ping on the current one is answered and otherwise ignored.
-                ProtocolVersion::V4 => Reaction::Reply(Packet::Pong(data)),
+                // In v4 the server pings; a client pings only as an upgrade probe, on the new
+                // transport (see `on_probe`). A ping on the current one breaks the protocol
+                // (Node: "invalid heartbeat direction").
+                ProtocolVersion::V4 => Reaction::Close(self.close(CloseReason::TransportError)),
             },
             Packet::Pong(_) => {
                 if self.version == ProtocolVersion::V4 && self.next_ping.is_none() {
@@ -354,14 +357,25 @@ mod tests {
         let mut s = Session::new(ProtocolVersion::V3, timing(), Transport::Polling, t0);
         assert_eq!(s.next_deadline(), Some(t0 + ms(45_000)));
         assert_eq!(
-            s.on_packet(Packet::Ping(Str::new()), t0 + ms(25_000)),
-            Reaction::Reply(Packet::Pong(Str::new()))
+            s.on_packet(Packet::Ping(Str::from("data")), t0 + ms(25_000)),
+            Reaction::Reply(Packet::Pong(Str::new())),
+            "the pong carries no data"
         );
         assert_eq!(s.next_deadline(), Some(t0 + ms(70_000)));
         assert_eq!(s.on_timer(t0 + ms(69_999)), None);
         assert_eq!(
             s.on_timer(t0 + ms(70_000)),
             Some(TimerAction::Close(CloseReason::PingTimeout))
+        );
+    }
+
+    #[test]
+    fn a_v4_client_ping_breaks_the_protocol() {
+        let t0 = Instant::now();
+        let mut s = Session::new(ProtocolVersion::V4, timing(), Transport::WebSocket, t0);
+        assert_eq!(
+            s.on_packet(Packet::Ping(Str::new()), t0),
+            Reaction::Close(CloseReason::TransportError)
         );
     }
 

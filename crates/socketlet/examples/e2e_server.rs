@@ -31,6 +31,9 @@ struct Args {
     /// Redis 7 sharded pub/sub with this subscription mode (static, dynamic, dynamic-private).
     #[arg(long)]
     redis_sharded: Option<socketlet_redis::SubscriptionMode>,
+    /// Serve JSONP polling (off by default).
+    #[arg(long)]
+    allow_jsonp: bool,
 }
 
 fn sorted_rooms(socket: &Socket) -> Value {
@@ -194,7 +197,8 @@ async fn main() -> std::io::Result<()> {
     let mut builder = SocketIo::builder()
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
-        .cors(cors);
+        .cors(cors)
+        .engine(|e| e.with_allow_jsonp(args.allow_jsonp));
     let cluster = match &args.redis {
         Some(url) => {
             let config = socketlet_redis::RedisConfig::new(url.clone())

@@ -79,7 +79,8 @@ pub use server::{SocketIo, WeakSocketIo};
 pub use service::{BoxError, NotFound, ResponseBody, SocketIoLayer, SocketIoService};
 pub use socket::{AckSender, Event, Socket, SocketInfo};
 pub use socketlet_engine::{
-    bind, serve, Cookie, Cors, EngineConfig, RemoteAddr, RequestInfo, TransportKind,
+    bind, serve, AllowedHosts, Cookie, Cors, EngineConfig, IpNet, RemoteAddr, RequestInfo,
+    TransportKind, TrustedProxies,
 };
 pub use socketlet_socketio_proto as socketio_proto;
 pub use socketlet_socketio_proto::ProtocolVersion;

@@ -334,7 +334,7 @@ async fn cors_same_origin_by_default() {
     // Behind a TLS proxy.
     let res = call(
         &io,
-        request(
+        from_local_proxy(request(
             Method::GET,
             handshake,
             &[
@@ -344,7 +344,7 @@ async fn cors_same_origin_by_default() {
                 ("origin", "https://app.example.com"),
             ],
             "",
-        ),
+        )),
     )
     .await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.text());
@@ -355,7 +355,7 @@ async fn cors_same_origin_by_default() {
     // The proxy's scheme is the one that counts.
     let res = call(
         &io,
-        request(
+        from_local_proxy(request(
             Method::GET,
             handshake,
             &[
@@ -365,7 +365,7 @@ async fn cors_same_origin_by_default() {
                 ("origin", "http://app.example.com"),
             ],
             "",
-        ),
+        )),
     )
     .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
@@ -747,7 +747,9 @@ async fn upgrade_from_polling_to_websocket() {
 
 #[tokio::test(start_paused = true)]
 async fn bad_v3_input_closes_the_session() {
-    let io = SocketIo::new();
+    let io = SocketIo::builder()
+        .engine(|e| e.with_allow_jsonp(true))
+        .build();
     // A length that runs past the end of the body.
     let (client, _) = Polling::handshake(&io, 3).await;
     let res = client.post("9:42[\"x\"]").await;

@@ -286,7 +286,7 @@ describe("JSONP polling in Chromium", { timeout: 120_000 }, () => {
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
     page0 = await startPageServer();
-    server = await startServer(["--cors-origin", page0.origin]);
+    server = await startServer(["--cors-origin", page0.origin, "--allow-jsonp"]);
     userDataDir = mkdtempSync(join(tmpdir(), "socketlet-chromium-"));
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,

@@ -4,13 +4,13 @@
 //! task when the session upgrades.
 
 use crate::body::{self, ResponseBody};
-use crate::engine::now;
+use crate::engine::{now, Shared};
 use crate::query::Query;
 use crate::socket::{Message, Socket};
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use socketlet_engineio_proto::payload::{self, Framing};
 use socketlet_engineio_proto::session::{CloseReason, Reaction, TimerAction, Transport};
 use socketlet_engineio_proto::{ErrorCode, Packet, ProtocolVersion, Str};
@@ -217,20 +217,35 @@ where
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let data = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                fail(&socket, "payload too large");
-                return body::text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
-            }
-            // The client went away mid-body: nothing to answer.
+    let data = match read_body(&socket, &shared, req.into_body()).await {
+        Ok(data) => data,
+        Err(BodyError::TooLarge) => {
+            fail(&socket, "payload too large");
+            return body::text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
+        }
+        Err(BodyError::TooSlow) => {
+            fail(&socket, "body too slow");
+            return body::text(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+        }
+        Err(BodyError::NoMemory) => {
+            tracing::warn!(
+                sid = %socket.sid(),
+                "max_body_memory reached by the POST bodies being read, refusing one"
+            );
+            fail(&socket, "no memory for the body");
+            return body::text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+        }
+        // The session ended while its body was coming: nothing it holds is used.
+        Err(BodyError::SessionClosed) => return body::json_error(ErrorCode::UnknownSid),
+        // The client went away mid-body: nothing to answer.
+        Err(BodyError::Broken) => {
+            fail(&socket, "body broken off");
             return body::json_error(ErrorCode::BadRequest);
         }
     };
+    if socket.is_closed() {
+        return body::json_error(ErrorCode::UnknownSid);
+    }
     let data = if query.jsonp.is_some() && socket.protocol() == ProtocolVersion::V3 {
         match payload::decode_jsonp_form(&data) {
             Ok(d) => d,
@@ -256,6 +271,103 @@ where
         }
     }
     body::text(StatusCode::OK, "ok")
+}
+
+/// Why a POST body was not read whole.
+enum BodyError {
+    /// Over `max_payload`.
+    TooLarge,
+    /// Not complete within `max_body_time`.
+    TooSlow,
+    /// The bodies being read hold `max_body_memory` already.
+    NoMemory,
+    /// The session closed meanwhile.
+    SessionClosed,
+    /// The connection failed or the body was malformed.
+    Broken,
+}
+
+/// Bytes of a body counted in the engine's `body_memory` while it is read; given back however
+/// the read ends.
+struct Held<'a> {
+    memory: &'a std::sync::atomic::AtomicUsize,
+    bytes: usize,
+}
+
+impl Held<'_> {
+    /// Counts `n` more bytes, unless that would go past `limit`.
+    fn take(&mut self, n: usize, limit: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        let grabbed = self
+            .memory
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(n).filter(|&total| total <= limit)
+            });
+        if grabbed.is_ok() {
+            self.bytes += n;
+        }
+        grabbed.is_ok()
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.memory
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Reads a POST body whole: at most `max_payload` bytes, within `max_body_time`, counted in the
+/// engine's `body_memory` while it is read, and abandoned as soon as the session closes.
+async fn read_body<B>(socket: &Socket, shared: &Shared, body: B) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let max = usize::try_from(shared.config.max_payload).unwrap_or(usize::MAX);
+    let deadline = tokio::time::Instant::now() + shared.config.max_body_time;
+    let closed = socket.closed_wake.notified();
+    tokio::pin!(closed, body);
+    closed.as_mut().enable();
+    if socket.is_closed() {
+        return Err(BodyError::SessionClosed);
+    }
+    let mut held = Held {
+        memory: &shared.body_memory,
+        bytes: 0,
+    };
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            _ = &mut closed => return Err(BodyError::SessionClosed),
+            _ = tokio::time::sleep_until(deadline) => return Err(BodyError::TooSlow),
+        };
+        let Some(frame) = frame else { break };
+        let Ok(frame) = frame else {
+            return Err(BodyError::Broken);
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if held.bytes + data.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        if !held.take(data.len(), shared.config.max_body_memory) {
+            return Err(BodyError::NoMemory);
+        }
+        chunks.push(data);
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.remove(0),
+        _ => {
+            let mut all = bytes::BytesMut::with_capacity(held.bytes);
+            for c in chunks {
+                all.extend_from_slice(&c);
+            }
+            all.freeze()
+        }
+    })
 }
 
 /// Takes the packets for one polling response: at most `max`.

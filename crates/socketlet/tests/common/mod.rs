@@ -106,6 +106,14 @@ pub fn request(
     req
 }
 
+/// The request as it comes from a proxy on the same host (loopback: trusted by default, so its
+/// `X-Forwarded-*` headers count).
+pub fn from_local_proxy(mut req: Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
+    req.extensions_mut().insert(socketlet::RemoteAddr(peer));
+    req
+}
+
 /// Sends one request through `io.service()` and reads the whole answer.
 pub async fn call(io: &SocketIo, req: Request<Full<Bytes>>) -> Reply {
     let what = format!("{} {}", req.method(), req.uri());
