@@ -46,18 +46,6 @@ on_exit() {
 trap on_exit EXIT
 
 
-
-# On an e2e failure, shows where the server logs are and their last lines.
-show_server_logs() {
-  printf '\nServer logs (stderr of every e2e server process) are in %s\n' "$ARTIFACTS" >&2
-  local f
-  for f in "$ARTIFACTS"/"$1"-*.log; do
-    [ -e "$f" ] || continue
-    printf -- '--- last lines of %s ---\n' "${f#"$ROOT"/}" >&2
-    tail -n 30 "$f" >&2 || true
-  done
-}
-
 command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust: https://rustup.rs)"
 
 # ---------------------------------------------------------------------------------------------
@@ -108,64 +96,23 @@ mkdir -p "$ARTIFACTS"
 
 # ---------------------------------------------------------------------------------------------
 step "4/9 e2e: official Node client (socket.io-client), tests/e2e/node"
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  apt_install nodejs npm
-fi
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-[ "$node_major" -ge 18 ] || die "Node.js >= 18 is needed for node --test, found $(node --version)"
+need_node
 echo "node $(node --version), npm $(npm --version)"
-
-# npm ci (which starts from an empty node_modules) only when node_modules is missing or older than
-# the lockfile. npm rewrites node_modules/.package-lock.json on every install.
-stamp="$NODE_DIR/node_modules/.package-lock.json"
-if [ ! -f "$stamp" ] || [ "$NODE_DIR/package-lock.json" -nt "$stamp" ] \
-  || [ "$NODE_DIR/package.json" -nt "$stamp" ]; then
-  (cd "$NODE_DIR" && npm ci --no-audit --no-fund)
-  touch "$stamp"
-else
-  echo "node_modules is up to date with package-lock.json"
-fi
-
-node_test_flags=(--test --test-reporter=spec)
-# One test file (transport setup) at a time; the flag exists from Node 20.10 on.
-node_help="$(node --help)"
-if grep -q -- '--test-concurrency' <<<"$node_help"; then
-  node_test_flags+=(--test-concurrency=1)
-fi
+npm_ci "$NODE_DIR"
 node_test_files=()
 for f in "$NODE_DIR"/*.test.mjs; do node_test_files+=("$(basename "$f")"); done
-if ! (cd "$NODE_DIR" && with_limit node "${node_test_flags[@]}" "${node_test_files[@]}"); then
-  show_server_logs node
+# One test file (client generation and transport setup) at a time.
+if ! node_test "$NODE_DIR" "${node_test_files[@]}"; then
+  show_logs 30 "$ARTIFACTS"/node-*.log
   die "the Node e2e suite failed"
 fi
 
 # ---------------------------------------------------------------------------------------------
 step "5/9 e2e: official Python client (python-socketio), tests/e2e/python"
-if ! command -v python3 >/dev/null 2>&1; then
-  apt_install python3 python3-venv
-fi
-# (Re)create the venv when it is missing or broken (e.g. a half-made one without pip).
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
-  # Debian ships venv without ensurepip unless python3-venv is installed.
-  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    apt_install python3-venv
-  fi
-  rm -rf "$VENV"
-  echo "Creating $VENV"
-  python3 -m venv "$VENV"
-fi
-req_stamp="$VENV/.requirements.sha256"
-# Reinstall when requirements.txt or the venv's Python changed.
-req_hash="$(sha256sum <"$PY_DIR/requirements.txt" | cut -d' ' -f1) $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])')"
-if [ ! -f "$req_stamp" ] || [ "$(cat "$req_stamp")" != "$req_hash" ]; then
-  PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -r "$PY_DIR/requirements.txt"
-  printf '%s\n' "$req_hash" >"$req_stamp"
-else
-  echo "venv is up to date with requirements.txt"
-fi
+make_venv "$VENV" "$PY_DIR/requirements.txt"
 "$VENV/bin/python" --version
 if ! (cd "$PY_DIR" && with_limit "$VENV/bin/python" -m pytest -q); then
-  show_server_logs python
+  show_logs 30 "$ARTIFACTS"/python-*.log
   die "the Python e2e suite failed"
 fi
 

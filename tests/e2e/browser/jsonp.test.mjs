@@ -10,31 +10,15 @@
 // (it checks the Origin header of the form POSTs). Run with `node --test` (see run.sh).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import {
-  createWriteStream,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-} from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
+import { ARTIFACTS_DIR, startE2eServer, withTimeout } from "../lib/server.mjs";
+import { launchChromium } from "./chromium.mjs";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO_ROOT = resolve(HERE, "..", "..", "..");
-const SERVER_BIN =
-  process.env.SOCKETLET_E2E_SERVER || join(REPO_ROOT, "target", "debug", "examples", "e2e_server");
-const ARTIFACTS_DIR = join(REPO_ROOT, "tests", "e2e", ".artifacts");
-const CHROMIUM = process.env.SOCKETLET_CHROMIUM || "/usr/bin/chromium";
 const require = createRequire(import.meta.url);
 // socket.io-client 2.5.0's browser bundle (this package's dependency).
 const BUNDLE = join(
@@ -45,56 +29,6 @@ const BUNDLE = join(
 
 /** Default timeout (ms) of a single wait. */
 const WAIT_MS = 5000;
-
-const withTimeout = (promise, ms, what) => {
-  let timer;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-    }),
-  ]);
-};
-
-/** Starts the e2e server; resolves to `{ url, stop() }` once it printed `LISTENING <port>`. */
-function startServer(args) {
-  assert.ok(
-    existsSync(SERVER_BIN),
-    `e2e server binary not found at ${SERVER_BIN}; build it with ` +
-      "`cargo build -p socketlet --example e2e_server` or set SOCKETLET_E2E_SERVER",
-  );
-  mkdirSync(ARTIFACTS_DIR, { recursive: true });
-  const logPath = join(ARTIFACTS_DIR, `browser-jsonp-${process.pid}.log`);
-  const log = createWriteStream(logPath);
-  const proc = spawn(SERVER_BIN, ["--port", "0", ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: {
-      RUST_LOG: "info,socketlet=debug,socketlet_engine=debug,e2e_server=debug",
-      ...process.env,
-    },
-  });
-  proc.stderr.pipe(log);
-  const exited = new Promise((r) => proc.once("exit", r));
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-    await withTimeout(exited, WAIT_MS, "e2e server exit");
-  };
-  const listening = new Promise((resolveUrl, reject) => {
-    const rl = createInterface({ input: proc.stdout });
-    rl.on("line", (line) => {
-      const m = /^LISTENING (\d+)\s*$/.exec(line);
-      if (m) resolveUrl(`http://127.0.0.1:${m[1]}`);
-    });
-    proc.once("exit", (code) => reject(new Error(`e2e server exited (${code}); log: ${logPath}`)));
-  });
-  return withTimeout(listening, 10_000, "e2e server LISTENING").then(
-    (url) => ({ url, logPath, stop }),
-    async (err) => {
-      await stop().catch(() => {});
-      throw err;
-    },
-  );
-}
 
 const PAGE = `<!doctype html>
 <html>
@@ -247,17 +181,6 @@ async function inPage({ url, waitMs }) {
   };
 }
 
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
 /**
  * Opens a page of the browser context with recorders: `requests` (every request to the
  * Engine.IO endpoint, iframes included: the JSONP form target), `websockets`, `consoleLines`.
@@ -280,28 +203,25 @@ async function openPage(context) {
 describe("JSONP polling in Chromium", { timeout: 120_000 }, () => {
   let page0;
   let server;
+  let browser;
   let context;
-  let userDataDir;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
     page0 = await startPageServer();
-    server = await startServer(["--cors-origin", page0.origin, "--allow-jsonp"]);
-    userDataDir = mkdtempSync(join(tmpdir(), "socketlet-chromium-"));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      args: CHROMIUM_ARGS,
+    // Its log: tests/e2e/.artifacts/browser-jsonp-*.log.
+    server = await startE2eServer({
+      args: ["--cors-origin", page0.origin, "--allow-jsonp"],
+      label: "jsonp",
+      logPrefix: "browser",
     });
-    context.setDefaultTimeout(WAIT_MS * 2);
+    browser = await launchChromium();
+    context = browser.context;
   });
 
   after(async () => {
-    if (context) await withTimeout(context.close(), 10_000, "browser close").catch(() => {});
+    if (browser) await browser.close();
     if (server) await server.stop().catch(() => {});
     if (page0) await page0.close().catch(() => {});
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   });
 
   test("socket.io-client 2.x connects, echoes with acks and answers an ack", async (t) => {

@@ -27,53 +27,26 @@
 // demo-path-failure.png or vm-shutdown-failure.png. Run with `node --test` (see run.sh).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
+import { ARTIFACTS_DIR, REPO_ROOT, startSocketlet, withTimeout } from "../lib/server.mjs";
+import { launchChromium } from "./chromium.mjs";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO_ROOT = resolve(HERE, "..", "..", "..");
-const SERVER_BIN = process.env.SOCKETLET_BIN || join(REPO_ROOT, "target", "debug", "socketlet");
-const ARTIFACTS_DIR = join(REPO_ROOT, "tests", "e2e", ".artifacts");
 // The README's screenshot is refreshed only on request (SOCKETLET_UPDATE_SCREENSHOT=1), so that a
 // test run leaves the work tree as it found it; otherwise it goes with the other artifacts.
 const README_SHOT = process.env.SOCKETLET_UPDATE_SCREENSHOT === "1"
   ? join(REPO_ROOT, "docs", "vm-console.png")
-  : join(REPO_ROOT, "tests", "e2e", ".artifacts", "vm-console.png");
+  : join(ARTIFACTS_DIR, "vm-console.png");
 /** The VM console after a graceful shutdown (test 4), for people to look at. */
 const SHUTDOWN_SHOT = join(ARTIFACTS_DIR, "vm-shutdown.png");
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const VIEWPORT = { width: 1280, height: 900 };
 
 /** Timeout (ms) of a single short wait (page load, element, ack). */
 const WAIT_MS = 10_000;
 /** Timeout (ms) of a whole round of VMs (a fraction of a second at --vm-time-scale 0.05). */
 const ROUND_MS = 30_000;
-
-const withTimeout = (promise, ms, what) => {
-  let timer;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
-    }),
-  ]);
-};
 
 /** The fast, always-succeeding simulated provisioner of the first two tests. */
 const FAST_VMS = ["--vm-time-scale", "0.05", "--vm-failure-rate", "0"];
@@ -82,51 +55,17 @@ const FAST_VMS = ["--vm-time-scale", "0.05", "--vm-failure-rate", "0"];
  * Starts the socketlet binary on a free port with `args`; resolves to
  * `{ url, line, logPath, pid, exited, stop() }` once it printed its
  * `socketlet listening on http://127.0.0.1:<port> ...` line (`line`). `exited` resolves to
- * `{ code, signal }`. The log goes to tests/e2e/.artifacts/vm-console-server-<name>-<pid>.log.
+ * `{ code, signal }`; `stop()` sends SIGTERM, then SIGKILL after 3 s. The log goes to
+ * tests/e2e/.artifacts/vm-console-server-<name>-<pid>-<n>.log.
  */
 function startServer(name, args) {
-  assert.ok(
-    existsSync(SERVER_BIN),
-    `socketlet binary not found at ${SERVER_BIN}; build it with ` +
-      "`cargo build -p socketlet-cli` or set SOCKETLET_BIN",
-  );
-  mkdirSync(ARTIFACTS_DIR, { recursive: true });
-  const logPath = join(ARTIFACTS_DIR, `vm-console-server-${name}-${process.pid}.log`);
-  const log = createWriteStream(logPath);
-  const proc = spawn(SERVER_BIN, ["--addr", "127.0.0.1:0", ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { RUST_LOG: "info", ...process.env },
+  return startSocketlet({
+    args,
+    label: name,
+    logPrefix: "vm-console-server",
+    stopSignal: "SIGTERM",
+    stopGraceMs: 3000,
   });
-  proc.stderr.pipe(log);
-  const exited = new Promise((r) => proc.once("exit", (code, signal) => r({ code, signal })));
-  const stop = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill("SIGTERM");
-    try {
-      await withTimeout(exited, 3000, "socketlet exit after SIGTERM");
-    } catch {
-      proc.kill("SIGKILL");
-      await withTimeout(exited, WAIT_MS, "socketlet exit after SIGKILL");
-    }
-  };
-  const listening = new Promise((resolveUrl, reject) => {
-    const rl = createInterface({ input: proc.stdout });
-    rl.on("line", (line) => {
-      const m = /^socketlet listening on (http:\/\/127\.0\.0\.1:(\d+))\b/.exec(line);
-      if (m) resolveUrl({ url: m[1], line });
-    });
-    proc.once("error", reject);
-    proc.once("exit", (code, signal) =>
-      reject(new Error(`socketlet exited (${code ?? signal}) before listening; log: ${logPath}`)),
-    );
-  });
-  return withTimeout(listening, WAIT_MS, "socketlet's listening line").then(
-    ({ url, line }) => ({ url, line, logPath, pid: proc.pid, exited, stop }),
-    async (err) => {
-      await stop().catch(() => {});
-      throw err;
-    },
-  );
 }
 
 /** `#rrggbb` -> `rgb(r, g, b)`, as getComputedStyle reports colours. */
@@ -180,31 +119,24 @@ const waitInPage = (page, predicate, arg, ms = WAIT_MS) =>
  * before rethrowing.
  */
 function suiteSetup(name, args, failureShot) {
-  const env = { server: null, context: null, page: null, userDataDir: null, consoleLines: [] };
+  const env = { server: null, browser: null, page: null, consoleLines: [] };
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
     env.server = await startServer(name, args);
-    env.userDataDir = mkdtempSync(join(tmpdir(), "socketlet-chromium-"));
-    env.context = await chromium.launchPersistentContext(env.userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      args: CHROMIUM_ARGS,
+    env.browser = await launchChromium({
       viewport: VIEWPORT,
       colorScheme: "light",
       reducedMotion: "reduce",
     });
-    env.context.setDefaultTimeout(WAIT_MS);
-    env.page = env.context.pages()[0] ?? (await env.context.newPage());
+    const { context } = env.browser;
+    env.page = context.pages()[0] ?? (await context.newPage());
     env.page.on("console", (m) => env.consoleLines.push(`${m.type()}: ${m.text()}`));
     env.page.on("pageerror", (e) => env.consoleLines.push(`pageerror: ${e.message}`));
   });
 
   after(async () => {
-    if (env.context) await withTimeout(env.context.close(), WAIT_MS, "browser close").catch(() => {});
+    if (env.browser) await env.browser.close();
     if (env.server) await env.server.stop().catch(() => {});
-    if (env.userDataDir) rmSync(env.userDataDir, { recursive: true, force: true });
   });
 
   /** Runs `body`; on failure saves a screenshot and the page's console before rethrowing. */

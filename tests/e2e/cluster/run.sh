@@ -9,7 +9,7 @@
 #   faults.test.mjs      Redis killed, shut down and frozen in the middle of traffic, then back
 #   throughput.test.mjs  a measurement: broadcast throughput of three nodes against one
 #   binary.test.mjs      the socketlet binary, three nodes with --redis, behind the nginx block of
-#                        SCALING.md (read from the file)
+#                        README.md (read from the file)
 # Every test starts its own redis-server, nginx and nodes on free ports of 127.0.0.1 (never the
 # machine's Redis on 6379) and stops them in `after` hooks.
 #
@@ -31,17 +31,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 ROOT="$(cd "$HERE/../../.." && pwd -P)"
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-ARTIFACTS="$ROOT/tests/e2e/.artifacts"
-PYTHON="${PYTHON:-python3}"
 TEST_FILES=(nginx.test.mjs mixed.test.mjs emitters.test.mjs faults.test.mjs throughput.test.mjs binary.test.mjs)
 # Hard limit of the whole run, in seconds (each test also has its own, much shorter, timeouts).
 SUITE_LIMIT=300
-
-: "${SOCKETLET_E2E_SERVER:=$ROOT/target/debug/examples/e2e_server}"
-: "${SOCKETLET_BIN:=$ROOT/target/debug/socketlet}"
-export SOCKETLET_E2E_SERVER SOCKETLET_BIN
-
-
 
 # The path of a program, also looking in the sbin directories (nginx lives in /usr/sbin, which
 # is not on every user's PATH); empty when there is none.
@@ -59,21 +51,7 @@ find_program() {
   printf '%s' "$p"
 }
 
-
-show_logs() {
-  printf '\nLogs (stdout and stderr of every process the tests started) are in %s\n' "$ARTIFACTS" >&2
-  local f
-  for f in "$ARTIFACTS"/cluster-*.log; do
-    [ -e "$f" ] || continue
-    printf -- '--- last lines of %s ---\n' "${f#"$ROOT"/}" >&2
-    tail -n 15 "$f" >&2 || true
-  done
-}
-
-[ -x "$SOCKETLET_E2E_SERVER" ] \
-  || die "no e2e server at $SOCKETLET_E2E_SERVER (cargo build -p socketlet --example e2e_server)"
-[ -x "$SOCKETLET_BIN" ] \
-  || die "no socketlet binary at $SOCKETLET_BIN (cargo build -p socketlet-cli)"
+e2e_binaries server socketlet
 
 # ---- redis-server and nginx (Debian packages), only when missing ----------------------------
 missing=()
@@ -90,63 +68,24 @@ REDIS_CLI="$(find_program redis-cli)"
 export REDIS_SERVER REDIS_CLI NGINX
 echo "$("$REDIS_SERVER" --version | cut -d' ' -f1-3), $("$NGINX" -v 2>&1)"
 
-# ---- Node and node_modules -------------------------------------------------------------------
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  apt_install nodejs npm
-fi
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-[ "$node_major" -ge 18 ] || die "Node.js >= 18 is needed for node --test, found $(node --version)"
-# npm ci (which starts from an empty node_modules) only when the lockfile or Node changed.
-npm_stamp="$HERE/node_modules/.package-lock.sha256"
-npm_hash="$(cat "$HERE/package.json" "$HERE/package-lock.json" | sha256sum | cut -d' ' -f1) $(node --version)"
-if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_hash" ]; then
-  (cd "$HERE" && npm ci --no-audit --no-fund)
-  printf '%s\n' "$npm_hash" >"$npm_stamp"
-else
-  echo "node_modules is up to date with package-lock.json"
-fi
-
-# ---- the Python venvs ------------------------------------------------------------------------
-command -v "$PYTHON" >/dev/null 2>&1 || apt_install python3 python3-venv
-# make_venv <dir> <requirements file>: (re)creates the venv when missing or broken, and
-# reinstalls when the requirements file or the venv's Python changed.
-make_venv() {
-  local venv="$1" req="$2"
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
-    # Debian ships venv without ensurepip unless python3-venv is installed.
-    if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-      apt_install python3-venv
-    fi
-    rm -rf "$venv"
-    echo "Creating $venv"
-    "$PYTHON" -m venv "$venv"
-  fi
-  local stamp="$venv/.requirements.sha256" hash
-  hash="$(sha256sum <"$req" | cut -d' ' -f1) $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')"
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
-    PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -r "$req"
-    printf '%s\n' "$hash" >"$stamp"
-  else
-    echo "$venv is up to date with $(basename "$req")"
-  fi
-  "$venv/bin/python" -c 'import sys; from importlib.metadata import version as v; print("Python", sys.version.split()[0], "python-socketio", v("python-socketio"), "redis", v("redis"))'
-}
+# ---- Node and node_modules, the Python venvs -------------------------------------------------
+need_node
+npm_ci "$HERE"
 make_venv "$HERE/.venv" "$HERE/requirements.txt"
 make_venv "$HERE/.venv-4.5.1" "$HERE/requirements-4.5.1.txt"
+for venv in "$HERE/.venv" "$HERE/.venv-4.5.1"; do
+  "$venv/bin/python" -c 'import sys; from importlib.metadata import version as v; print("Python", sys.version.split()[0], "python-socketio", v("python-socketio"), "redis", v("redis"))'
+done
 
 # ---- the tests -------------------------------------------------------------------------------
-mkdir -p "$ARTIFACTS"
-rm -f "$ARTIFACTS"/cluster-*.log
-node_test_flags=(--test --test-reporter=spec)
-# One test file at a time (they measure and kill things); the flag exists from Node 20.10 on.
-if grep -q -- '--test-concurrency' <<<"$(node --help)"; then
-  node_test_flags+=(--test-concurrency=1)
-fi
+mkdir -p "$E2E_ARTIFACTS"
+rm -f "$E2E_ARTIFACTS"/cluster-*.log
 if [ "$#" -gt 0 ]; then
   TEST_FILES=("$@")
 fi
-if ! (cd "$HERE" && with_limit node "${node_test_flags[@]}" "${TEST_FILES[@]}"); then
-  show_logs
+# One test file at a time (they measure and kill things).
+if ! node_test "$HERE" "${TEST_FILES[@]}"; then
+  show_logs 15 "$E2E_ARTIFACTS"/cluster-*.log
   die "the cluster e2e suite failed"
 fi
 echo "cluster e2e suite passed"

@@ -1,5 +1,5 @@
 // socket.io-client 2.x (Engine.IO v3 / Socket.IO protocol v4) against the e2e server:
 // the client default, HTTP long-polling then the upgrade to WebSocket, which must happen.
-import { defineV2Suite } from "./v2-suite.mjs";
+import { defineSuite } from "./suite.mjs";
 
-defineV2Suite("default");
+defineSuite("v2", "default");

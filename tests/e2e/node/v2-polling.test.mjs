@@ -1,5 +1,5 @@
 // socket.io-client 2.x (Engine.IO v3 / Socket.IO protocol v4) against the e2e server:
 // HTTP long-polling only (`transports: ["polling"]`); the transport must stay polling.
-import { defineV2Suite } from "./v2-suite.mjs";
+import { defineSuite } from "./suite.mjs";
 
-defineV2Suite("polling");
+defineSuite("v2", "polling");

@@ -1,5 +1,5 @@
 // socket.io-client 2.x (Engine.IO v3 / Socket.IO protocol v4) against the e2e server:
 // WebSocket only (`transports: ["websocket"]`).
-import { defineV2Suite } from "./v2-suite.mjs";
+import { defineSuite } from "./suite.mjs";
 
-defineV2Suite("websocket");
+defineSuite("v2", "websocket");

@@ -1,4 +1,4 @@
 // socket.io-client 4.x against the e2e server: WebSocket only (`transports: ["websocket"]`).
 import { defineSuite } from "./suite.mjs";
 
-defineSuite("websocket");
+defineSuite("v4", "websocket");

@@ -1,40 +1,17 @@
-"""python-socketio (synchronous ``socketio.Client``) against the e2e server.
+"""python-socketio 5.x (synchronous ``socketio.Client``, Engine.IO v4) against the e2e server.
 
-Every test runs once per transport setup: polling only, websocket only, and the default
-(polling, then upgrade to WebSocket). See tests/e2e/CONTRACT.md for what the server does.
+Once per transport setup (polling only, websocket only, the default: polling, then the upgrade),
+the tests of tests/e2e/pylib/client_tests.py, shared with the python-socketio 4.x suite, and
+those below, which use what only 5.x has (``auth``, ``get_sid``, CONNECT_ERROR data). See
+tests/e2e/CONTRACT.md for what the server does.
 """
 
-import itertools
-import os
-import threading
 import time
 
 import socketio
-
-from conftest import WAIT_S
-
-_ids = itertools.count(1)
-
-
-def uniq(prefix):
-    return f"{prefix}-{os.getpid()}-{next(_ids)}"
-
-
-def typed(value):
-    """A type-strict view of a decoded payload (``True == 1`` and ``1 == 1.0`` in plain Python)."""
-    if isinstance(value, (list, tuple)):
-        return [type(value).__name__, [typed(v) for v in value]]
-    if isinstance(value, dict):
-        return ["dict", {k: typed(v) for k, v in value.items()}]
-    return [type(value).__name__, value]
-
-
-def call(client, event, data=None, namespace=None, timeout=WAIT_S):
-    """``client.call`` with a timeout and a clear failure message."""
-    try:
-        return client.call(event, data, namespace=namespace, timeout=timeout)
-    except socketio.exceptions.TimeoutError:
-        raise AssertionError(f"no ack for {event!r} within {timeout} s") from None
+from client_tests import *  # noqa: F403 - the tests both python-socketio generations share
+from client_tests import call
+from e2e import EXPECTED_TRANSPORT, WAIT_S, run_bounded
 
 
 def failing_connect(client, timeout=10.0, **kwargs):
@@ -45,25 +22,16 @@ def failing_connect(client, timeout=10.0, **kwargs):
     over polling, waits for the pending long-poll GET to end: the server must answer it once it
     gets the CLOSE packet.)
     """
-    outcome = {}
-
-    def run():
-        try:
-            client.connect(**kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed over to the test
-            outcome["exc"] = exc
-        else:
-            outcome["exc"] = None
-
-    thread = threading.Thread(target=run, name="e2e-connect", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert "exc" in outcome, (
-        f"connect() did not return within {timeout} s after the refusal "
-        "(over polling: the server did not end the pending GET after the client's CLOSE packet?)"
-    )
-    assert isinstance(outcome["exc"], socketio.exceptions.ConnectionError), outcome["exc"]
-    return outcome["exc"]
+    try:
+        run_bounded(
+            lambda: client.connect(**kwargs),
+            timeout,
+            "connect() after the refusal (over polling: the server did not end the pending GET "
+            "after the client's CLOSE packet?)",
+        )
+    except socketio.exceptions.ConnectionError as exc:
+        return exc
+    raise AssertionError("connect() succeeded; it must fail")
 
 
 def test_connect_with_auth(make_client, setup_name):
@@ -72,7 +40,7 @@ def test_connect_with_auth(make_client, setup_name):
     (welcome,) = events.get("welcome")
     assert welcome == {"sid": client.get_sid("/"), "auth": auth, "protocol": 5}
 
-    expected = {"polling": "polling", "websocket": "websocket", "default": "websocket"}[setup_name]
+    expected = EXPECTED_TRANSPORT[setup_name]
     # python-engineio finishes the upgrade (if any) before connect() returns.
     assert client.transport() == expected
     for i in range(3):
@@ -117,90 +85,6 @@ def test_unknown_namespace_is_refused(make_client, server, transports):
     (error,) = events.get("/no-such-namespace:connect_error")
     # python-socketio passes the CONNECT_ERROR payload through as is.
     assert isinstance(error, dict) and error.get("message") == "Invalid namespace", error
-
-
-def test_echo_with_ack(make_client):
-    client, _ = make_client()
-    args = (
-        "plain ascii",
-        "héllo wörld — ünïcödé ✓",
-        "日本語 / emoji 😀🎉👍🏽 / flag 🇫🇷",
-        'control \x1e record separator, \n newline, "quotes", \\ backslash',
-        0,
-        -1,
-        3.14159,
-        2**53 - 1,
-        True,
-        None,
-        [],
-        {},
-        {"nested": {"deeper": [1, "two", {"three": 3}, None]}, "ключ": "значение"},
-    )
-    assert typed(call(client, "echo", args)) == typed(args)
-    # A single argument comes back as is (python-socketio unwraps one-element acks).
-    assert call(client, "echo", {"only": "one"}) == {"only": "one"}
-
-
-def test_echo_with_ack_binary(make_client):
-    client, _ = make_client()
-    big = bytes((i * 31) & 0xFF for i in range(50_000))
-    args = (
-        b"\x00\x01\xfe\xff",
-        "between binaries",
-        {"a": b"\x01\x02\x03", "nested": [{"deep": "héllo 😀".encode()}, 7, big]},
-        [b"\xff"],
-    )
-    assert typed(call(client, "echo", args, timeout=10)) == typed(args)
-
-
-def test_echo_without_ack(make_client):
-    client, events = make_client(record=("welcome", "echo"))
-    client.emit("echo", ("no ack 🚀", 7, {"deep": [None, b"\x01\x02"]}))
-    assert events.get("echo") == ("no ack 🚀", 7, {"deep": [None, b"\x01\x02"]})
-
-
-def test_binary_please(make_client):
-    client, _ = make_client()
-    assert call(client, "binary-please") == {"buf": b"\x01\x02\x03", "nested": [b"\xff"]}
-
-
-def test_ask_client(make_client, server, transports):
-    client, _ = make_client(connect=False)
-    questions = []
-
-    def on_question(question):
-        questions.append(question)
-        return f"answer to {question}"  # the return value is the ack
-
-    client.on("question", on_question)
-    client.connect(server.url, transports=transports, wait_timeout=WAIT_S)
-    reply = call(client, "ask-client", "what is 6×7? 🤔")
-    assert reply == {"answer": "answer to what is 6×7? 🤔"}
-    assert questions == ["what is 6×7? 🤔"]
-
-
-def test_rooms_and_to_room(make_client):
-    a, events_a = make_client(record=("room-message",))
-    b, events_b = make_client(record=("room-message",))
-    sid_a, sid_b = a.get_sid("/"), b.get_sid("/")
-    room = uniq("room")
-    only_b = uniq("only-b")
-
-    assert call(a, "join", room) == sorted([sid_a, room])
-    assert call(b, "join", room) == sorted([sid_b, room])
-    assert call(b, "join", only_b) == sorted([sid_b, room, only_b])
-
-    assert call(a, "to-room", (room, "hello 1")) is True
-    expected = {"room": room, "from": sid_a, "msg": "hello 1"}
-    assert events_a.get("room-message") == (expected,)
-    assert events_b.get("room-message") == (expected,)
-
-    assert call(b, "leave", room) == sorted([sid_b, only_b])
-    assert call(a, "to-room", (room, "hello 2")) is True
-    assert events_a.get("room-message") == ({"room": room, "from": sid_a, "msg": "hello 2"},)
-    # B left: the next thing it gets is a marker sent to a room it is still in.
-    assert call(a, "to-room", (only_b, "marker")) is True
-    assert events_b.get("room-message") == ({"room": only_b, "from": sid_a, "msg": "marker"},)
 
 
 def test_two_namespaces_one_client(make_client):

@@ -6,52 +6,26 @@ what that app's browsers did: connect, emit ``open_vms``, receive ``vm_progress`
 ``vm_response``, then get disconnected by the server.
 """
 
-import os
 import queue
-import re
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import socketio
+from e2e import start_socketlet
 
-REPO = Path(__file__).resolve().parents[3]
-BINARY = Path(os.environ.get("SOCKETLET_BIN", REPO / "target" / "debug" / "socketlet"))
 WAIT_S = 15.0
 
 
 @pytest.fixture(scope="module")
 def binary_url():
-    if not BINARY.exists():
-        pytest.fail(f"socketlet binary not found at {BINARY}; build it with `cargo build -p socketlet-cli`")
-    proc = subprocess.Popen(
-        [str(BINARY), "--addr", "127.0.0.1:0", "--vm-time-scale", "0.05", "--vm-failure-rate", "0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+    # Its log: tests/e2e/.artifacts/python-story-*.log.
+    binary = start_socketlet(
+        "python", label="story", args=("--vm-time-scale", "0.05", "--vm-failure-rate", "0")
     )
-    lines = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(raw.decode("utf-8", "replace")) for raw in proc.stdout],
-        daemon=True,
-    ).start()
-    try:
-        line = lines.get(timeout=10)
-    except queue.Empty:
-        proc.kill()
-        pytest.fail("the socketlet binary did not say where it listens within 10 s")
-    m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-    assert m, line
-    yield m.group(1)
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("the binary did not exit within 10 s of SIGTERM")
-    assert proc.returncode == 0, f"graceful shutdown exits 0, got {proc.returncode}"
+    yield binary.url
+    code = binary.terminate(timeout=10.0)
+    assert code == 0, f"graceful shutdown exits 0, got {code}"
 
 
 @pytest.mark.parametrize("transports", [["polling"], ["websocket"], None], ids=["polling", "websocket", "default"])

@@ -15,11 +15,7 @@ python-socketio 4.x differs from 5.x in ways these fixtures care about:
   close can never hold up the end of the test run.
 """
 
-import itertools
-import os
-import queue
-import re
-import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -29,42 +25,22 @@ import engineio
 import pytest
 import socketio
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SERVER_BIN = Path(
-    os.environ.get("SOCKETLET_E2E_SERVER")
-    or REPO_ROOT / "target" / "debug" / "examples" / "e2e_server"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+
+from e2e import (  # noqa: E402
+    CLIENT_OPTS,
+    SERVER_BIN,
+    WAIT_S,
+    listen,
+    run_bounded,
+    start_e2e_server,
 )
-ARTIFACTS_DIR = REPO_ROOT / "tests" / "e2e" / ".artifacts"
 
-#: Default timeout (seconds) of a single wait: an ack, an event, a connection.
-WAIT_S = 5.0
-#: How long the server gets to print ``LISTENING <port>``.
-STARTUP_S = 10.0
+# The fixtures setup_name and transports.
+pytest_plugins = ("e2e_fixtures",)
 
-TRANSPORT_SETUPS = {
-    "polling": ["polling"],
-    "websocket": ["websocket"],
-    # The client default: long-polling first, then the upgrade to WebSocket.
-    "default": None,
-}
-#: The transport in use once ``connect()`` returned (python-engineio 3.x upgrades inside it).
-EXPECTED_TRANSPORT = {"polling": "polling", "websocket": "websocket", "default": "websocket"}
-
-
-_ids = itertools.count(1)
-
-
-def uniq(prefix):
-    """A name no other test (or run) uses."""
-    return f"{prefix}-{os.getpid()}-{next(_ids)}"
-
-
-def call(client, event, data=None, namespace=None, timeout=WAIT_S):
-    """``client.call`` with a timeout and a clear failure message."""
-    try:
-        return client.call(event, data, namespace=namespace, timeout=timeout)
-    except socketio.exceptions.TimeoutError:
-        raise AssertionError(f"no ack for {event!r} within {timeout} s") from None
+#: The server logs: tests/e2e/.artifacts/python4-<python-socketio version>-<label>-….log.
+LOG_PREFIX = f"python4-{socketio.__version__}"
 
 
 def pytest_report_header(config):
@@ -74,78 +50,9 @@ def pytest_report_header(config):
     )
 
 
-class ServerProcess:
-    """A running e2e server; ``stop()`` kills it."""
-
-    _counter = 0
-
-    def __init__(self, port=0, label="server", args=()):
-        if not SERVER_BIN.exists():
-            raise RuntimeError(
-                f"e2e server binary not found at {SERVER_BIN}; build it with "
-                "`cargo build -p socketlet --example e2e_server` or set SOCKETLET_E2E_SERVER"
-            )
-        ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-        ServerProcess._counter += 1
-        self.log_path = (
-            ARTIFACTS_DIR
-            / f"python4-{socketio.__version__}-{label}-{os.getpid()}-{ServerProcess._counter}.log"
-        )
-        env = {"RUST_LOG": "info,socketlet=debug,socketlet_engine=debug,e2e_server=debug"}
-        env.update(os.environ)
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [str(SERVER_BIN), "--port", str(port), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-        )
-        lines = queue.Queue()
-
-        def pump():
-            # Keeps draining stdout for the lifetime of the process.
-            for raw in self.proc.stdout:
-                lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                line = lines.get(timeout=max(remaining, 0.001))
-            except queue.Empty:
-                self.stop()
-                raise RuntimeError(self._failure(f'no "LISTENING <port>" within {STARTUP_S} s'))
-            if line is None:
-                self.stop()
-                raise RuntimeError(
-                    self._failure(f"server exited before listening (code {self.proc.returncode})")
-                )
-            m = re.fullmatch(r"LISTENING (\d+)\s*", line)
-            if m:
-                self.port = int(m.group(1))
-                self.url = f"http://127.0.0.1:{self.port}"
-                return
-
-    def _failure(self, msg):
-        self._log.flush()
-        tail = self.log_path.read_bytes()[-4000:].decode("utf-8", "replace")
-        return f"{msg}\n--- server stderr (tail, full log: {self.log_path}) ---\n{tail}"
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(timeout=5)
-        finally:
-            self._log.close()
-
-
 @pytest.fixture(scope="session")
 def server():
-    srv = ServerProcess(label="server")
+    srv = start_e2e_server(LOG_PREFIX, label="server")
     yield srv
     srv.stop()
 
@@ -153,58 +60,11 @@ def server():
 @pytest.fixture(scope="module")
 def fast_ping_server():
     """A server with a 400 ms ping interval and a 600 ms ping timeout."""
-    srv = ServerProcess(label="fast-ping", args=("--ping-interval", "400", "--ping-timeout", "600"))
+    srv = start_e2e_server(
+        LOG_PREFIX, label="fast-ping", args=("--ping-interval", "400", "--ping-timeout", "600")
+    )
     yield srv
     srv.stop()
-
-
-@pytest.fixture(params=list(TRANSPORT_SETUPS), ids=list(TRANSPORT_SETUPS))
-def setup_name(request):
-    """The transport setup: runs each test that uses it once per setup."""
-    return request.param
-
-
-@pytest.fixture
-def transports(setup_name):
-    return TRANSPORT_SETUPS[setup_name]
-
-
-class Events:
-    """Thread-safe recorder of the events a client receives, with timed waits."""
-
-    def __init__(self):
-        self._q = queue.Queue()
-
-    def handler(self, name):
-        def record(*args):
-            self._q.put((name, args))
-
-        return record
-
-    def get(self, name=None, timeout=WAIT_S):
-        """Returns the args of the next recorded event (of ``name`` if given, skipping others)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                got, args = self._q.get(timeout=max(remaining, 0.001))
-            except queue.Empty:
-                raise AssertionError(
-                    f"timed out after {timeout} s waiting for event {name or '(any)'!r}"
-                ) from None
-            if name is None or got == name:
-                return args
-
-    def drain(self, settle=0.0):
-        """Returns (and forgets) everything recorded so far, after ``settle`` seconds."""
-        if settle:
-            time.sleep(settle)
-        out = []
-        while True:
-            try:
-                out.append(self._q.get_nowait())
-            except queue.Empty:
-                return out
 
 
 class _DaemonThreadsEngineIOClient(engineio.Client):
@@ -234,30 +94,6 @@ class Client(socketio.Client):
         return _DaemonThreadsEngineIOClient
 
 
-def run_bounded(fn, timeout, what):
-    """Runs ``fn()`` in a daemon thread; returns its result or fails after ``timeout`` seconds.
-
-    Used for calls of the client that have no timeout of their own (e.g. the WebSocket
-    handshake in ``connect()``: websocket-client waits forever by default).
-    """
-    outcome = {}
-
-    def run():
-        try:
-            outcome["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed over to the caller
-            outcome["exc"] = exc
-
-    thread = threading.Thread(target=run, name=f"e2e-{what}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise AssertionError(f"{what} did not return within {timeout} s")
-    if "exc" in outcome:
-        raise outcome["exc"]
-    return outcome.get("value")
-
-
 @pytest.fixture
 def make_client(server, transports):
     """Factory of clients: ``make_client(...)`` returns ``(client, events)``.
@@ -279,24 +115,13 @@ def make_client(server, transports):
         connect=True,
         wait_welcome=True,
     ):
-        client = Client(
-            reconnection=True,
-            reconnection_delay=0.1,
-            reconnection_delay_max=0.2,
-            randomization_factor=0,
-            request_timeout=WAIT_S,
-        )
+        client = Client(**CLIENT_OPTS)
         clients.append(client)
-        events = Events()
+        # The welcome is always recorded (connecting means waiting for it).
         record = tuple(record)
         if "welcome" not in record:
             record += ("welcome",)
-        for nsp in namespaces:
-            for name in record:
-                key = name if nsp == "/" else f"{nsp}:{name}"
-                client.on(name, events.handler(key), namespace=nsp)
-        for (name, nsp), fn in (handlers or {}).items():
-            client.on(name, fn, namespace=nsp)
+        events = listen(client, namespaces, record, handlers)
         if connect:
             run_bounded(
                 lambda: client.connect(

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WAIT_S, call, uniq
+from client_tests import call
+from e2e import WAIT_S, uniq
 
 HERE = Path(__file__).resolve().parent
 NODE_SCRIPT = HERE / "node_clients" / "room_client.mjs"
@@ -24,9 +25,9 @@ NODE_MODULES = HERE.parent / "node" / "node_modules"
 
 
 def to_wire(value):
-    """Python value -> the JSON the Node script takes (bytes as ``{"$bin": hex}``)."""
+    """Python value -> the JSON the Node script takes (bytes as ``{"$bytes": hex}``)."""
     if isinstance(value, bytes):
-        return {"$bin": value.hex()}
+        return {"$bytes": value.hex()}
     if isinstance(value, (list, tuple)):
         return [to_wire(v) for v in value]
     if isinstance(value, dict):
@@ -35,12 +36,12 @@ def to_wire(value):
 
 
 def from_wire(value):
-    """The JSON the Node script prints -> Python value (``{"$bin": hex}`` as bytes)."""
+    """The JSON the Node script prints -> Python value (``{"$bytes": hex}`` as bytes)."""
     if isinstance(value, list):
         return [from_wire(v) for v in value]
     if isinstance(value, dict):
-        if set(value) == {"$bin"}:
-            return bytes.fromhex(value["$bin"])
+        if set(value) == {"$bytes"}:
+            return bytes.fromhex(value["$bytes"])
         return {k: from_wire(v) for k, v in value.items()}
     return value
 

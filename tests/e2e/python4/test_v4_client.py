@@ -1,23 +1,18 @@
 """python-socketio 4.x (synchronous ``socketio.Client``, Engine.IO v3) against the e2e server.
 
-Every test runs once per transport setup: polling only, websocket only, and the default
-(polling, then upgrade to WebSocket). See tests/e2e/CONTRACT.md for what the server does.
+Once per transport setup (polling only, websocket only, the default: polling, then the upgrade),
+the tests of tests/e2e/pylib/client_tests.py, shared with the python-socketio 5.x suite, and
+those below, for what differs in 4.x or in Engine.IO v3 (the query instead of ``auth``, ERROR
+packets, the client's heartbeat, text payload framing). See tests/e2e/CONTRACT.md for what the
+server does.
 """
 
 import time
 
 import requests
-
-from conftest import EXPECTED_TRANSPORT, WAIT_S, call, run_bounded, uniq
-
-
-def typed(value):
-    """A type-strict view of a decoded payload (``True == 1`` and ``1 == 1.0`` in plain Python)."""
-    if isinstance(value, (list, tuple)):
-        return [type(value).__name__, [typed(v) for v in value]]
-    if isinstance(value, dict):
-        return ["dict", {k: typed(v) for k, v in value.items()}]
-    return [type(value).__name__, value]
+from client_tests import *  # noqa: F403 - the tests both python-socketio generations share
+from client_tests import call
+from e2e import EXPECTED_TRANSPORT, WAIT_S, run_bounded
 
 
 def test_connect(make_client, setup_name):
@@ -62,108 +57,6 @@ def test_refused_connect(make_client):
     # The refusal is per connection: the next client gets in.
     ok, _ = make_client()
     assert call(ok, "echo", "fine") == "fine"
-
-
-ECHO_ARGS = (
-    "plain ascii",
-    "héllo wörld — ünïcödé ✓",
-    "日本語 / emoji 😀🎉👍🏽 / flag 🇫🇷",
-    'control \x1e record separator, \n newline, "quotes", \\ backslash, 12:34 colon',
-    "",
-    0,
-    -1,
-    3.14159,
-    -2.5e-7,
-    2**53 - 1,
-    True,
-    False,
-    None,
-    [],
-    {},
-    {"nested": {"deeper": [1, "two", {"three": 3}, None, [[[]]]]}, "ключ": "значение"},
-)
-
-
-def test_echo_with_ack(make_client):
-    # Non-BMP text (emoji) is fine here over polling because each ack is alone in its payload;
-    # see test_polling_payload_lengths_count_utf16_units for python-engineio 3.x and the others.
-    client, _ = make_client()
-    assert typed(call(client, "echo", ECHO_ARGS)) == typed(ECHO_ARGS)
-    # A single argument comes back as is (python-socketio unwraps one-element acks).
-    assert call(client, "echo", {"only": "one 😀"}) == {"only": "one 😀"}
-    assert call(client, "echo", "😀" * 1000) == "😀" * 1000
-
-
-def test_echo_with_ack_binary(make_client):
-    client, _ = make_client()
-    big = bytes((i * 31) & 0xFF for i in range(50_000))
-    args = (
-        b"\x00\x01\xfe\xff",
-        "between binaries ✓",
-        {"a": b"\x01\x02\x03", "nested": [{"deep": "héllo 😀".encode()}, 7, big]},
-        [b"\xff"],
-    )
-    assert typed(call(client, "echo", args, timeout=10)) == typed(args)
-    assert call(client, "echo", b"\x00" * 3) == b"\x00" * 3
-    # No empty attachment (b""): the server sends it right (a binary message holding only the
-    # Engine.IO type byte 0x04) but python-engineio 3.x decodes a packet of length 1 as data=None,
-    # so the client hands back None in its place.
-
-
-def test_echo_without_ack(make_client):
-    client, events = make_client(record=("echo",))
-    client.emit("echo", ("no ack 🚀", 7, {"deep": [None, b"\x01\x02"]}))
-    assert events.get("echo") == ("no ack 🚀", 7, {"deep": [None, b"\x01\x02"]})
-
-
-def test_binary_please(make_client):
-    client, _ = make_client()
-    assert call(client, "binary-please") == {"buf": b"\x01\x02\x03", "nested": [b"\xff"]}
-
-
-def test_ask_client(make_client):
-    questions = []
-
-    def on_question(question):
-        questions.append(question)
-        return f"answer to {question}"  # the return value is the ack
-
-    client, _ = make_client(handlers={("question", "/"): on_question})
-    reply = call(client, "ask-client", "what is 6×7? 🤔")
-    assert reply == {"answer": "answer to what is 6×7? 🤔"}
-    assert questions == ["what is 6×7? 🤔"]
-
-
-def test_rooms_and_to_room(make_client):
-    a, events_a = make_client(record=("room-message",))
-    b, events_b = make_client(record=("room-message",))
-    # Socket.IO v4: the socket of "/" has the Engine.IO session id as its id.
-    sid_a, sid_b = a.sid, b.sid
-    room = uniq("room ✓")
-    only_b = uniq("only-b")
-
-    assert call(a, "join", room) == sorted([sid_a, room])
-    assert call(b, "join", room) == sorted([sid_b, room])
-    assert call(b, "join", only_b) == sorted([sid_b, room, only_b])
-
-    assert call(a, "to-room", (room, "hello 1")) is True
-    expected = {"room": room, "from": sid_a, "msg": "hello 1"}
-    assert events_a.get("room-message") == (expected,)
-    assert events_b.get("room-message") == (expected,)
-
-    # Binary in a room broadcast.
-    assert call(b, "to-room", (room, {"bin": b"\x00\xff", "n": 2})) is True
-    expected = {"room": room, "from": sid_b, "msg": {"bin": b"\x00\xff", "n": 2}}
-    assert events_a.get("room-message") == (expected,)
-    assert events_b.get("room-message") == (expected,)
-
-    assert call(b, "leave", room) == sorted([sid_b, only_b])
-    assert call(a, "to-room", (room, "hello 2")) is True
-    assert events_a.get("room-message") == ({"room": room, "from": sid_a, "msg": "hello 2"},)
-    # B left: the next thing it gets is a marker sent to a room it is still in.
-    assert call(a, "to-room", (only_b, "marker")) is True
-    assert events_b.get("room-message") == ({"room": only_b, "from": sid_a, "msg": "marker"},)
-    assert events_a.drain(settle=0.2) == [], "A is not in only-b"
 
 
 def test_admin_namespace_same_connection(make_client):

@@ -32,11 +32,12 @@ def decode(value):
     return value
 
 
-def main():
-    url, ops = sys.argv[1], json.loads(sys.argv[2])
-    mgr = socketio.RedisManager(url, write_only=True)
+def apply(mgr, ops, allowed=None):
+    """Runs the operations of OPS_JSON on ``mgr`` (only those named in ``allowed``, if given)."""
     for op in ops:
         name, args = op[0], op[1:]
+        if allowed is not None and name not in allowed:
+            raise SystemExit(f"unknown operation {name!r}")
         if name == "emit":
             event, data, kwargs = args
             mgr.emit(event, decode(data), **kwargs)
@@ -59,6 +60,11 @@ def main():
                               "namespace": namespace or "/", "host_id": mgr.host_id})
         else:
             raise SystemExit(f"unknown operation {name!r}")
+
+
+def main():
+    url, ops = sys.argv[1], json.loads(sys.argv[2])
+    apply(socketio.RedisManager(url, write_only=True), ops)
     print(f"python-socketio {version('python-socketio')}: published {len(ops)} operation(s)")
 
 

@@ -22,7 +22,7 @@ from importlib.metadata import version
 
 import socketio
 
-from json_emitter import decode
+from json_emitter import apply
 
 
 def main():
@@ -36,16 +36,7 @@ def main():
                 return self.redis.publish(self.channel, pickle.dumps(data, protocol=protocol))
     else:
         Manager = socketio.RedisManager
-    mgr = Manager(url, write_only=True)
-    for op in ops:
-        name, args = op[0], op[1:]
-        if name == "emit":
-            event, data, kwargs = args
-            mgr.emit(event, decode(data), **kwargs)
-        elif name == "close_room":
-            mgr.close_room(*args)
-        else:
-            raise SystemExit(f"unknown operation {name!r}")
+    apply(Manager(url, write_only=True), ops, allowed=("emit", "close_room"))
     print(f"python-socketio {version('python-socketio')}: published {len(ops)} pickled operation(s)")
 
 

@@ -13,13 +13,14 @@
 // and reads one JSON command per line on stdin:
 //   {"seq":N,"emit":"<event>","args":[...]}             emits with an ack
 //   {"exit":true}                                       disconnects and exits
-// Binary travels as {"$bin":"<hex>"} both ways. The process exits by itself after LIFETIME_MS,
-// when stdin closes, or on "exit".
+// Binary travels as {"$bytes":"<hex>"} both ways (normalizeBinary of ../../lib/client.mjs). The
+// process exits by itself after LIFETIME_MS, when stdin closes, or on "exit".
 
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { normalizeBinary as toJson } from "../../lib/client.mjs";
 
 const LIFETIME_MS = 60_000;
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -37,24 +38,11 @@ const connectFn = typeof io === "function" ? io : io.io;
 
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
-function toJson(value) {
-  if (Buffer.isBuffer(value)) return { $bin: value.toString("hex") };
-  if (value instanceof ArrayBuffer) return { $bin: Buffer.from(value).toString("hex") };
-  if (ArrayBuffer.isView(value)) {
-    return { $bin: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("hex") };
-  }
-  if (Array.isArray(value)) return value.map(toJson);
-  if (value && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toJson(v)]));
-  }
-  return value;
-}
-
 function fromJson(value) {
   if (Array.isArray(value)) return value.map(fromJson);
   if (value && typeof value === "object") {
-    if (typeof value.$bin === "string" && Object.keys(value).length === 1) {
-      return Buffer.from(value.$bin, "hex");
+    if (typeof value.$bytes === "string" && Object.keys(value).length === 1) {
+      return Buffer.from(value.$bytes, "hex");
     }
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fromJson(v)]));
   }
