@@ -8,8 +8,8 @@ mod vm;
 use bytes::Bytes;
 use clap::Parser;
 use http::{header, Method, Request, Response, StatusCode};
-use serde_json::{json, Value};
-use socketlet::{Cors, Socket, SocketIo};
+use serde_json::json;
+use socketlet::{AckSender, Cors, Data, Socket, SocketIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
@@ -69,14 +69,17 @@ struct Args {
     /// How the VM console opens VMs: `simulated`, or `command` (runs --vm-command per VM).
     #[arg(long, env = "SOCKETLET_VM_PROVISIONER", default_value = "simulated")]
     vm_provisioner: ProvisionerKind,
-    /// The program the command provisioner runs, with `name vcpus memory_mb image` as arguments
-    /// and VM_NAME, VM_VCPUS, VM_MEMORY_MB, VM_IMAGE in its environment.
+    /// The program the command provisioner runs per VM, as `PROGRAM [--vm-command-arg...] --
+    /// name vcpus memory_mb image` (the `--` ends its options: a VM's fields are never read as
+    /// options), with VM_NAME, VM_VCPUS, VM_MEMORY_MB, VM_IMAGE in its environment. Names start
+    /// with a letter or a digit; images are the catalogue's only. It runs in a process group of
+    /// its own, killed whole at its timeout or at the end of the shutdown grace period.
     #[arg(long, env = "SOCKETLET_VM_COMMAND")]
     vm_command: Option<std::path::PathBuf>,
-    /// Arguments put before the VM's own (repeatable).
+    /// Arguments put before the `--` and the VM's own (repeatable).
     #[arg(long = "vm-command-arg", allow_hyphen_values = true)]
     vm_command_args: Vec<String>,
-    /// Seconds the command may run before it is killed.
+    /// Seconds the command may run before it is killed (with its process group).
     #[arg(long, env = "SOCKETLET_VM_COMMAND_TIMEOUT", default_value_t = 300.0)]
     vm_command_timeout: f64,
     /// Seconds one `open_vms` request may take in all (one deadline for the whole batch).
@@ -85,6 +88,14 @@ struct Args {
     /// VMs opened at the same time, across all clients.
     #[arg(long, env = "SOCKETLET_VM_CONCURRENCY", default_value_t = 4)]
     vm_concurrency: u32,
+    /// VMs waiting for a free slot, across all clients; an `open_vms` past it is refused in its
+    /// ack ("the server is busy").
+    #[arg(long, env = "SOCKETLET_VM_MAX_QUEUED", default_value_t = vm::DEFAULT_MAX_QUEUED)]
+    vm_max_queued: usize,
+    /// VMs one client may have queued or opening at once; an `open_vms` past it is refused in
+    /// its ack. A client's queued VMs are cancelled when it disconnects.
+    #[arg(long, env = "SOCKETLET_VM_MAX_PER_CLIENT", default_value_t = vm::DEFAULT_MAX_PER_CLIENT)]
+    vm_max_per_client: usize,
     /// Keep the client connected after `vm_response` (the story's server disconnected it).
     #[arg(long, env = "SOCKETLET_VM_KEEP_CONNECTED")]
     vm_keep_connected: bool,
@@ -151,15 +162,21 @@ fn console(args: &Args) -> Result<vm::Console, String> {
                         program,
                         args: args.vm_command_args.clone(),
                         timeout: secs(args.vm_command_timeout),
+                        images: vm::catalog_images(),
                     }),
                     name,
                     false,
                 )
             }
         };
+    let limits = vm::Limits {
+        max_concurrent: args.vm_concurrency,
+        max_queued: args.vm_max_queued,
+        max_per_client: args.vm_max_per_client,
+    };
     Ok(vm::Console::new(
         provisioner,
-        args.vm_concurrency,
+        limits,
         secs(args.vm_deadline),
         !args.vm_keep_connected,
         name,
@@ -200,25 +217,36 @@ fn allowed_hosts(list: &[String], addr: SocketAddr) -> socketlet::AllowedHosts {
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-async fn stop_signal() {
+/// ctrl-c and SIGTERM, listened to from the moment this is made (a signal that comes before
+/// anyone awaits it is not lost, nor does it kill the process).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Resolves on the next ctrl-c or SIGTERM.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(term) = self.term.as_mut() {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -310,45 +338,55 @@ fn now_ms() -> u64 {
 }
 
 /// The demo's events: `echo`, `join`, `chat`, and the VM console's.
+/// A chat message as the demo page sends it.
+#[derive(serde::Deserialize)]
+struct ChatIn {
+    room: String,
+    text: String,
+}
+
+/// A chat message as the room gets it.
+#[derive(serde::Serialize)]
+struct ChatOut<'a> {
+    room: &'a str,
+    from: &'a str,
+    text: &'a str,
+    at: u64,
+}
+
 fn demo(io: &SocketIo, console: vm::Console) {
     io.of("/").on_connect(move |socket: Socket| {
         console.attach(&socket);
         tracing::info!(id = %socket.id(), transport = socket.transport().as_str(), "connected");
-        socket.on("echo", |_socket, ev| async move {
-            if let Some(ack) = ev.ack {
-                let _ = ack.send(ev.data);
-            }
+        socket.on("echo", |data: Data, ack: AckSender| async move {
+            let _ = ack.send(data);
         });
-        socket.on("join", |socket, ev| async move {
-            // Bounded: short names, and at most 32 rooms per socket (its own id included).
-            if let Some(room) = ev.data.str(0).filter(|r| !r.is_empty() && r.len() <= 64) {
-                if socket.rooms().len() < 32 {
+        socket.on(
+            "join",
+            |socket: Socket, socketlet::Args(room): socketlet::Args<String>, ack: AckSender| async move {
+                // Bounded: short names, and at most 32 rooms per socket (its own id included).
+                if !room.is_empty() && room.len() <= 64 && socket.rooms().len() < 32 {
                     socket.join([room]);
                 }
-            }
-            if let Some(ack) = ev.ack {
-                let _ = ack.send(json!(socket.rooms()));
-            }
-        });
-        socket.on("chat", |socket, ev| async move {
-            let msg = ev.data.args.first().cloned().unwrap_or(Value::Null);
-            let room = msg
-                .get("room")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let text = msg.get("text").and_then(Value::as_str).unwrap_or_default();
-            if room.is_empty() || text.is_empty() || text.len() > 2000 {
+                let _ = ack.send(socket.rooms());
+            },
+        );
+        socket.on("chat", |socket: Socket, socketlet::Args(msg): socketlet::Args<ChatIn>| async move {
+            if msg.room.is_empty() || msg.text.is_empty() || msg.text.len() > 2000 {
                 return;
             }
-            let _ = socket.ns().to(room.clone()).emit(
-                "chat",
-                json!({"room": room, "from": socket.id(), "text": text, "at": now_ms()}),
-            );
+            let out = ChatOut {
+                room: &msg.room,
+                from: socket.id(),
+                text: &msg.text,
+                at: now_ms(),
+            };
+            let _ = socket.ns().to(msg.room.clone()).emit("chat", &out);
         });
-        socket.on_disconnect(|socket, reason| {
+        socket.on_disconnect(|socket, reason| async move {
             tracing::info!(id = %socket.id(), %reason, "disconnected");
         });
+        async {}
     });
 }
 
@@ -438,13 +476,15 @@ async fn run(args: Args) -> Result<(), StartError> {
     let listener = socketlet::bind(args.addr)
         .map_err(|e| StartError(format!("cannot listen on {} (--addr): {e}", args.addr)))?;
     let local = listener.local_addr().unwrap_or(args.addr);
+    // Signals are caught from here on: a SIGTERM right after the line below stops gracefully.
+    let mut signals = StopSignals::new();
     // One line on standard output (logs go to standard error), for people and scripts alike.
     println!(
         "socketlet listening on http://{local} (Socket.IO at {}, client bundle {})",
         io.config().engine.path,
         assets::CLIENT_VERSION.unwrap_or("not embedded")
     );
-    socketlet::serve(listener, service, stop_signal())
+    socketlet::serve(listener, service, signals.next())
         .await
         .map_err(|e| StartError(format!("the listener on {local} failed: {e}")))?;
     // Graceful shutdown: no new connections; clients are told; running jobs get the grace period
@@ -457,7 +497,7 @@ async fn run(args: Args) -> Result<(), StartError> {
     );
     tokio::select! {
         _ = jobs.shutdown(grace) => {}
-        _ = stop_signal() => tracing::warn!("second signal: not waiting for jobs"),
+        _ = signals.next() => tracing::warn!("second signal: not waiting for jobs"),
     }
     io.close();
     // Give the transports a moment to deliver the close packets.

@@ -1,10 +1,15 @@
 //! Opening a virtual machine: the provisioner interface, a simulated provisioner (the default),
 //! and a command provisioner that runs a configured program per VM.
+//!
+//! What a client sends ends up as a program's arguments and environment, so it is checked twice:
+//! by the console when the request arrives ([`VmConfig::validate_for`]) and by the command
+//! provisioner before it runs anything. A name never starts with `-` (nor `.` or `_`), an image
+//! is one of the configured catalogue's (never absolute, never with `..`), and the VM's own
+//! arguments come after `--`, so the program's option parser never reads them as options.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use socketlet::adapter::BoxFuture;
-use socketlet::jobs::JobContext;
+use socketlet_jobs::{BoxFuture, JobContext};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -13,25 +18,32 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 /// What the console asks for: one VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmConfig {
-    /// A name, 1 to 64 characters of letters, digits, `-`, `_` and `.`.
+    /// A name, 1 to 64 characters of letters, digits, `-`, `_` and `.`, starting with a letter
+    /// or a digit (so never with `-`: it is never read as an option).
     pub name: String,
     /// Virtual CPUs, 1 to 64.
     pub vcpus: u32,
     /// Memory in MiB, 128 to 262144.
     pub memory_mb: u32,
-    /// The disk image, 1 to 128 characters of letters, digits, `-`, `_`, `.` and `/`.
+    /// The disk image: one of the console's catalogue ([`VmConfig::validate_for`]); in any case
+    /// 1 to 128 characters of letters, digits, `-`, `_`, `.` and `/`, starting with a letter or a
+    /// digit (never absolute, never an option) and without `..`.
     pub image: String,
 }
 
 impl VmConfig {
-    /// Checks the fields (they end up as program arguments and environment variables).
+    /// Checks the fields' shape (they end up as program arguments and environment variables).
     pub fn validate(&self) -> Result<(), String> {
         let ok_chars = |s: &str, extra: &[char]| {
-            s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c) || extra.contains(&c))
+            s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c) || extra.contains(&c))
         };
-        if self.name.is_empty() || self.name.len() > 64 || !ok_chars(&self.name, &[]) {
-            return Err(format!("bad VM name {:?}", self.name));
+        if self.name.len() > 64 || !ok_chars(&self.name, &[]) {
+            return Err(format!(
+                "bad VM name {:?}: 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or a digit",
+                self.name
+            ));
         }
         if !(1..=64).contains(&self.vcpus) {
             return Err(format!("{}: vcpus must be 1 to 64", self.name));
@@ -39,12 +51,20 @@ impl VmConfig {
         if !(128..=262_144).contains(&self.memory_mb) {
             return Err(format!("{}: memory_mb must be 128 to 262144", self.name));
         }
-        if self.image.is_empty()
-            || self.image.len() > 128
-            || !ok_chars(&self.image, &['/'])
-            || self.image.starts_with('-')
-        {
+        if self.image.len() > 128 || !ok_chars(&self.image, &['/']) || self.image.contains("..") {
             return Err(format!("{}: bad image {:?}", self.name, self.image));
+        }
+        Ok(())
+    }
+
+    /// [`VmConfig::validate`], and the image must be one of `images` (the catalogue's).
+    pub fn validate_for(&self, images: &[String]) -> Result<(), String> {
+        self.validate()?;
+        if !images.contains(&self.image) {
+            return Err(format!(
+                "{}: image {:?} is not in the catalogue",
+                self.name, self.image
+            ));
         }
         Ok(())
     }
@@ -108,24 +128,31 @@ impl Provisioner for Simulated {
     }
 }
 
-/// Runs `program` once per VM, with the VM's fields as arguments (`name vcpus memory_mb image`)
-/// and as environment variables (`VM_NAME`, `VM_VCPUS`, `VM_MEMORY_MB`, `VM_IMAGE`).
+/// Runs `program` once per VM as `program [args...] -- name vcpus memory_mb image`, with the
+/// VM's fields also in the environment (`VM_NAME`, `VM_VCPUS`, `VM_MEMORY_MB`, `VM_IMAGE`). The
+/// `--` ends the program's options: whatever a VM is called, the program never reads it as one.
 ///
 /// - exit status 0: the VM is open; the result is the program's standard output parsed as JSON,
 ///   or `{"output": "<stdout>"}` when it is not JSON;
 /// - any other status: failed, with the last line of standard error (or the status);
-/// - still running after `timeout`: killed, and failed.
+/// - still running after `timeout`, or still running when the server's shutdown grace period
+///   ends: killed, and failed. The program runs in a process group of its own, and the whole
+///   group is killed (`kill -KILL -<pgid>`), so the children it started go too. A program that
+///   exits by itself keeps whatever it left running in the background (a daemonised VM).
 ///
-/// A line `PROGRESS <fraction> <message>` on standard output reports progress. Output is read up
-/// to 64 KiB.
+/// A VM whose name or image is refused ([`VmConfig::validate_for`] with `images`) fails without
+/// running anything. A line `PROGRESS <fraction> <message>` on standard output reports progress.
+/// Output is read up to 64 KiB.
 #[derive(Debug, Clone)]
 pub struct Command {
     /// The program.
     pub program: PathBuf,
-    /// Arguments before the VM's own.
+    /// Arguments before the `--` and the VM's own.
     pub args: Vec<String>,
     /// The longest a program may run.
     pub timeout: Duration,
+    /// The images a VM may ask for (the console's catalogue).
+    pub images: Vec<String>,
 }
 
 const MAX_OUTPUT: u64 = 64 * 1024;
@@ -139,8 +166,11 @@ impl Provisioner for Command {
 
 impl Command {
     async fn run(&self, vm: VmConfig, ctx: JobContext) -> Result<Value, String> {
+        // Checked by the console too; this is the last door before a program sees the fields.
+        vm.validate_for(&self.images)?;
         let mut child = tokio::process::Command::new(&self.program)
             .args(&self.args)
+            .arg("--")
             .arg(&vm.name)
             .arg(vm.vcpus.to_string())
             .arg(vm.memory_mb.to_string())
@@ -152,9 +182,15 @@ impl Command {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group (pgid = its pid), so that it can be killed with its children.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("{}: cannot run {}: {e}", vm.name, self.program.display()))?;
+        // Declared after `child`, so dropped before it: if this future is dropped (the shutdown
+        // grace period ended), the group is killed while the leader is still unreaped, so its
+        // pid, the group's id, cannot have been reused.
+        let mut group = GroupKiller(child.id());
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let read_stdout = async {
@@ -185,9 +221,13 @@ impl Command {
             (child.wait().await, out, err)
         };
         let (status, out, err) = match tokio::time::timeout(self.timeout, run).await {
-            Ok(done) => done,
+            Ok(done) => {
+                // It exited (and was reaped): what it left in the background stays.
+                group.disarm();
+                done
+            }
             Err(_) => {
-                // `kill_on_drop` ends the program when `child` goes out of scope below.
+                group.kill().await;
                 return Err(format!(
                     "{}: {} timed out after {} s and was killed",
                     vm.name,
@@ -213,6 +253,64 @@ impl Command {
     }
 }
 
+/// Kills a command's whole process group, unless disarmed: when [`GroupKiller::kill`] is called,
+/// or at the latest when it is dropped.
+struct GroupKiller(Option<u32>);
+
+impl GroupKiller {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+
+    /// Kills the group now, without blocking the runtime.
+    async fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let killed = tokio::process::Command::new("kill")
+                .args(kill_group_args(pgid))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await;
+            log_kill(pgid, killed);
+        }
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        // The future was dropped mid-run: no runtime to await on, so this blocks for the
+        // millisecond `kill` takes.
+        if let Some(pgid) = self.0.take() {
+            let killed = std::process::Command::new("kill")
+                .args(kill_group_args(pgid))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            log_kill(pgid, killed);
+        }
+    }
+}
+
+/// `kill -s KILL -- -<pgid>`: every process of the group (the workspace forbids `unsafe`, so no
+/// `killpg` from libc; the `kill` program does it).
+fn kill_group_args(pgid: u32) -> [String; 4] {
+    ["-s".into(), "KILL".into(), "--".into(), format!("-{pgid}")]
+}
+
+fn log_kill(pgid: u32, killed: std::io::Result<std::process::ExitStatus>) {
+    match killed {
+        Ok(status) if status.success() => {}
+        // The group is already gone: nothing to kill.
+        Ok(_) => tracing::debug!(pgid, "no process left in the group"),
+        Err(e) => tracing::warn!(
+            pgid,
+            "cannot run `kill` for the command's process group: {e}"
+        ),
+    }
+}
+
 fn parse_progress(line: &str) -> Option<(f32, String)> {
     let rest = line.strip_prefix("PROGRESS ")?;
     let (fraction, message) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -222,7 +320,7 @@ fn parse_progress(line: &str) -> Option<(f32, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socketlet::jobs::{InProcessBackend, JobEventKind, Jobs, Outcome};
+    use socketlet_jobs::{InProcessBackend, JobEventKind, Jobs, Outcome};
     use std::sync::Arc;
 
     fn vm(name: &str, image: &str) -> VmConfig {
@@ -234,9 +332,17 @@ mod tests {
         }
     }
 
+    /// The images the tests' command provisioners accept.
+    fn images() -> Vec<String> {
+        ["debian-12.qcow2", "pg.qcow2", "missing.qcow2", "x.qcow2"]
+            .map(String::from)
+            .to_vec()
+    }
+
     #[test]
     fn validation_refuses_what_could_become_a_flag_or_a_path_trick() {
         assert!(vm("web-1", "debian-12.qcow2").validate().is_ok());
+        assert!(vm("web-1", "base/debian-12.qcow2").validate().is_ok());
         assert!(vm("", "x").validate().is_err());
         assert!(vm("a b", "x").validate().is_err());
         assert!(vm("a;rm", "x").validate().is_err());
@@ -245,6 +351,49 @@ mod tests {
         let mut big = vm("ok", "x");
         big.vcpus = 0;
         assert!(big.validate().is_err());
+    }
+
+    /// Issue 19, finding E: names that a program's option parser would read as options.
+    #[test]
+    fn names_that_look_like_options_are_refused() {
+        for name in ["--help", "--force", "-rf", "-", ".", "..", "_x", ".hidden"] {
+            let err = vm(name, "debian-12.qcow2")
+                .validate_for(&images())
+                .expect_err(name);
+            assert!(err.contains("bad VM name"), "{name}: {err}");
+        }
+        assert_eq!(
+            vm("web-1", "debian-12.qcow2").validate_for(&images()),
+            Ok(())
+        );
+    }
+
+    /// Issue 19, finding E: images that become paths outside the catalogue.
+    #[test]
+    fn images_outside_the_catalogue_are_refused() {
+        for image in [
+            "../../../../etc/shadow",
+            "/etc/passwd",
+            "images/../../etc/passwd",
+            "..",
+            "--help",
+        ] {
+            // Refused by their shape, catalogue or not.
+            assert!(vm("web-1", image).validate().is_err(), "{image}");
+            let mut catalogue = images();
+            catalogue.push(image.to_owned());
+            assert!(
+                vm("web-1", image).validate_for(&catalogue).is_err(),
+                "{image}"
+            );
+        }
+        let err = vm("web-1", "not-in-catalogue.qcow2")
+            .validate_for(&images())
+            .expect_err("not in the catalogue");
+        assert_eq!(
+            err,
+            "web-1: image \"not-in-catalogue.qcow2\" is not in the catalogue"
+        );
     }
 
     #[test]
@@ -258,27 +407,38 @@ mod tests {
         assert_eq!(parse_progress("hello"), None);
     }
 
-    /// Writes an executable script into a fresh temporary directory.
-    fn script(name: &str, body: &str) -> PathBuf {
+    /// A fresh temporary directory.
+    fn temp_dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "socketlet-provision-{}-{}",
             std::process::id(),
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
+        dir
+    }
+
+    /// Writes an executable script into a fresh temporary directory.
+    fn script(name: &str, body: &str) -> PathBuf {
+        let path = temp_dir().join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
     }
 
-    async fn open_with(
-        provisioner: Command,
-        vms: Vec<VmConfig>,
-    ) -> (Vec<Outcome>, Vec<JobEventKind>) {
+    fn command(program: PathBuf, args: &[&str], timeout: Duration) -> Command {
+        Command {
+            program,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            timeout,
+            images: images(),
+        }
+    }
+
+    fn jobs_of(provisioner: Command) -> Jobs {
         let p = Arc::new(provisioner);
-        let jobs = Jobs::new(
+        Jobs::new(
             InProcessBackend::new(4).register("open_vm", move |ctx, input| {
                 let p = p.clone();
                 async move {
@@ -286,7 +446,14 @@ mod tests {
                     p.open(vm, ctx).await
                 }
             }),
-        );
+        )
+    }
+
+    async fn open_with(
+        provisioner: Command,
+        vms: Vec<VmConfig>,
+    ) -> (Vec<Outcome>, Vec<JobEventKind>) {
+        let jobs = jobs_of(provisioner);
         let batch = jobs
             .submit_batch(
                 vms.into_iter()
@@ -303,19 +470,15 @@ mod tests {
     async fn command_success_passes_fields_and_parses_json_output() {
         let program = script(
             "ok.sh",
-            r#"echo "PROGRESS 0.5 starting $1"
+            r#"echo "PROGRESS 0.5 starting $2"
 echo "{\"name\":\"$VM_NAME\",\"args\":\"$*\",\"mem\":$VM_MEMORY_MB}""#,
         );
-        let cmd = Command {
-            program,
-            args: vec![],
-            timeout: Duration::from_secs(10),
-        };
+        let cmd = command(program, &[], Duration::from_secs(10));
         let (outcomes, events) = open_with(cmd, vec![vm("db-1", "pg.qcow2")]).await;
         assert_eq!(
             outcomes,
             vec![Outcome::Done(json!({
-                "name": "db-1", "args": "db-1 2 2048 pg.qcow2", "mem": 2048
+                "name": "db-1", "args": "-- db-1 2 2048 pg.qcow2", "mem": 2048
             }))]
         );
         assert!(events.contains(&JobEventKind::Progress {
@@ -324,14 +487,53 @@ echo "{\"name\":\"$VM_NAME\",\"args\":\"$*\",\"mem\":$VM_MEMORY_MB}""#,
         }));
     }
 
+    /// Issue 19, finding E: `--` ends the program's options before the VM's own arguments.
+    #[tokio::test]
+    async fn command_gets_a_double_dash_before_the_vm_arguments() {
+        let program = script("argv.sh", r#"for a in "$@"; do echo "arg=$a"; done"#);
+        let cmd = command(
+            program,
+            &["--connect", "qemu:///system"],
+            Duration::from_secs(10),
+        );
+        let (outcomes, _) = open_with(cmd, vec![vm("web-1", "debian-12.qcow2")]).await;
+        let argv = "arg=--connect\narg=qemu:///system\narg=--\narg=web-1\narg=2\narg=2048\narg=debian-12.qcow2";
+        assert_eq!(outcomes, vec![Outcome::Done(json!({ "output": argv }))]);
+    }
+
+    /// Issue 19, finding E: the provisioner itself refuses what the console should have, and
+    /// runs nothing for it.
+    #[tokio::test]
+    async fn command_refuses_option_names_and_foreign_images_without_running() {
+        let ran = temp_dir().join("ran");
+        let program = script("touch.sh", &format!("echo \"$@\" >> {}", ran.display()));
+        let cmd = command(program, &[], Duration::from_secs(10));
+        let bad = vec![
+            vm("--help", "debian-12.qcow2"),
+            vm("--force", "debian-12.qcow2"),
+            vm("-rf", "debian-12.qcow2"),
+            vm("-", "debian-12.qcow2"),
+            vm("web-1", "../../../../etc/shadow"),
+            vm("web-2", "/etc/passwd"),
+            vm("web-3", "not-in-catalogue.qcow2"),
+        ];
+        let (outcomes, _) = open_with(cmd, bad).await;
+        assert_eq!(outcomes.len(), 7);
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::Failed(why) => {
+                    assert!(why.contains("bad") || why.contains("catalogue"), "{why}")
+                }
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+        assert!(!ran.exists(), "the program ran for a refused VM");
+    }
+
     #[tokio::test]
     async fn command_failure_reports_stderr() {
         let program = script("fail.sh", "echo 'no such image' >&2\nexit 3");
-        let cmd = Command {
-            program,
-            args: vec![],
-            timeout: Duration::from_secs(10),
-        };
+        let cmd = command(program, &[], Duration::from_secs(10));
         let (outcomes, _) = open_with(cmd, vec![vm("web-1", "missing.qcow2")]).await;
         assert_eq!(
             outcomes,
@@ -339,18 +541,67 @@ echo "{\"name\":\"$VM_NAME\",\"args\":\"$*\",\"mem\":$VM_MEMORY_MB}""#,
         );
     }
 
-    #[tokio::test]
-    async fn command_that_hangs_is_killed_at_its_timeout() {
-        let marker = std::env::temp_dir().join(format!("socketlet-hang-{}", rand::random::<u32>()));
-        let program = script(
+    /// Whether process `pid` is alive: `kill -0` reaches it and it is not a zombie (a killed
+    /// orphan waits for init to reap it, and init in a container may never do so).
+    fn alive(pid: &str) -> bool {
+        let reached = std::process::Command::new("kill")
+            .args(["-0", pid])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // `pid (comm) S ...`: the state follows the last ')'.
+                let rest = &stat[stat.rfind(')')? + 1..];
+                rest.split_whitespace().next().map(|state| state == "Z")
+            })
+            .unwrap_or(false);
+        reached && !zombie
+    }
+
+    /// Waits (up to 5 s) until none of `pids` is alive; the ones still alive.
+    async fn survivors(pids: &[String]) -> Vec<String> {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left: Vec<String> = pids.iter().filter(|p| alive(p)).cloned().collect();
+            if left.is_empty() || Instant::now() > until {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A script that starts a child `sleep 60`, writes "<its pid> <the child's pid>" to `marker`,
+    /// and waits for the child.
+    fn hanging_script(marker: &std::path::Path) -> PathBuf {
+        script(
             "hang.sh",
-            &format!("echo $$ > {}\nsleep 30\necho late", marker.display()),
-        );
-        let cmd = Command {
-            program,
-            args: vec![],
-            timeout: Duration::from_millis(500),
-        };
+            &format!(
+                "sleep 60 &\necho \"$$ $!\" > {}.tmp\nmv {0}.tmp {0}\nwait\necho late",
+                marker.display()
+            ),
+        )
+    }
+
+    /// Waits (up to 10 s) for the pids the hanging script writes.
+    async fn pids_in(marker: &std::path::Path) -> Vec<String> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(marker) {
+                return text.split_whitespace().map(str::to_owned).collect();
+            }
+            assert!(Instant::now() < until, "the script did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Issue 19, finding E: at its timeout the command is killed with its whole process group:
+    /// the child `sleep` it started does not survive it.
+    #[tokio::test]
+    async fn command_that_hangs_is_killed_with_its_children_at_its_timeout() {
+        let marker = temp_dir().join("pids");
+        let cmd = command(hanging_script(&marker), &[], Duration::from_secs(1));
         let started = Instant::now();
         let (outcomes, _) = open_with(cmd, vec![vm("slow-1", "x.qcow2")]).await;
         assert!(
@@ -361,12 +612,45 @@ echo "{\"name\":\"$VM_NAME\",\"args\":\"$*\",\"mem\":$VM_MEMORY_MB}""#,
             Outcome::Failed(why) => assert!(why.contains("timed out"), "{why}"),
             other => panic!("expected a failure, got {other:?}"),
         }
-        // The program itself is gone: its pid no longer exists (give the kill a moment).
-        let pid = std::fs::read_to_string(&marker).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(
-            !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
-            "the hung program was not killed"
+        let pids = pids_in(&marker).await;
+        assert_eq!(pids.len(), 2, "{pids:?}");
+        assert_eq!(
+            survivors(&pids).await,
+            Vec::<String>::new(),
+            "the program (pid {}) or its child sleep (pid {}) survived",
+            pids[0],
+            pids[1]
+        );
+    }
+
+    /// Issue 19, finding E: when the server's shutdown grace period ends, a command still running
+    /// is killed with its whole process group.
+    #[tokio::test]
+    async fn command_still_running_when_the_shutdown_grace_ends_is_killed_with_its_children() {
+        let marker = temp_dir().join("pids");
+        let cmd = command(hanging_script(&marker), &[], Duration::from_secs(300));
+        let jobs = jobs_of(cmd);
+        let batch = jobs
+            .submit_batch([(
+                "open_vm",
+                serde_json::to_value(vm("slow-1", "x.qcow2")).unwrap(),
+            )])
+            .unwrap();
+        let pids = pids_in(&marker).await;
+        assert_eq!(pids.len(), 2, "{pids:?}");
+        let started = Instant::now();
+        jobs.shutdown(Duration::from_millis(300)).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let results = batch
+            .wait(tokio::time::Instant::now() + Duration::from_secs(5), |_| {})
+            .await;
+        assert_eq!(results[0].1, Outcome::Running, "abandoned at the grace end");
+        assert_eq!(
+            survivors(&pids).await,
+            Vec::<String>::new(),
+            "the program (pid {}) or its child sleep (pid {}) survived",
+            pids[0],
+            pids[1]
         );
     }
 

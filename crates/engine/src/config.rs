@@ -12,17 +12,43 @@ use std::time::Duration;
 /// as `context`).
 pub type AllowRequest = Arc<dyn Fn(&Parts) -> Result<(), String> + Send + Sync>;
 
-/// Which transports clients may use.
+/// Which transports clients may use. Default: both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Transports {
-    /// HTTP long-polling. Default: on.
+    /// HTTP long-polling.
     pub polling: bool,
-    /// WebSocket. Default: on.
+    /// WebSocket.
     pub websocket: bool,
+}
+
+impl Transports {
+    /// Long-polling and WebSocket, with the upgrade between them (the default).
+    pub const ALL: Transports = Transports {
+        polling: true,
+        websocket: true,
+    };
+    /// Long-polling only (old proxies that break WebSocket).
+    pub const POLLING_ONLY: Transports = Transports {
+        polling: true,
+        websocket: false,
+    };
+    /// WebSocket only (clients with `transports: ["websocket"]`; no sticky sessions needed).
+    pub const WEBSOCKET_ONLY: Transports = Transports {
+        polling: false,
+        websocket: true,
+    };
+}
+
+impl Default for Transports {
+    fn default() -> Self {
+        Transports::ALL
+    }
 }
 
 /// The `io` cookie set on the handshake response, for sticky load balancing.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Cookie {
     /// Cookie name. Default: `io`.
     pub name: String,
@@ -140,10 +166,7 @@ impl Default for EngineConfig {
             ping_timeout: Duration::from_millis(20_000),
             upgrade_timeout: Duration::from_millis(10_000),
             max_payload: 1_000_000,
-            transports: Transports {
-                polling: true,
-                websocket: true,
-            },
+            transports: Transports::ALL,
             allow_upgrades: true,
             compression_threshold: Some(1024),
             cookie: None,
@@ -230,8 +253,8 @@ impl EngineConfig {
     }
 
     /// Sets [`EngineConfig::transports`].
-    pub fn with_transports(mut self, polling: bool, websocket: bool) -> Self {
-        self.transports = Transports { polling, websocket };
+    pub fn with_transports(mut self, transports: Transports) -> Self {
+        self.transports = transports;
         self
     }
 

@@ -5,6 +5,7 @@ use crate::config::EngineConfig;
 use crate::cors;
 use crate::query::Query;
 use crate::socket::{Message, RemoteAddr, RequestInfo, Sid, Socket};
+use crate::sync::{read, write};
 use crate::transport::{polling, websocket};
 use http::{Method, Request, Response, StatusCode};
 use socketlet_engineio_proto::session::{CloseReason, Session, Timing, Transport};
@@ -21,6 +22,11 @@ pub trait EngineHandler: Send + Sync + 'static {
     fn on_message(&self, socket: &Arc<Socket>, msg: Message);
     /// The session closed, once, for `reason`. No message follows.
     fn on_close(&self, socket: &Arc<Socket>, reason: CloseReason);
+
+    /// The session moved from long-polling to WebSocket. Default: nothing.
+    fn on_upgrade(&self, socket: &Arc<Socket>) {
+        let _ = socket;
+    }
 }
 
 pub(crate) struct Shared {
@@ -33,18 +39,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn remove(&self, sid: Sid) {
-        self.sessions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&sid);
+        write(&self.sessions).remove(&sid);
     }
 
     fn get(&self, sid: Sid) -> Option<Arc<Socket>> {
-        self.sessions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&sid)
-            .cloned()
+        read(&self.sessions).get(&sid).cloned()
     }
 
     pub(crate) fn timing(&self) -> Timing {
@@ -126,23 +125,12 @@ impl Engine {
 
     /// How many sessions the engine holds.
     pub fn session_count(&self) -> usize {
-        self.shared
-            .sessions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        read(&self.shared.sessions).len()
     }
 
     /// Closes every session for `reason` (used when shutting down).
     pub fn close_all(&self, reason: CloseReason) {
-        let all: Vec<Arc<Socket>> = self
-            .shared
-            .sessions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let all: Vec<Arc<Socket>> = read(&self.shared.sessions).values().cloned().collect();
         for s in all {
             s.close_with(reason, true);
         }
@@ -329,11 +317,7 @@ impl Engine {
         socket.push_control(socketlet_engineio_proto::Packet::Open(
             handshake.to_json(version).into(),
         ));
-        shared
-            .sessions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(sid, socket.clone());
+        write(&shared.sessions).insert(sid, socket.clone());
         tracing::debug!(%sid, ?version, websocket, "handshake");
 
         let mut res = if websocket {

@@ -2,22 +2,15 @@
 
 use std::fmt;
 
-/// Why a message could not be queued for a client.
+/// Why a message could not be queued for a client. Either way the session is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     /// The session is closed. Nothing more can be sent to it.
     Closed,
     /// The client fell `max_buffered_packets` behind; the session has been closed (the policy
     /// documented on [`crate::EngineConfig::max_buffered_packets`]).
     Full,
-}
-
-impl SendError {
-    /// Whether the session is over. Always true: both variants end the connection; the method
-    /// exists so callers state the question rather than assume the answer.
-    pub fn ends_connection(self) -> bool {
-        true
-    }
 }
 
 impl fmt::Display for SendError {

@@ -30,6 +30,7 @@ mod query;
 mod service;
 mod sid;
 mod socket;
+pub mod sync;
 mod transport;
 
 pub use body::ResponseBody;

@@ -265,7 +265,7 @@ impl Socket {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock would be a bug in this crate; the state is still
         // consistent enough to close the session, so recover the guard rather than propagate.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Sends one message (see [`Socket::send_all`]).

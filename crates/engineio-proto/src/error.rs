@@ -53,6 +53,7 @@ impl ErrorCode {
 /// Why bytes from a client could not be decoded. Every variant is fatal for the session that sent
 /// them: the engine closes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// An empty packet (no type character).
     Empty,

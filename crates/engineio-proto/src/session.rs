@@ -30,6 +30,7 @@ pub enum Transport {
 
 /// Why a session ended. The engine reports it to the layer above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The client sent a CLOSE packet.
     ClientClose,

@@ -9,7 +9,7 @@ use rmpv::Value as Mp;
 use serde_json::{json, Value};
 use socketlet::adapter::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Room};
 use socketlet::socketio_proto::{Packet, PacketData};
-use socketlet::{AckResponses, Data, LocalAcks, Namespace, SocketInfo};
+use socketlet::{AckResponses, Data, Disconnect, LocalAcks, LocalNamespace, SocketInfo};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -256,11 +256,11 @@ pub(crate) fn socket_from(nsp: &str, v: &Value) -> Option<SocketInfo> {
 impl<W: Wire> Adapter for RedisAdapter<W> {
     fn broadcast(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         packet: Packet,
         opts: BroadcastOptions,
     ) -> Result<(), AdapterError> {
-        ns.local_broadcast(&packet, &opts);
+        local.broadcast(&packet, &opts);
         if opts.local {
             return Ok(());
         }
@@ -272,13 +272,13 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
 
     fn broadcast_with_ack(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         packet: Packet,
         opts: BroadcastOptions,
         timeout: Duration,
     ) -> BoxFuture<'static, AckResponses> {
         if opts.local {
-            return Box::pin(ns.local_broadcast_with_ack(packet, &opts, timeout));
+            return Box::pin(local.broadcast_with_ack(packet, &opts, timeout));
         }
         let request_id = random_id(16);
         let pending = self.node.expect_answers(&request_id);
@@ -289,7 +289,7 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
             }
             None => Ok(()),
         };
-        let local = ns.local_broadcast_acks(packet, &opts);
+        let local = local.broadcast_acks(packet, &opts);
         let remote = published.map(|()| pending);
         Box::pin(gather_acks(
             self.node.clone(),
@@ -302,10 +302,10 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
 
     fn fetch_sockets(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         opts: BroadcastOptions,
     ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
-        let local: Vec<SocketInfo> = ns.local_sockets(&opts).iter().map(|s| s.info()).collect();
+        let local: Vec<SocketInfo> = local.fetch_sockets(&opts);
         if opts.local {
             return Box::pin(async move { Ok(local) });
         }
@@ -342,11 +342,11 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
 
     fn add_sockets(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        ns.local_add_sockets(&opts, &rooms);
+        local.add_sockets(&opts, &rooms);
         self.then_remote(&opts, || {
             self.wire
                 .sockets_join(&self.node, &self.nsp, &opts, &rooms, true)
@@ -355,11 +355,11 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
 
     fn del_sockets(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        ns.local_del_sockets(&opts, &rooms);
+        local.del_sockets(&opts, &rooms);
         self.then_remote(&opts, || {
             self.wire
                 .sockets_join(&self.node, &self.nsp, &opts, &rooms, false)
@@ -368,20 +368,24 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
 
     fn disconnect_sockets(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         opts: BroadcastOptions,
-        close: bool,
+        how: Disconnect,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        ns.local_disconnect_sockets(&opts, close);
+        local.disconnect_sockets(&opts, how);
         self.then_remote(&opts, || {
-            self.wire
-                .disconnect_sockets(&self.node, &self.nsp, &opts, close)
+            self.wire.disconnect_sockets(
+                &self.node,
+                &self.nsp,
+                &opts,
+                how == Disconnect::Connection,
+            )
         })
     }
 
     fn server_side_emit(
         &self,
-        _ns: &Namespace,
+        _local: &LocalNamespace,
         event: &str,
         data: Data,
     ) -> Result<(), AdapterError> {
@@ -389,11 +393,11 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
             .server_side_emit(&self.node, &self.nsp, event, data)
     }
 
-    fn room_created(&self, _ns: &Namespace, room: &str, private: bool) {
+    fn room_created(&self, _local: &LocalNamespace, room: &str, private: bool) {
         self.wire.room_changed(&self.node, &self.nsp, room, private);
     }
 
-    fn room_deleted(&self, _ns: &Namespace, room: &str, private: bool) {
+    fn room_deleted(&self, _local: &LocalNamespace, room: &str, private: bool) {
         self.wire.room_changed(&self.node, &self.nsp, room, private);
     }
 }
@@ -473,13 +477,13 @@ pub(crate) enum AckReply {
 /// Runs another node's broadcast with acks on this node's sockets: `reply` gets the count at
 /// once, then each ack as it comes (until `timeout`).
 pub(crate) fn serve_acks(
-    ns: &Namespace,
+    local: &LocalNamespace,
     packet: Packet,
     opts: &BroadcastOptions,
     timeout: Duration,
     reply: impl Fn(AckReply) + Send + 'static,
 ) {
-    let mut acks = ns.local_broadcast_acks(packet, opts);
+    let mut acks = local.broadcast_acks(packet, opts);
     reply(AckReply::Count(acks.expected()));
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;

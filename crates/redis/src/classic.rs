@@ -160,7 +160,7 @@ pub(crate) fn on_broadcast(node: &Arc<Node>, payload: &[u8]) {
     let Some(ns) = node.io().and_then(|io| io.namespace(&packet.nsp)) else {
         return;
     };
-    ns.local_broadcast(&packet, &opts_from(opts.as_ref()));
+    ns.local().broadcast(&packet, &opts_from(opts.as_ref()));
 }
 
 fn respond(node: &Arc<Node>, nsp: &str, value: Value) {
@@ -195,7 +195,8 @@ pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
     match req.get("type").and_then(Value::as_u64) {
         Some(SOCKETS) => {
             let ids: Vec<String> = ns
-                .local_sockets(&opts)
+                .local()
+                .sockets(&opts)
                 .iter()
                 .map(|s| s.id().to_owned())
                 .collect();
@@ -209,12 +210,12 @@ pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
             respond(
                 node,
                 nsp,
-                json!({ "requestId": request_id, "rooms": ns.local_rooms() }),
+                json!({ "requestId": request_id, "rooms": ns.local().rooms() }),
             );
         }
         Some(REMOTE_JOIN) => {
             if req.get("opts").is_some() {
-                ns.local_add_sockets(&opts, &rooms_arg());
+                ns.local().add_sockets(&opts, &rooms_arg());
             } else if let Some(s) = single() {
                 if let Some(room) = req.get("room").and_then(Value::as_str) {
                     s.join([room]);
@@ -224,7 +225,7 @@ pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
         }
         Some(REMOTE_LEAVE) => {
             if req.get("opts").is_some() {
-                ns.local_del_sockets(&opts, &rooms_arg());
+                ns.local().del_sockets(&opts, &rooms_arg());
             } else if let Some(s) = single() {
                 if let Some(room) = req.get("room").and_then(Value::as_str) {
                     s.leave(room);
@@ -235,7 +236,12 @@ pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
         Some(REMOTE_DISCONNECT) => {
             let close = req.get("close").and_then(Value::as_bool).unwrap_or(false);
             if req.get("opts").is_some() {
-                ns.local_disconnect_sockets(&opts, close);
+                let how = if close {
+                    socketlet::Disconnect::Connection
+                } else {
+                    socketlet::Disconnect::Namespace
+                };
+                ns.local().disconnect_sockets(&opts, how);
             } else if let Some(s) = single() {
                 if close {
                     s.close_connection();
@@ -247,7 +253,8 @@ pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
         }
         Some(REMOTE_FETCH) => {
             let sockets: Vec<Value> = ns
-                .local_sockets(&opts)
+                .local()
+                .sockets(&opts)
                 .iter()
                 .map(|s| socket_json(&s.info()))
                 .collect();
@@ -288,7 +295,7 @@ pub(crate) fn on_request(node: &Arc<Node>, nsp: &str, (req, bins): Answer) {
                 .map_or(Duration::from_secs(5), Duration::from_millis);
             let node = node.clone();
             let nsp = nsp.to_owned();
-            serve_acks(&ns, packet, &opts, timeout, move |reply| {
+            serve_acks(ns.local(), packet, &opts, timeout, move |reply| {
                 let answer = match reply {
                     AckReply::Count(n) => json!({
                         "type": BROADCAST_CLIENT_COUNT, "requestId": request_id, "clientCount": n,

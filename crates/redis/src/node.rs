@@ -43,9 +43,7 @@ impl fmt::Debug for Node {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use socketlet::engine::sync::lock;
 
 /// A random id of `n` URL-safe characters.
 pub(crate) fn random_id(n: usize) -> String {
@@ -179,7 +177,7 @@ impl Node {
 
     // ---- dispatch ----
 
-    fn dispatch(self: &Arc<Self>, channel: &str, payload: &[u8]) {
+    pub(crate) fn dispatch(self: &Arc<Self>, channel: &str, payload: &[u8]) {
         if self.config.python_channel.as_deref() == Some(channel) {
             crate::python::handle(self, payload);
             return;
@@ -588,12 +586,13 @@ impl Node {
                 continue;
             };
             if mode.has_channel(false) {
-                check.extend(ns.local_rooms().into_iter().map(|r| (nsp.clone(), r)));
+                check.extend(ns.local().rooms().into_iter().map(|r| (nsp.clone(), r)));
             }
             if mode.has_channel(true) {
                 let all = socketlet::adapter::BroadcastOptions::default();
                 check.extend(
-                    ns.local_sockets(&all)
+                    ns.local()
+                        .sockets(&all)
                         .iter()
                         .map(|s| (nsp.clone(), s.id().to_owned())),
                 );
@@ -641,7 +640,7 @@ impl Node {
             let wanted = io
                 .as_ref()
                 .and_then(|io| io.namespace(&nsp))
-                .is_some_and(|ns| ns.has_local_room(&room));
+                .is_some_and(|ns| ns.local().has_room(&room));
             let result = if wanted && !room_channels.contains(&channel) {
                 room_channels.insert(channel.clone());
                 redis::cmd("SSUBSCRIBE")
@@ -663,5 +662,38 @@ impl Node {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Node {
+    /// A node with uid `uid` that never connects to Redis (the URL is only parsed): what it
+    /// publishes comes out of the returned receiver, and what it receives is what a test hands
+    /// to [`Node::dispatch`].
+    pub(crate) fn detached(
+        config: RedisConfig,
+        uid: &str,
+    ) -> (Arc<Node>, mpsc::Receiver<(String, Vec<u8>)>) {
+        let client = redis::Client::open(config.url.as_str()).expect("a Redis URL");
+        let (queue, rx) = mpsc::channel(config.publish_queue.max(1));
+        let node = Arc::new(Node {
+            uid: uid.to_owned(),
+            config,
+            commands: Commands::new(client.clone()),
+            client,
+            queue,
+            io: OnceLock::new(),
+            namespaces: Mutex::default(),
+            rooms_to_check: Mutex::default(),
+            subscriptions_changed: Notify::new(),
+            pending: Mutex::default(),
+            publish_failing: AtomicBool::new(false),
+        });
+        (node, rx)
+    }
+
+    /// Delivers to `io` what [`Node::dispatch`] gets, without a subscriber.
+    pub(crate) fn attach_detached(&self, io: &SocketIo) {
+        let _ = self.io.set(io.downgrade());
     }
 }

@@ -107,7 +107,7 @@ pub(crate) fn handle(node: &Arc<Node>, payload: &[u8]) {
                     rooms: vec![room.clone()],
                     ..Default::default()
                 };
-                ns.local_del_sockets(&opts, &[room]);
+                ns.local().del_sockets(&opts, &[room]);
             }
         }
         // `callback` answers go to the python server that asked; nothing for this node.

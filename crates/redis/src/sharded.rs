@@ -231,12 +231,14 @@ pub(crate) fn on_message(node: &Arc<Node>, payload: &[u8]) {
     let request_id = data.get("requestId").cloned();
     match kind {
         BROADCAST => {
-            let Some(packet) = data.get("packet").and_then(|p| packet_from(p, bins)) else {
+            let Some(mut packet) = data.get("packet").and_then(|p| packet_from(p, bins)) else {
                 tracing::debug!("ignored a sharded broadcast that is not an event");
                 return;
             };
+            // Node's cluster messages name the namespace beside the packet, not in it.
+            packet.nsp = nsp.to_owned();
             let Some(request_id) = request_id else {
-                ns.local_broadcast(&packet, &opts);
+                ns.local().broadcast(&packet, &opts);
                 return;
             };
             let timeout = data
@@ -247,7 +249,7 @@ pub(crate) fn on_message(node: &Arc<Node>, payload: &[u8]) {
                 .map_or(Duration::from_secs(5), Duration::from_millis);
             let (node, to, nsp) = (node.clone(), uid.to_owned(), nsp.to_owned());
             let request_id = msgpack::from_json(&request_id, &[]);
-            serve_acks(&ns, packet, &opts, timeout, move |reply| {
+            serve_acks(ns.local(), packet, &opts, timeout, move |reply| {
                 let (kind, data) = match reply {
                     AckReply::Count(n) => (
                         BROADCAST_CLIENT_COUNT,
@@ -267,15 +269,21 @@ pub(crate) fn on_message(node: &Arc<Node>, payload: &[u8]) {
                 respond(&node, &to, &nsp, kind, data);
             });
         }
-        SOCKETS_JOIN => ns.local_add_sockets(&opts, &rooms()),
-        SOCKETS_LEAVE => ns.local_del_sockets(&opts, &rooms()),
+        SOCKETS_JOIN => ns.local().add_sockets(&opts, &rooms()),
+        SOCKETS_LEAVE => ns.local().del_sockets(&opts, &rooms()),
         DISCONNECT_SOCKETS => {
             let close = data.get("close").and_then(Value::as_bool).unwrap_or(false);
-            ns.local_disconnect_sockets(&opts, close);
+            let how = if close {
+                socketlet::Disconnect::Connection
+            } else {
+                socketlet::Disconnect::Namespace
+            };
+            ns.local().disconnect_sockets(&opts, how);
         }
         FETCH_SOCKETS => {
             let sockets: Vec<Mp> = ns
-                .local_sockets(&opts)
+                .local()
+                .sockets(&opts)
                 .iter()
                 .map(|s| msgpack::from_json(&socket_json(&s.info()), &[]))
                 .collect();

@@ -111,7 +111,7 @@ async fn until_subscribed(redis: &RedisServer, nsp: &str, n: usize) {
 
 /// A server whose sockets join the room named by the `room` query parameter.
 fn rooms_from_query(io: &SocketIo) {
-    io.of("/").on_connect(|socket: Socket| {
+    io.of("/").on_connect(|socket: Socket| async move {
         if let Some(room) = socket.query("room") {
             socket.join([room]);
         }

@@ -4,19 +4,22 @@
 //! Run: `cargo run -p socketlet --example axum`, then connect a client to `http://127.0.0.1:3001`.
 
 use axum::{routing::get, Router};
-use serde_json::json;
-use socketlet::{Socket, SocketIo};
+use serde::Serialize;
+use socketlet::{AckSender, Data, Socket, SocketIo};
 use std::time::Duration;
+
+#[derive(Serialize)]
+struct Tick {
+    n: u64,
+}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let io = SocketIo::new();
-    io.of("/").on_connect(|socket: Socket| {
+    io.of("/").on_connect(|socket: Socket| async move {
         socket.join(["ticks"]);
-        socket.on("echo", |_socket, event| async move {
-            if let Some(ack) = event.ack {
-                let _ = ack.send(event.data);
-            }
+        socket.on("echo", |data: Data, ack: AckSender| async move {
+            let _ = ack.send(data);
         });
     });
 
@@ -27,7 +30,7 @@ async fn main() -> std::io::Result<()> {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             n += 1;
-            let _ = ticker.to("ticks").emit("tick", json!({ "n": n }));
+            let _ = ticker.to("ticks").emit("tick", Tick { n });
         }
     });
 

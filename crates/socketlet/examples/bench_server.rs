@@ -11,8 +11,7 @@
 //! `--log FILTER` is given. It prints `LISTENING <port>` once it accepts connections.
 
 use clap::Parser;
-use serde_json::json;
-use socketlet::{Event, Socket, SocketIo};
+use socketlet::{AckSender, Data, Socket, SocketIo};
 
 #[derive(Parser)]
 struct Args {
@@ -27,22 +26,18 @@ struct Args {
     log: Option<String>,
 }
 
-async fn echo(_socket: Socket, ev: Event) {
-    if let Some(ack) = ev.ack {
-        let _ = ack.send(ev.data);
-    }
+async fn echo(data: Data, ack: AckSender) {
+    let _ = ack.send(data);
 }
 
-async fn broadcast(socket: Socket, ev: Event) {
-    let _ = socket.ns().emit("broadcast", ev.data);
-    if let Some(ack) = ev.ack {
-        let _ = ack.send(json!(true));
-    }
+async fn broadcast(socket: Socket, data: Data, ack: AckSender) {
+    let _ = socket.ns().emit("broadcast", data);
+    let _ = ack.send(true);
 }
 
 async fn run(port: u16) -> std::io::Result<()> {
     let io = SocketIo::new();
-    io.of("/").on_connect(|socket: Socket| {
+    io.of("/").on_connect(|socket: Socket| async move {
         socket.on("echo", echo);
         socket.on("broadcast", broadcast);
     });

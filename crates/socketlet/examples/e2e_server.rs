@@ -2,11 +2,11 @@
 
 use clap::Parser;
 use serde_json::{json, Value};
-use socketlet::{ConnectError, Cors, Data, Event, Socket, SocketIo};
+use socketlet::{AckSender, Args, ConnectError, Cors, Data, Socket, SocketIo};
 use std::time::Duration;
 
 #[derive(Parser)]
-struct Args {
+struct Cli {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -42,141 +42,131 @@ fn sorted_rooms(socket: &Socket) -> Value {
     json!(rooms)
 }
 
-async fn echo(socket: Socket, ev: Event) {
-    match ev.ack {
-        Some(ack) => {
-            let _ = ack.send(ev.data);
-        }
-        None => {
-            let _ = socket.emit("echo", ev.data);
-        }
+async fn echo(socket: Socket, data: Data, ack: AckSender) {
+    if ack.requested() {
+        let _ = ack.send(data);
+    } else {
+        let _ = socket.emit("echo", data);
     }
 }
 
-fn on_root_connect(socket: Socket) {
+async fn on_root_connect(socket: Socket) {
     let protocol = match socket.protocol() {
         socketlet::ProtocolVersion::V5 => 5,
         socketlet::ProtocolVersion::V4 => 4,
     };
-    let auth = socket.auth().clone();
     let _ = socket.emit(
         "welcome",
-        json!({"sid": socket.id(), "auth": auth, "protocol": protocol}),
+        json!({"sid": socket.id(), "auth": socket.auth(), "protocol": protocol}),
     );
     socket.on("echo", echo);
-    socket.on("ask-client", |socket, ev| async move {
-        let question = ev.data.args.first().cloned().unwrap_or(Value::Null);
-        let answer = socket
-            .emit_with_ack_timeout("question", question, Duration::from_secs(5))
-            .await;
-        let reply = match answer {
-            Ok(data) => json!({"answer": data.args.first().cloned().unwrap_or(Value::Null)}),
-            Err(_) => json!({"error": "timeout"}),
-        };
-        if let Some(ack) = ev.ack {
-            let _ = ack.send(reply);
-        }
-    });
-    socket.on("join", |socket, ev| async move {
-        if let Some(room) = ev.data.str(0) {
+    socket.on(
+        "ask-client",
+        |socket: Socket, Args(question): Args<Value>, ack: AckSender| async move {
+            let answer = socket
+                .emit_with_ack_timeout("question", question, Duration::from_secs(5))
+                .await;
+            let _ = ack.send(match answer {
+                Ok(data) => json!({"answer": data.args.first()}),
+                Err(_) => json!({"error": "timeout"}),
+            });
+        },
+    );
+    socket.on(
+        "join",
+        |socket: Socket, Args(room): Args<String>, ack: AckSender| async move {
             socket.join([room]);
-        }
-        if let Some(ack) = ev.ack {
             let _ = ack.send(sorted_rooms(&socket));
-        }
-    });
-    socket.on("leave", |socket, ev| async move {
-        if let Some(room) = ev.data.str(0) {
-            socket.leave(room);
-        }
-        if let Some(ack) = ev.ack {
+        },
+    );
+    socket.on(
+        "leave",
+        |socket: Socket, Args(room): Args<String>, ack: AckSender| async move {
+            socket.leave(&room);
             let _ = ack.send(sorted_rooms(&socket));
-        }
+        },
+    );
+    socket.on(
+        "to-room",
+        |socket: Socket, Args((room, msg)): Args<(String, Value)>, data: Data, ack: AckSender| async move {
+            // `msg` keeps its binary attachments: its placeholders refer to `data.binary`.
+            let mut out = Data::new();
+            out.binary = data.binary;
+            out.push(json!({"room": room, "from": socket.id(), "msg": msg}));
+            let _ = socket.ns().to(room).emit("room-message", out);
+            let _ = ack.send(true);
+        },
+    );
+    socket.on("broadcast", |socket: Socket, data: Data| async move {
+        let _ = socket.broadcast().emit("broadcast", data);
     });
-    socket.on("to-room", |socket, ev| async move {
-        let room = ev.data.str(0).unwrap_or_default().to_owned();
-        let msg = ev.data.args.get(1).cloned().unwrap_or(Value::Null);
-        // `msg` keeps its binary attachments: its placeholders refer to `ev.data.binary`.
-        let mut data = Data::new();
-        data.binary = ev.data.binary;
-        data.push(json!({"room": room, "from": socket.id(), "msg": msg}));
-        let _ = socket.ns().to(room.clone()).emit("room-message", data);
-        if let Some(ack) = ev.ack {
-            let _ = ack.send(json!(true));
-        }
-    });
-    socket.on("broadcast", |socket, ev| async move {
-        let _ = socket.broadcast().emit("broadcast", ev.data);
-    });
-    socket.on("binary-please", |_socket, ev| async move {
+    socket.on("binary-please", |ack: AckSender| async move {
         let mut data = Data::new();
         let buf = data.push_binary(bytes::Bytes::from_static(&[1, 2, 3]));
         let nested = data.push_binary(bytes::Bytes::from_static(&[0xff]));
         data.push(json!({"buf": buf, "nested": [nested]}));
-        if let Some(ack) = ev.ack {
-            let _ = ack.send(data);
-        }
+        let _ = ack.send(data);
     });
-    socket.on("collect-acks", |socket, ev| async move {
-        let room = ev.data.str(0).unwrap_or_default().to_owned();
-        let result = socket
-            .ns()
-            .to(room)
-            .timeout(Duration::from_secs(2))
-            .emit_with_ack("ping-ack", json!("ping"))
-            .await;
-        let mut answers: Vec<Value> = result
-            .map(|r| {
-                r.responses
-                    .into_iter()
-                    .filter_map(|(_, d)| d.args.into_iter().next())
-                    .collect()
-            })
-            .unwrap_or_default();
-        answers.sort_by_key(|v| v.to_string());
-        if let Some(ack) = ev.ack {
-            let _ = ack.send(json!(answers));
-        }
-    });
-    socket.on("disconnect-me", |socket, _ev| async move {
+    socket.on(
+        "collect-acks",
+        |socket: Socket, Args(room): Args<String>, ack: AckSender| async move {
+            let result = socket
+                .ns()
+                .to(room)
+                .timeout(Duration::from_secs(2))
+                .emit_with_ack("ping-ack", "ping")
+                .await;
+            let mut answers: Vec<Value> = result
+                .map(|r| {
+                    r.responses
+                        .into_iter()
+                        .filter_map(|(_, d)| d.args.into_iter().next())
+                        .collect()
+                })
+                .unwrap_or_default();
+            answers.sort_by_key(|v| v.to_string());
+            let _ = ack.send(answers);
+        },
+    );
+    socket.on("disconnect-me", |socket: Socket| async move {
         socket.disconnect();
     });
-    socket.on("drop-transport", |socket, _ev| async move {
+    socket.on("drop-transport", |socket: Socket| async move {
         socket.close_connection();
     });
-    socket.on("fetch-sockets", |socket, ev| async move {
-        let reply = match socket.ns().fetch_sockets().await {
-            Ok(sockets) => {
-                let mut ids: Vec<Value> = sockets
-                    .iter()
-                    .map(|s| json!({"id": s.id, "rooms": s.rooms, "local": s.local.is_some()}))
-                    .collect();
-                ids.sort_by_key(|v| v["id"].to_string());
-                json!(ids)
-            }
-            Err(e) => json!({"error": e.to_string()}),
-        };
-        if let Some(ack) = ev.ack {
+    socket.on(
+        "fetch-sockets",
+        |socket: Socket, ack: AckSender| async move {
+            let reply = match socket.ns().fetch_sockets().await {
+                Ok(sockets) => {
+                    let mut ids: Vec<Value> = sockets
+                        .iter()
+                        .map(|s| json!({"id": s.id, "rooms": s.rooms, "local": s.local.is_some()}))
+                        .collect();
+                    ids.sort_by_key(|v| v["id"].to_string());
+                    json!(ids)
+                }
+                Err(e) => json!({"error": e.to_string()}),
+            };
             let _ = ack.send(reply);
-        }
-    });
-    socket.on("remote-disconnect", |socket, ev| async move {
-        let target = ev.data.str(0).unwrap_or_default().to_owned();
-        let result = socket.ns().to(target).disconnect_sockets(false).await;
-        if let Some(ack) = ev.ack {
-            let _ = ack.send(json!(result.is_ok()));
-        }
-    });
-    socket.on("server-side-emit", |socket, ev| async move {
-        let result = socket.ns().server_side_emit("ping-nodes", ev.data);
-        if let Some(ack) = ev.ack {
-            let _ = ack.send(json!(result.is_ok()));
-        }
-    });
-    socket.on("count", |socket, ev| async move {
-        if let Some(ack) = ev.ack {
-            let _ = ack.send(json!(socket.ns().local_socket_count()));
-        }
+        },
+    );
+    socket.on(
+        "remote-disconnect",
+        |socket: Socket, Args(target): Args<String>, ack: AckSender| async move {
+            let result = socket.ns().to(target).disconnect_sockets().await;
+            let _ = ack.send(result.is_ok());
+        },
+    );
+    socket.on(
+        "server-side-emit",
+        |socket: Socket, data: Data, ack: AckSender| async move {
+            let result = socket.ns().server_side_emit("ping-nodes", data);
+            let _ = ack.send(result.is_ok());
+        },
+    );
+    socket.on("count", |socket: Socket, ack: AckSender| async move {
+        let _ = ack.send(socket.ns().local().socket_count());
     });
 }
 
@@ -188,7 +178,7 @@ async fn main() -> std::io::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let args = Cli::parse();
     let cors = if args.cors_origin.is_empty() {
         Cors::SameOrigin
     } else {
@@ -230,7 +220,7 @@ async fn main() -> std::io::Result<()> {
     });
     root.on_connect(on_root_connect);
 
-    io.of("/admin").on_connect(|socket: Socket| {
+    io.of("/admin").on_connect(|socket: Socket| async move {
         let _ = socket.emit("welcome", json!({"nsp": "/admin", "sid": socket.id()}));
         socket.on("echo", echo);
     });
@@ -239,8 +229,11 @@ async fn main() -> std::io::Result<()> {
         cluster.attach(&io);
         let counter = io.clone();
         io.of("/").on_server_side_emit(move |event, data| {
-            if event == "ping-nodes" {
-                let _ = counter.emit("nodes-pinged", data);
+            let counter = counter.clone();
+            async move {
+                if event == "ping-nodes" {
+                    let _ = counter.emit("nodes-pinged", data);
+                }
             }
         });
     }

@@ -10,7 +10,7 @@
 //!
 //! `PORT` changes the port.
 
-use socketlet::{Cors, Data, Socket, SocketIo};
+use socketlet::{AckSender, Cors, Data, Socket, SocketIo};
 use std::time::Duration;
 
 #[tokio::main(flavor = "current_thread")]
@@ -26,19 +26,20 @@ async fn main() -> std::io::Result<()> {
         .connect_timeout(Duration::from_millis(1000))
         .cors(Cors::Any)
         .build();
-    io.of("/").on_connect(|socket: Socket| {
-        let _ = socket.emit("auth", socket.auth().clone());
-        socket.on("message", |socket, event| async move {
-            let _ = socket.emit("message-back", event.data);
+    io.of("/").on_connect(|socket: Socket| async move {
+        let _ = socket.emit("auth", socket.auth());
+        socket.on("message", |socket: Socket, data: Data| async move {
+            let _ = socket.emit("message-back", data);
         });
-        socket.on("message-with-ack", |_socket, event| async move {
-            if let Some(ack) = event.ack {
-                let _ = ack.send(event.data);
-            }
-        });
+        socket.on(
+            "message-with-ack",
+            |data: Data, ack: AckSender| async move {
+                let _ = ack.send(data);
+            },
+        );
     });
-    io.of("/custom").on_connect(|socket: Socket| {
-        let _ = socket.emit("auth", Data::from(socket.auth().clone()));
+    io.of("/custom").on_connect(|socket: Socket| async move {
+        let _ = socket.emit("auth", socket.auth());
     });
     let listener = socketlet::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
     eprintln!("LISTENING {}", listener.local_addr()?);

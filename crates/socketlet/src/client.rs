@@ -6,13 +6,13 @@
 
 use crate::data::Data;
 use crate::error::{ConnectError, DisconnectReason, EmitError};
-use crate::runner::run_detached;
+use crate::runner::{run_boxed, run_detached};
 use crate::server::ServerInner;
 use crate::socket::Socket;
-use crate::sync::{lock, read};
 use bytes::Bytes;
 use serde_json::Value;
 use socketlet_engine::proto::Str;
+use socketlet_engine::sync::{lock, read};
 use socketlet_engine::{CloseReason, Message, SendError, Socket as EngineSocket};
 use socketlet_socketio_proto::{Decoder, Packet, PacketData, ProtocolVersion};
 use std::collections::HashMap;
@@ -34,13 +34,19 @@ pub(crate) enum Handoff {
 pub(crate) struct Client {
     engine: Arc<EngineSocket>,
     protocol: ProtocolVersion,
-    decoder: Mutex<Decoder>,
+    decoder: Mutex<Inbound>,
     /// Connected namespaces; `None` once the connection closed (no socket may join then).
     nsps: Mutex<Option<HashMap<String, Socket>>>,
     /// Set when this layer closes the connection, to report the precise reason.
     close_reason: Mutex<Option<DisconnectReason>>,
     server: Weak<ServerInner>,
     opened: tokio::time::Instant,
+}
+
+/// The decoder of a connection, and the bytes of the packet it is putting together.
+struct Inbound {
+    decoder: Decoder,
+    bytes: usize,
 }
 
 /// Hands an encoded packet and its attachments to the engine session `engine` as one unit
@@ -80,8 +86,8 @@ where
         Handoff::Queued => engine.queue_all(msgs),
     };
     sent.map_err(|e| match e {
-        SendError::Closed => EmitError::Disconnected,
         SendError::Full => EmitError::BufferFull,
+        _ => EmitError::Disconnected,
     })
 }
 
@@ -94,7 +100,10 @@ impl Client {
         Arc::new(Client {
             engine,
             protocol,
-            decoder: Mutex::new(Decoder::new(server.config.decoder.clone())),
+            decoder: Mutex::new(Inbound {
+                decoder: Decoder::new(server.config.decoder.clone()),
+                bytes: 0,
+            }),
             nsps: Mutex::new(Some(HashMap::new())),
             close_reason: Mutex::new(None),
             server: Arc::downgrade(server),
@@ -154,20 +163,27 @@ impl Client {
     pub(crate) fn on_message(self: &Arc<Self>, msg: Message) {
         let now = tokio::time::Instant::now().into_std();
         let decoded = {
-            let mut decoder = lock(&self.decoder);
-            match msg {
-                Message::Text(text) => decoder.decode_text(&text, now),
-                Message::Binary(data) => decoder.decode_binary(data, now),
-            }
+            let mut inbound = lock(&self.decoder);
+            let decoded = match msg {
+                Message::Text(text) => {
+                    inbound.bytes += text.len();
+                    inbound.decoder.decode_text(&text, now)
+                }
+                Message::Binary(data) => {
+                    inbound.bytes += data.len();
+                    inbound.decoder.decode_binary(data, now)
+                }
+            };
+            decoded.map(|p| p.map(|p| (p, std::mem::take(&mut inbound.bytes))))
         };
         match decoded {
-            Ok(Some(packet)) => self.on_packet(packet),
+            Ok(Some((packet, bytes))) => self.on_packet(packet, bytes),
             Ok(None) => {}
             Err(e) => self.protocol_error(&e),
         }
     }
 
-    fn on_packet(self: &Arc<Self>, packet: Packet) {
+    fn on_packet(self: &Arc<Self>, packet: Packet, bytes: usize) {
         let Packet {
             nsp,
             data,
@@ -194,6 +210,7 @@ impl Client {
                         binary: attachments,
                     },
                     id,
+                    bytes,
                 ),
                 None => tracing::debug!(%nsp, "event for a namespace the client is not in"),
             },
@@ -277,10 +294,12 @@ impl Client {
                 }
                 map.insert(ns.name().to_owned(), socket.clone());
                 socket.set_connected();
-                ns.insert_socket(&socket);
+                ns.local().insert_socket(&socket);
             }
-            ns.announce_socket(&socket);
-            // As Node does: CONNECT first, then the connection handler (whose emits follow it).
+            // The adapter and the observers hear of it with no lock held.
+            ns.adapter().room_created(ns.local(), socket.id(), true);
+            ns.local().hub().each(|o| o.socket_connected(&socket));
+            // As Node does: CONNECT first, then the connection handlers (whose emits follow it).
             let payload = match client.protocol {
                 ProtocolVersion::V5 => {
                     let mut o = serde_json::Map::new();
@@ -290,10 +309,12 @@ impl Client {
                 ProtocolVersion::V4 => None,
             };
             let _ =
-                client.send_packet(&Packet::new(ns.name(), PacketData::Connect(payload)), false);
-            let handler = read(&ns.handlers().on_connect).clone();
-            if let Some(handler) = handler {
-                handler(socket.clone());
+                socket.send_packet(&Packet::new(ns.name(), PacketData::Connect(payload)), false);
+            // Each handler gets its first poll here, in order; what awaits goes on as a task.
+            // Events that came meanwhile are dispatched once all have had it.
+            let handlers = read(&ns.handlers().on_connect).clone();
+            for handler in handlers {
+                run_boxed(handler(socket.clone()));
             }
             socket.set_ready();
         });

@@ -2,7 +2,7 @@
 
 use crate::adapter::{AdapterFactory, MemoryAdapter};
 use crate::server::SocketIo;
-use socketlet_engine::{Cors, EngineConfig};
+use socketlet_engine::{Cors, EngineConfig, Transports};
 use socketlet_socketio_proto::DecoderLimits;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,9 +117,9 @@ impl Builder {
         self
     }
 
-    /// Which transports are allowed (default both).
-    pub fn transports(mut self, polling: bool, websocket: bool) -> Self {
-        self.config.engine = self.config.engine.with_transports(polling, websocket);
+    /// Which transports are allowed (default [`Transports::ALL`]).
+    pub fn transports(mut self, transports: Transports) -> Self {
+        self.config.engine = self.config.engine.with_transports(transports);
         self
     }
 

@@ -94,6 +94,46 @@ impl From<Value> for Data {
     }
 }
 
+/// What an emit or an ack sends: any `Serialize` value as one argument (`emit("news", &item)`,
+/// `ack.send(true)`), or a [`Data`] as it is (several arguments, binary attachments; see also
+/// [`args!`](crate::args)).
+pub trait IntoArgs {
+    /// The arguments, or why the value does not serialize to JSON.
+    fn into_args(self) -> Result<Data, serde_json::Error>;
+}
+
+impl<T: Serialize> IntoArgs for T {
+    fn into_args(self) -> Result<Data, serde_json::Error> {
+        Ok(Data::args(vec![serde_json::to_value(&self)?]))
+    }
+}
+
+impl IntoArgs for Data {
+    fn into_args(self) -> Result<Data, serde_json::Error> {
+        Ok(self)
+    }
+}
+
+/// Several arguments, each any `Serialize` value: `args![a, b]` is a
+/// `Result<Data, serde_json::Error>` with `a` and `b` as two arguments (where passing `(a, b)`
+/// would send one argument, a JSON array).
+///
+/// ```
+/// let data = socketlet::args!["move", 3, [1.5, 2.0]].unwrap();
+/// assert_eq!(data.args.len(), 3);
+/// ```
+#[macro_export]
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => {
+        (|| -> ::std::result::Result<$crate::Data, $crate::__private::serde_json::Error> {
+            #[allow(unused_mut)]
+            let mut data = $crate::Data::new();
+            $( data.push_serialize(&$arg)?; )*
+            ::std::result::Result::Ok(data)
+        })()
+    };
+}
+
 impl From<()> for Data {
     /// No arguments.
     fn from(_: ()) -> Data {

@@ -9,6 +9,7 @@ use std::fmt;
 /// A connect middleware's refusal: the client gets CONNECT_ERROR with this message (and data,
 /// for v5 clients) and stays unconnected to the namespace. The Engine.IO connection stays open.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ConnectError {
     /// The message (`err.message` on the client).
     pub message: String,
@@ -53,6 +54,9 @@ pub enum EmitError {
     ReservedEvent(String),
     /// The adapter could not deliver to other nodes (local delivery still happened).
     Adapter(AdapterError),
+    /// The arguments do not serialize to JSON (a map with non-string keys, say). Nothing is
+    /// sent; the connection goes on.
+    Serialize(String),
 }
 
 impl EmitError {
@@ -69,6 +73,7 @@ impl fmt::Display for EmitError {
             EmitError::BufferFull => f.write_str("client fell too far behind and was disconnected"),
             EmitError::ReservedEvent(e) => write!(f, "\"{e}\" is a reserved event name"),
             EmitError::Adapter(e) => write!(f, "adapter error: {e}"),
+            EmitError::Serialize(e) => write!(f, "the arguments do not serialize: {e}"),
         }
     }
 }
@@ -79,6 +84,12 @@ impl std::error::Error for EmitError {
             EmitError::Adapter(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<serde_json::Error> for EmitError {
+    fn from(e: serde_json::Error) -> Self {
+        EmitError::Serialize(e.to_string())
     }
 }
 
@@ -120,6 +131,7 @@ impl From<EmitError> for AckError {
 
 /// Why a socket left a namespace, with the names Node's socket.io gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The server called [`crate::Socket::disconnect`].
     ServerNamespaceDisconnect,
@@ -159,8 +171,8 @@ impl DisconnectReason {
             CloseReason::ClientClose | CloseReason::TransportClose => Self::TransportClose,
             CloseReason::ServerClose => Self::ForcedClose,
             CloseReason::PingTimeout => Self::PingTimeout,
-            CloseReason::TransportError => Self::TransportError,
             CloseReason::ServerShutdown => Self::ServerShuttingDown,
+            _ => Self::TransportError,
         }
     }
 }

@@ -35,7 +35,7 @@ impl std::fmt::Debug for Extensions {
 
 impl Extensions {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<AnyMap>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        socketlet_engine::sync::lock(&self.map)
     }
 
     /// Stores `value`, returning the previous value of that type.

@@ -6,30 +6,25 @@
 //! between them.
 //!
 //! ```no_run
-//! use socketlet::{SocketIo, Socket, ConnectError};
-//! use serde_json::json;
+//! use socketlet::{AckSender, Args, ConnectError, Data, Socket, SocketIo};
 //!
 //! #[tokio::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let io = SocketIo::new();
 //!     let root = io.of("/");
 //!     root.use_middleware(|socket: Socket| async move {
-//!         match socket.auth().get("token").and_then(|t| t.as_str()) {
+//!         match socket.auth()["token"].as_str() {
 //!             Some("secret") => Ok(()),
-//!             _ => Err(ConnectError::new("unauthorized").with_data(json!({"code": 401}))),
+//!             _ => Err(ConnectError::new("unauthorized")),
 //!         }
 //!     });
-//!     root.on_connect(|socket: Socket| {
-//!         socket.on("echo", |_socket, event| async move {
-//!             if let Some(ack) = event.ack {
-//!                 let _ = ack.send(event.data);
-//!             }
+//!     root.on_connect(|socket: Socket| async move {
+//!         socket.on("echo", |data: Data, ack: AckSender| async move {
+//!             let _ = ack.send(data);
 //!         });
-//!         socket.on("join", |socket, event| async move {
-//!             if let Some(room) = event.data.str(0) {
-//!                 socket.join([room]);
-//!                 let _ = socket.to(room).emit("joined", json!(socket.id()));
-//!             }
+//!         socket.on("join", |socket: Socket, Args(room): Args<String>| async move {
+//!             socket.join([room.clone()]);
+//!             let _ = socket.to(room).emit("joined", socket.id());
 //!         });
 //!     });
 //!     let listener = socketlet::bind("127.0.0.1:3000".parse().unwrap())?;
@@ -43,8 +38,11 @@
 //!   per Engine.IO connection.
 //! - `client.rs`: one connection: decoding (bounded attachments), routing packets to the
 //!   sockets of its namespaces, the CONNECT flow (middlewares, handler, answer).
-//! - `namespace.rs`: [`Namespace`]: middlewares, connection handler, and this node's index of
-//!   sockets and rooms.
+//! - `namespace.rs`: [`Namespace`]: middlewares, connection handlers, operators;
+//!   `local.rs`: [`LocalNamespace`], this node's sockets and rooms and delivery to them (what
+//!   adapters work on).
+//! - `handler.rs`: [`handler`]: handlers and their extractors ([`Args`], [`AckSender`], ...).
+//! - `observer.rs`: [`Observer`], what metrics, admin tools and hooks watch the server with.
 //! - `socket.rs`: [`Socket`]: events, acks both ways, rooms, per-socket state, disconnect.
 //! - `operators.rs`: [`BroadcastOperator`]: `to`, `except`, `volatile`, `local`, `timeout`.
 //! - `adapter/`: the [`Adapter`] interface for cluster-wide operations, and [`MemoryAdapter`].
@@ -59,31 +57,55 @@ mod config;
 mod data;
 mod error;
 mod extensions;
-pub mod jobs;
+pub mod handler;
+mod local;
 mod namespace;
+pub mod observer;
 mod operators;
 mod runner;
 mod server;
 mod service;
 mod socket;
-mod sync;
 
-pub use adapter::{Adapter, AdapterError, BroadcastOptions, MemoryAdapter, Room};
+pub use adapter::{
+    Adapter, AdapterError, BroadcastOptions, Disconnect, LocalAcks, LocalNamespace, MemoryAdapter,
+    Room,
+};
 pub use config::{Builder, SocketIoConfig};
-pub use data::Data;
+pub use data::{Data, IntoArgs};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use extensions::Extensions;
-pub use namespace::{LocalAcks, Namespace};
+pub use handler::{
+    AckSender, Args, ArgsError, Event, EventName, EventParts, FromEvent, Handler, TryArgs,
+};
+pub use namespace::Namespace;
+pub use observer::Observer;
 pub use operators::{AckResponses, BroadcastOperator};
 pub use server::{SocketIo, WeakSocketIo};
 pub use service::{BoxError, NotFound, ResponseBody, SocketIoLayer, SocketIoService};
-pub use socket::{AckSender, Event, Socket, SocketInfo};
+pub use socket::{AnyEvent, Socket, SocketInfo};
 pub use socketlet_engine::{
     bind, serve, AllowedHosts, Cookie, Cors, EngineConfig, IpNet, RemoteAddr, RequestInfo,
-    TransportKind, TrustedProxies,
+    TransportKind, Transports, TrustedProxies,
 };
+pub use socketlet_socketio_proto::{DecoderLimits, ProtocolVersion};
+
+/// The wire format of Socket.IO packets (the sans-I/O `socketlet-socketio-proto` crate).
 pub use socketlet_socketio_proto as socketio_proto;
-pub use socketlet_socketio_proto::ProtocolVersion;
+
+/// The Engine.IO server underneath (the `socketlet-engine` crate): its raw sessions and
+/// messages, for an application that serves plain Engine.IO too.
+pub mod engine {
+    pub use socketlet_engine::{
+        sync, CloseReason, Engine, EngineHandler, EngineService, Message, SendError, Sid,
+        Socket as Connection, WeakEngine,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+}
 
 /// The README's Rust examples, compiled as doctests so they cannot rot.
 #[doc = include_str!("../../../README.md")]

@@ -1,43 +1,39 @@
-//! Namespaces: their middlewares and connection handler, and the index of this node's sockets
-//! and rooms that adapters work on.
+//! Namespaces: their middlewares and connection handlers, and the operators that reach their
+//! sockets. This node's sockets and rooms are the namespace's [`LocalNamespace`].
 
-use crate::adapter::{Adapter, BroadcastOptions, Room};
-use crate::client::Handoff;
-use crate::data::Data;
+use crate::adapter::{Adapter, Room};
+use crate::data::{Data, IntoArgs};
 use crate::error::{ConnectError, EmitError};
-use crate::operators::{AckResponses, BroadcastOperator};
+use crate::handler::HandlerFuture;
+use crate::local::LocalNamespace;
+use crate::observer::Hub;
+use crate::operators::BroadcastOperator;
 use crate::socket::{Socket, SocketInfo};
-use crate::sync::{read, write};
-use socketlet_engine::Sid;
-use socketlet_socketio_proto::{Packet, PacketData};
-use std::collections::{HashMap, HashSet};
+use socketlet_engine::sync::{read, write};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::RwLock;
 use std::time::Duration;
 
 pub(crate) type Middleware = Arc<
     dyn Fn(Socket) -> Pin<Box<dyn Future<Output = Result<(), ConnectError>> + Send>> + Send + Sync,
 >;
-pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
-pub(crate) type ServerSideHandler = Arc<dyn Fn(&str, Data) + Send + Sync>;
+pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) -> HandlerFuture + Send + Sync>;
+pub(crate) type ServerSideHandler = Arc<dyn Fn(String, Data) -> HandlerFuture + Send + Sync>;
 
 /// What a namespace does with new connections. Shared by the children of a dynamic namespace.
 #[derive(Default)]
 pub(crate) struct Handlers {
     pub(crate) middlewares: RwLock<Vec<Middleware>>,
-    pub(crate) on_connect: RwLock<Option<ConnectHandler>>,
-    pub(crate) server_side: RwLock<Option<ServerSideHandler>>,
+    pub(crate) on_connect: RwLock<Vec<ConnectHandler>>,
+    pub(crate) server_side: RwLock<Vec<ServerSideHandler>>,
 }
 
 pub(crate) struct NsInner {
-    name: String,
     handlers: Arc<Handlers>,
-    sockets: RwLock<HashMap<Sid, Socket>>,
-    rooms: RwLock<HashMap<Room, HashSet<Sid>>>,
+    local: LocalNamespace,
     adapter: Arc<dyn Adapter>,
-    next_ack: AtomicU64,
     ack_timeout: Duration,
 }
 
@@ -51,19 +47,10 @@ pub struct Namespace {
 impl std::fmt::Debug for Namespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Namespace")
-            .field("name", &self.inner.name)
-            .field("sockets", &self.local_socket_count())
+            .field("name", &self.name())
+            .field("local_sockets", &self.inner.local.socket_count())
             .finish()
     }
-}
-
-/// The local socket whose own room (its id) is `room`, if any.
-fn own_room_socket(room: &str, sockets: &HashMap<Sid, Socket>) -> Option<Sid> {
-    let sid = Sid::parse(room.rsplit('#').next().unwrap_or(room))?;
-    sockets
-        .get(&sid)
-        .is_some_and(|s| s.id() == room)
-        .then_some(sid)
 }
 
 impl Namespace {
@@ -72,15 +59,13 @@ impl Namespace {
         handlers: Arc<Handlers>,
         adapter: Arc<dyn Adapter>,
         ack_timeout: Duration,
+        hub: Arc<Hub>,
     ) -> Namespace {
         Namespace {
             inner: Arc::new(NsInner {
-                name,
                 handlers,
-                sockets: RwLock::new(HashMap::new()),
-                rooms: RwLock::new(HashMap::new()),
+                local: LocalNamespace::new(name, hub),
                 adapter,
-                next_ack: AtomicU64::new(0),
                 ack_timeout,
             }),
         }
@@ -88,13 +73,13 @@ impl Namespace {
 
     /// The namespace's name, starting with `/`.
     pub fn name(&self) -> &str {
-        &self.inner.name
+        self.inner.local.name()
     }
 
     /// Adds a connect middleware. Middlewares run in order for every connection to this
-    /// namespace, before the connection handler; the first `Err` refuses the connection with a
-    /// CONNECT_ERROR carrying its message and data. A middleware may store state on the socket
-    /// ([`Socket::extensions`]) for the handlers.
+    /// namespace, before the connection handlers; the first `Err` refuses the connection with
+    /// a CONNECT_ERROR carrying its message and data. A middleware may store state on the
+    /// socket ([`Socket::extensions`]) for the handlers.
     pub fn use_middleware<F, Fut>(&self, f: F) -> &Self
     where
         F: Fn(Socket) -> Fut + Send + Sync + 'static,
@@ -105,14 +90,20 @@ impl Namespace {
         self
     }
 
-    /// Sets the connection handler. It runs once per connected socket, right after the client is
-    /// told it is connected; events the client sends meanwhile wait for it, so the listeners it
-    /// registers see every event. It is synchronous: spawn a task for slow work.
-    pub fn on_connect<F>(&self, f: F) -> &Self
+    /// Adds a connection handler (as Node adds `connection` listeners: each one registered
+    /// runs, in order). Handlers run once per connected socket, right after the client is told
+    /// it is connected.
+    ///
+    /// Events the client sends meanwhile wait until every connection handler has had its first
+    /// poll: listeners registered before a handler's first `.await` see every event. Awaiting
+    /// is fine (the rest of the handler runs as a task), but register listeners first.
+    pub fn on_connect<F, Fut>(&self, f: F) -> &Self
     where
-        F: Fn(Socket) + Send + Sync + 'static,
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
-        *write(&self.inner.handlers.on_connect) = Some(Arc::new(f));
+        let h: ConnectHandler = Arc::new(move |s| Box::pin(f(s)));
+        write(&self.inner.handlers.on_connect).push(h);
         self
     }
 
@@ -120,12 +111,14 @@ impl Namespace {
         &self.inner.handlers
     }
 
-    pub(crate) fn adapter(&self) -> &Arc<dyn Adapter> {
+    /// The namespace's adapter.
+    pub fn adapter(&self) -> &Arc<dyn Adapter> {
         &self.inner.adapter
     }
 
-    pub(crate) fn next_ack_id(&self) -> u64 {
-        self.inner.next_ack.fetch_add(1, Ordering::Relaxed)
+    /// This node's part of the namespace: its sockets and rooms (what adapters work on).
+    pub fn local(&self) -> &LocalNamespace {
+        &self.inner.local
     }
 
     pub(crate) fn ack_timeout(&self) -> Duration {
@@ -152,9 +145,10 @@ impl Namespace {
         self.broadcast().except(room)
     }
 
-    /// Emits an event to every socket of the namespace.
-    pub fn emit(&self, event: &str, data: impl Into<Data>) -> Result<(), EmitError> {
-        self.broadcast().emit(event, data)
+    /// Emits an event to every socket of the namespace (any `Serialize` value is one
+    /// argument; a [`Data`] is sent as it is).
+    pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        self.broadcast().emit(event, args)
     }
 
     /// Describes every socket of the namespace, on every node.
@@ -164,382 +158,41 @@ impl Namespace {
 
     /// A socket of this node by its id.
     pub fn get_socket(&self, id: &str) -> Option<Socket> {
-        let sid = Sid::parse(id.rsplit('#').next().unwrap_or(id))?;
-        read(&self.inner.sockets)
-            .get(&sid)
-            .filter(|s| s.id() == id)
-            .cloned()
-    }
-
-    /// How many sockets this node holds in the namespace.
-    pub fn local_socket_count(&self) -> usize {
-        read(&self.inner.sockets).len()
-    }
-
-    /// The rooms that exist on this node.
-    pub fn local_rooms(&self) -> Vec<Room> {
-        read(&self.inner.rooms).keys().cloned().collect()
-    }
-
-    /// Whether `room` has sockets on this node: a room joined by name, or a local socket's id.
-    pub fn has_local_room(&self, room: &str) -> bool {
-        read(&self.inner.rooms).contains_key(room)
-            || own_room_socket(room, &read(&self.inner.sockets)).is_some()
-    }
-
-    /// Adds a socket to this node's index. The caller tells the adapter
-    /// ([`Namespace::announce_socket`]) once it holds no lock.
-    pub(crate) fn insert_socket(&self, socket: &Socket) {
-        write(&self.inner.sockets).insert(socket.sid(), socket.clone());
-    }
-
-    /// Tells the adapter that the socket's own room exists (see [`Namespace::insert_socket`]).
-    pub(crate) fn announce_socket(&self, socket: &Socket) {
-        self.inner.adapter.room_created(self, socket.id(), true);
-    }
-
-    /// Removes a socket and its `rooms` from this node's index, then tells the adapter which
-    /// rooms are gone. The caller holds no lock.
-    pub(crate) fn remove_socket(&self, socket: &Socket, rooms: &HashSet<Room>) {
-        let deleted: Vec<&Room> = rooms
-            .iter()
-            .filter(|r| self.index_leave(socket.sid(), r))
-            .collect();
-        write(&self.inner.sockets).remove(&socket.sid());
-        for r in deleted {
-            self.inner.adapter.room_deleted(self, r, false);
-        }
-        self.inner.adapter.room_deleted(self, socket.id(), true);
-    }
-
-    /// Adds `sid` to `room` in this node's index; whether the room was created. The caller
-    /// tells the adapter ([`Adapter::room_created`]) once it holds no lock.
-    pub(crate) fn index_join(&self, sid: Sid, room: &str) -> bool {
-        let mut index = write(&self.inner.rooms);
-        match index.get_mut(room) {
-            Some(members) => {
-                members.insert(sid);
-                false
-            }
-            None => {
-                index.insert(room.to_owned(), HashSet::from([sid]));
-                true
-            }
-        }
-    }
-
-    /// Removes `sid` from `room` in this node's index; whether the room is gone. The caller
-    /// tells the adapter ([`Adapter::room_deleted`]) once it holds no lock.
-    pub(crate) fn index_leave(&self, sid: Sid, room: &str) -> bool {
-        let mut index = write(&self.inner.rooms);
-        match index.get_mut(room) {
-            Some(members) => {
-                members.remove(&sid);
-                members.is_empty() && index.remove(room).is_some()
-            }
-            None => false,
-        }
-    }
-
-    /// Adds to `out` the sockets of `room`, including the socket whose id is `room`.
-    fn collect_room(&self, room: &str, sockets: &HashMap<Sid, Socket>, out: &mut HashSet<Sid>) {
-        if let Some(members) = read(&self.inner.rooms).get(room) {
-            out.extend(members.iter().copied());
-        }
-        out.extend(own_room_socket(room, sockets));
-    }
-
-    /// The sockets of this node that `opts` targets (rooms and exceptions; flags ignored).
-    pub fn local_sockets(&self, opts: &BroadcastOptions) -> Vec<Socket> {
-        let sockets = read(&self.inner.sockets);
-        let mut except = HashSet::new();
-        for r in &opts.except {
-            self.collect_room(r, &sockets, &mut except);
-        }
-        if opts.rooms.is_empty() {
-            return sockets
-                .iter()
-                .filter(|(sid, _)| !except.contains(sid))
-                .map(|(_, s)| s.clone())
-                .collect();
-        }
-        let mut targets = HashSet::new();
-        for r in &opts.rooms {
-            self.collect_room(r, &sockets, &mut targets);
-        }
-        targets
-            .iter()
-            .filter(|sid| !except.contains(sid))
-            .filter_map(|sid| sockets.get(sid).cloned())
-            .collect()
-    }
-
-    /// Makes the targeted sockets of this node join `rooms`.
-    pub fn local_add_sockets(&self, opts: &BroadcastOptions, rooms: &[Room]) {
-        for s in self.local_sockets(opts) {
-            s.join(rooms.iter().cloned());
-        }
-    }
-
-    /// Makes the targeted sockets of this node leave `rooms`.
-    pub fn local_del_sockets(&self, opts: &BroadcastOptions, rooms: &[Room]) {
-        for s in self.local_sockets(opts) {
-            for r in rooms {
-                s.leave(r);
-            }
-        }
-    }
-
-    /// Disconnects the targeted sockets of this node (their whole connections when `close`).
-    pub fn local_disconnect_sockets(&self, opts: &BroadcastOptions, close: bool) {
-        for s in self.local_sockets(opts) {
-            if close {
-                s.close_connection();
-            } else {
-                s.disconnect();
-            }
-        }
-    }
-
-    /// Delivers `packet` to the targeted sockets of this node. The packet is encoded once and
-    /// the bytes shared by every receiver.
-    pub fn local_broadcast(&self, packet: &Packet, opts: &BroadcastOptions) {
-        let targets = self.local_sockets(opts);
-        if targets.is_empty() {
-            return;
-        }
-        let text = socketlet_engine::proto::Str::from(packet.encode());
-        let fanout = Fanout::new(targets.len(), opts.volatile);
-        for (i, s) in targets.iter().enumerate() {
-            warm_ahead(&targets[i..], i);
-            s.notify_outgoing(packet);
-            // A socket that fails here is closing or was closed for falling behind; the
-            // broadcast goes on for the others.
-            let _ = s.send_encoded(text.clone(), &packet.attachments, fanout.handoff(i));
-        }
-    }
-
-    /// Delivers an event expecting acks to the targeted sockets of this node, and returns the
-    /// acks to come. The packet's ack id is set here (one id for all receivers, as Node does).
-    pub fn local_broadcast_acks(&self, mut packet: Packet, opts: &BroadcastOptions) -> LocalAcks {
-        let targets = self.local_sockets(opts);
-        let id = self.next_ack_id();
-        if let PacketData::Event { id: ack_id, .. } = &mut packet.data {
-            *ack_id = Some(id);
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel(targets.len().max(1));
-        let text = socketlet_engine::proto::Str::from(packet.encode());
-        let fanout = Fanout::new(targets.len(), opts.volatile);
-        let mut expected = Vec::with_capacity(targets.len());
-        let mut rest = targets.into_iter();
-        for i in 0.. {
-            warm_ahead(rest.as_slice(), i);
-            let Some(s) = rest.next() else { break };
-            s.register_broadcast_ack(id, tx.clone());
-            s.notify_outgoing(&packet);
-            if s.send_encoded(text.clone(), &packet.attachments, fanout.handoff(i))
-                .is_ok()
-            {
-                expected.push(s);
-            } else {
-                s.forget_ack(id);
-            }
-        }
-        LocalAcks {
-            id,
-            expected,
-            answered: HashSet::new(),
-            rx,
-        }
-    }
-
-    /// Delivers an event expecting acks to the targeted sockets of this node and gathers their
-    /// answers until all came or `timeout` passed.
-    pub fn local_broadcast_with_ack(
-        &self,
-        packet: Packet,
-        opts: &BroadcastOptions,
-        timeout: Duration,
-    ) -> impl Future<Output = AckResponses> + Send + 'static {
-        let mut acks = self.local_broadcast_acks(packet, opts);
-        async move {
-            let deadline = tokio::time::Instant::now() + timeout;
-            let mut responses = Vec::with_capacity(acks.expected());
-            while let Some(answer) = acks.next(deadline).await {
-                responses.push(answer);
-            }
-            AckResponses::local(responses, acks.missing())
-        }
+        self.inner.local.socket(id)
     }
 
     /// Sends an event to the other nodes of the cluster (not to clients, not to this node), where
-    /// the handler set with [`Namespace::on_server_side_emit`] receives it.
+    /// the handlers added with [`Namespace::on_server_side_emit`] receive it.
     pub fn server_side_emit(
         &self,
         event: &str,
-        data: impl Into<Data>,
+        args: impl IntoArgs,
     ) -> Result<(), crate::adapter::AdapterError> {
-        self.adapter().server_side_emit(self, event, data.into())
+        let data = args.into_args().map_err(|e| {
+            crate::adapter::AdapterError::with_source("the arguments do not serialize", e)
+        })?;
+        self.adapter().server_side_emit(self.local(), event, data)
     }
 
-    /// Sets the handler of events sent by other nodes with [`Namespace::server_side_emit`].
-    pub fn on_server_side_emit<F>(&self, f: F) -> &Self
+    /// Adds a handler of events sent by other nodes with [`Namespace::server_side_emit`].
+    pub fn on_server_side_emit<F, Fut>(&self, f: F) -> &Self
     where
-        F: Fn(&str, Data) + Send + Sync + 'static,
+        F: Fn(String, Data) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
-        *write(&self.inner.handlers.server_side) = Some(Arc::new(f));
+        let h: ServerSideHandler = Arc::new(move |event, data| Box::pin(f(event, data)));
+        write(&self.inner.handlers.server_side).push(h);
         self
     }
 
-    /// Hands an event from another node to the server-side handler (for adapters).
+    /// Hands an event from another node to the server-side handlers (for adapters).
     pub fn deliver_server_side_emit(&self, event: &str, data: Data) {
-        let handler = read(&self.inner.handlers.server_side).clone();
-        if let Some(h) = handler {
-            h(event, data);
-        }
-    }
-}
-
-/// The acks expected from a broadcast sent on this node (see
-/// [`Namespace::local_broadcast_acks`]). Dropping it forgets the acks still pending.
-pub struct LocalAcks {
-    id: u64,
-    expected: Vec<Socket>,
-    answered: HashSet<String>,
-    rx: tokio::sync::mpsc::Receiver<(String, Data)>,
-}
-
-impl std::fmt::Debug for LocalAcks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalAcks")
-            .field("expected", &self.expected.len())
-            .field("answered", &self.answered.len())
-            .finish()
-    }
-}
-
-impl LocalAcks {
-    /// How many sockets were sent the event (the acks to expect).
-    pub fn expected(&self) -> usize {
-        self.expected.len()
-    }
-
-    /// The next ack, as `(socket id, arguments)`; `None` once all came or at `deadline`.
-    pub async fn next(&mut self, deadline: tokio::time::Instant) -> Option<(String, Data)> {
-        if self.answered.len() >= self.expected.len() {
-            return None;
-        }
-        match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-            Ok(Some(answer)) => {
-                self.answered.insert(answer.0.clone());
-                Some(answer)
-            }
-            Ok(None) | Err(_) => None,
-        }
-    }
-
-    /// The ids of the sockets that have not answered (yet).
-    pub fn missing(&self) -> Vec<String> {
-        self.expected
-            .iter()
-            .filter(|s| !self.answered.contains(s.id()))
-            .map(|s| s.id().to_owned())
-            .collect()
-    }
-}
-
-impl Drop for LocalAcks {
-    fn drop(&mut self) {
-        for s in &self.expected {
-            s.forget_ack(self.id);
+        let handlers = read(&self.inner.handlers.server_side).clone();
+        for h in handlers {
+            crate::runner::run_boxed(h(event.to_owned(), data.clone()));
         }
     }
 }
 
 /// A predicate that decides whether a namespace name belongs to a dynamic namespace.
 pub(crate) type NamespacePredicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
-/// Receivers of one broadcast whose packets the emitting thread writes itself (when nothing
-/// waits before them: see `socketlet_engine::Socket::send_all`). Past them, on a runtime with
-/// several workers, packets are left to the receivers' own tasks, so that the workers share the
-/// writes of a large room instead of one thread making them all; with one worker, writing them
-/// all at once is cheapest.
-const DIRECT_FANOUT: usize = 512;
-
-/// Receivers warmed at a time by [`warm_ahead`]: about as many cache misses as a core keeps
-/// in flight at once.
-const WARM_BATCH: usize = 8;
-
-/// At every [`WARM_BATCH`]th receiver `i` of a fan-out, warms the next batch, the first of
-/// the receivers `rest` that are left (see [`Socket::warm`]): a broadcast to a large room
-/// otherwise waits for two or three cache misses per receiver, one after the other, since the
-/// kernel's work for each send evicts what the next one needs.
-fn warm_ahead(rest: &[Socket], i: usize) {
-    if i % WARM_BATCH == 0 {
-        for s in rest.iter().take(WARM_BATCH) {
-            s.warm();
-        }
-    }
-}
-
-/// How the packets of one broadcast go to each receiver.
-struct Fanout {
-    volatile: bool,
-    /// Receivers from this index on are left to their tasks.
-    queue_from: usize,
-}
-
-impl Fanout {
-    fn new(receivers: usize, volatile: bool) -> Fanout {
-        let workers = tokio::runtime::Handle::try_current()
-            .map(|h| h.metrics().num_workers())
-            .unwrap_or(1);
-        let queue_from = if receivers > DIRECT_FANOUT && workers > 1 {
-            DIRECT_FANOUT
-        } else {
-            usize::MAX
-        };
-        Fanout {
-            volatile,
-            queue_from,
-        }
-    }
-
-    fn handoff(&self, receiver: usize) -> Handoff {
-        if self.volatile {
-            Handoff::Volatile
-        } else if receiver >= self.queue_from {
-            Handoff::Queued
-        } else {
-            Handoff::Now
-        }
-    }
-}
-
-#[cfg(test)]
-mod fanout_tests {
-    use super::*;
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn one_worker_writes_every_receiver_itself() {
-        let fanout = Fanout::new(10_000, false);
-        assert_eq!(fanout.handoff(0), Handoff::Now);
-        assert_eq!(fanout.handoff(9_999), Handoff::Now);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn several_workers_share_a_large_room() {
-        let fanout = Fanout::new(10_000, false);
-        assert_eq!(fanout.handoff(DIRECT_FANOUT - 1), Handoff::Now);
-        assert_eq!(fanout.handoff(DIRECT_FANOUT), Handoff::Queued);
-        let small = Fanout::new(DIRECT_FANOUT, false);
-        assert_eq!(small.handoff(DIRECT_FANOUT - 1), Handoff::Now);
-        let volatile = Fanout::new(10_000, true);
-        assert_eq!(volatile.handoff(9_999), Handoff::Volatile);
-    }
-
-    #[test]
-    fn outside_a_runtime_the_caller_writes() {
-        assert_eq!(Fanout::new(10_000, false).handoff(9_999), Handoff::Now);
-    }
-}

@@ -1,7 +1,7 @@
 //! Broadcast operators: `to`, `except`, `local`, `volatile`, `timeout`, then an action.
 
-use crate::adapter::{AdapterError, BroadcastOptions, Room};
-use crate::data::Data;
+use crate::adapter::{AdapterError, BroadcastOptions, Disconnect, Room};
+use crate::data::{Data, IntoArgs};
 use crate::error::EmitError;
 use crate::namespace::Namespace;
 use crate::socket::{SocketInfo, RESERVED_EVENTS};
@@ -135,12 +135,13 @@ impl BroadcastOperator {
         })
     }
 
-    /// Emits an event to the selected sockets. The packet is encoded once for all of them.
-    pub fn emit(&self, event: &str, data: impl Into<Data>) -> Result<(), EmitError> {
-        let packet = self.packet(event, data.into())?;
+    /// Emits an event to the selected sockets (any `Serialize` value is one argument; a
+    /// [`Data`] is sent as it is). The packet is encoded once for all of them.
+    pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        let packet = self.packet(event, args.into_args()?)?;
         self.ns
             .adapter()
-            .broadcast(&self.ns, packet, self.opts.clone())
+            .broadcast(self.ns.local(), packet, self.opts.clone())
             .map_err(EmitError::Adapter)
     }
 
@@ -149,14 +150,14 @@ impl BroadcastOperator {
     pub async fn emit_with_ack(
         &self,
         event: &str,
-        data: impl Into<Data>,
+        args: impl IntoArgs,
     ) -> Result<AckResponses, EmitError> {
-        let packet = self.packet(event, data.into())?;
+        let packet = self.packet(event, args.into_args()?)?;
         let timeout = self.timeout.unwrap_or_else(|| self.ns.ack_timeout());
         Ok(self
             .ns
             .adapter()
-            .broadcast_with_ack(&self.ns, packet, self.opts.clone(), timeout)
+            .broadcast_with_ack(self.ns.local(), packet, self.opts.clone(), timeout)
             .await)
     }
 
@@ -164,7 +165,7 @@ impl BroadcastOperator {
     pub async fn fetch_sockets(&self) -> Result<Vec<SocketInfo>, AdapterError> {
         self.ns
             .adapter()
-            .fetch_sockets(&self.ns, self.opts.clone())
+            .fetch_sockets(self.ns.local(), self.opts.clone())
             .await
     }
 
@@ -177,7 +178,7 @@ impl BroadcastOperator {
         let rooms = rooms.into_iter().map(Into::into).collect();
         self.ns
             .adapter()
-            .add_sockets(&self.ns, self.opts.clone(), rooms)
+            .add_sockets(self.ns.local(), self.opts.clone(), rooms)
             .await
     }
 
@@ -190,15 +191,25 @@ impl BroadcastOperator {
         let rooms = rooms.into_iter().map(Into::into).collect();
         self.ns
             .adapter()
-            .del_sockets(&self.ns, self.opts.clone(), rooms)
+            .del_sockets(self.ns.local(), self.opts.clone(), rooms)
             .await
     }
 
-    /// Disconnects the selected sockets; with `close`, their whole connections.
-    pub async fn disconnect_sockets(&self, close: bool) -> Result<(), AdapterError> {
+    /// Disconnects the selected sockets from the namespace (their clients get a DISCONNECT and
+    /// do not reconnect on their own; their connections stay open for other namespaces).
+    pub async fn disconnect_sockets(&self) -> Result<(), AdapterError> {
         self.ns
             .adapter()
-            .disconnect_sockets(&self.ns, self.opts.clone(), close)
+            .disconnect_sockets(self.ns.local(), self.opts.clone(), Disconnect::Namespace)
+            .await
+    }
+
+    /// Closes the whole connections of the selected sockets, without a DISCONNECT (their
+    /// clients see the transport close and reconnect).
+    pub async fn close_connections(&self) -> Result<(), AdapterError> {
+        self.ns
+            .adapter()
+            .disconnect_sockets(self.ns.local(), self.opts.clone(), Disconnect::Connection)
             .await
     }
 }

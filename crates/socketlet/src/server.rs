@@ -3,12 +3,13 @@
 use crate::adapter::{ParentAdapter, Room};
 use crate::client::Client;
 use crate::config::{Builder, SocketIoConfig};
-use crate::data::Data;
+use crate::data::IntoArgs;
 use crate::error::EmitError;
 use crate::namespace::{Handlers, Namespace, NamespacePredicate};
+use crate::observer::{Hub, Observer};
 use crate::operators::BroadcastOperator;
 use crate::service::SocketIoService;
-use crate::sync::{read, write};
+use socketlet_engine::sync::{read, write};
 use socketlet_engine::{CloseReason, Engine, EngineHandler, Message, Sid, Socket as EngineSocket};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -29,6 +30,8 @@ pub(crate) struct ServerInner {
     weak: Weak<ServerInner>,
     /// Whether the `connect_timeout` sweep runs (started with the first connection).
     sweeping: std::sync::atomic::AtomicBool,
+    /// The observers, shared with every namespace.
+    hub: Arc<Hub>,
 }
 
 /// Closes the connections that joined no namespace within `connect_timeout`. One task per
@@ -66,6 +69,7 @@ impl ServerInner {
             handlers,
             (self.config.adapter)(name),
             self.config.ack_timeout,
+            self.hub.clone(),
         )
     }
 
@@ -105,6 +109,7 @@ impl EngineHandler for ServerInner {
         };
         let client = Client::new(socket.clone(), &me);
         write(&self.clients).insert(socket.sid(), client.clone());
+        self.hub.each(|o| o.connection_opened(socket));
         if client.protocol() == socketlet_socketio_proto::ProtocolVersion::V4 {
             // Protocol v4 clients are connected to `/` as soon as the connection opens.
             client.connect("/", None);
@@ -128,6 +133,11 @@ impl EngineHandler for ServerInner {
         if let Some(client) = client {
             client.on_close(reason);
         }
+        self.hub.each(|o| o.connection_closed(socket, reason));
+    }
+
+    fn on_upgrade(&self, socket: &Arc<EngineSocket>) {
+        self.hub.each(|o| o.connection_upgraded(socket));
     }
 }
 
@@ -135,14 +145,12 @@ impl EngineHandler for ServerInner {
 /// they can emit to sockets and rooms at any time.
 ///
 /// ```
-/// use socketlet::{SocketIo, Socket};
+/// use socketlet::{AckSender, Data, Socket, SocketIo};
 ///
 /// let io = SocketIo::new();
-/// io.of("/").on_connect(|socket: Socket| {
-///     socket.on("echo", |_socket, event| async move {
-///         if let Some(ack) = event.ack {
-///             let _ = ack.send(event.data);
-///         }
+/// io.of("/").on_connect(|socket: Socket| async move {
+///     socket.on("echo", |data: Data, ack: AckSender| async move {
+///         let _ = ack.send(data);
 ///     });
 /// });
 /// ```
@@ -186,6 +194,7 @@ impl SocketIo {
             clients: RwLock::new(HashMap::new()),
             weak: weak.clone(),
             sweeping: Default::default(),
+            hub: Arc::default(),
         });
         let engine = Engine::new(inner.config.engine.clone(), inner.clone());
         let io = SocketIo { inner, engine };
@@ -247,11 +256,11 @@ impl SocketIo {
     /// ```
     /// let io = socketlet::SocketIo::new();
     /// let workspaces = io.dynamic(|name| name.starts_with("/workspace-"));
-    /// workspaces.on_connect(|socket: socketlet::Socket| {
-    ///     let _ = socket.emit("welcome", serde_json::json!(socket.ns().name()));
+    /// workspaces.on_connect(|socket: socketlet::Socket| async move {
+    ///     let _ = socket.emit("welcome", socket.ns().name());
     /// });
     /// // Later: to every socket of every workspace.
-    /// let _ = workspaces.emit("maintenance", serde_json::json!({"in_minutes": 5}));
+    /// let _ = workspaces.emit("maintenance", "in 5 minutes");
     /// ```
     pub fn dynamic<F>(&self, predicate: F) -> Namespace
     where
@@ -266,7 +275,19 @@ impl SocketIo {
             handlers: handlers.clone(),
             parent: parent.clone(),
         });
-        Namespace::new(name, handlers, parent, self.inner.config.ack_timeout)
+        Namespace::new(
+            name,
+            handlers,
+            parent,
+            self.inner.config.ack_timeout,
+            self.inner.hub.clone(),
+        )
+    }
+
+    /// Adds an observer: it hears of connections, sockets, rooms and packets from now on (see
+    /// [`Observer`]).
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        self.inner.hub.add(observer);
     }
 
     /// A broadcast to the sockets of `/` in `room`.
@@ -274,9 +295,10 @@ impl SocketIo {
         self.of("/").to(room)
     }
 
-    /// Emits to every socket of `/`.
-    pub fn emit(&self, event: &str, data: impl Into<Data>) -> Result<(), EmitError> {
-        self.of("/").emit(event, data)
+    /// Emits to every socket of `/` (any `Serialize` value is one argument; a [`Data`] is
+    /// sent as it is).
+    pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        self.of("/").emit(event, args)
     }
 
     /// The server as a tower service (404 for paths that are not the server's).

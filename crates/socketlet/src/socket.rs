@@ -2,21 +2,21 @@
 
 use crate::adapter::Room;
 use crate::client::{Client, Handoff};
-use crate::data::Data;
+use crate::data::{Data, IntoArgs};
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::extensions::Extensions;
+use crate::handler::{boxed, refuse, AckSender, BoxedHandler, EventParts, Handler, HandlerFuture};
 use crate::namespace::Namespace;
 use crate::operators::BroadcastOperator;
 use crate::runner::run_boxed;
-use crate::sync::{lock, read, write};
 use bytes::Bytes;
 use serde_json::Value;
 use socketlet_engine::proto::Str;
+use socketlet_engine::sync::{lock, read, write};
 use socketlet_engine::{RequestInfo, Sid, Socket as EngineSocket, TransportKind};
 use socketlet_socketio_proto::{Packet, PacketData, ProtocolVersion};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -38,52 +38,35 @@ const MAX_EARLY_EVENTS: usize = 64;
 /// An event held until the socket is ready: name, arguments, ack id.
 type EarlyEvent = (String, Data, Option<u64>);
 
-type EventHandler =
-    Arc<dyn Fn(Socket, Event) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-type AnyHandler = Arc<dyn Fn(&Socket, &str, &Data) + Send + Sync>;
-type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
-type Listeners = Arc<[AnyHandler]>;
+type AnyHandler = Arc<dyn Fn(Socket, AnyEvent) -> HandlerFuture + Send + Sync>;
+type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) -> HandlerFuture + Send + Sync>;
+/// Lists of handlers are replaced whole when one is added (copy on write): a dispatch clones
+/// the `Arc` and calls them with no lock held (a handler may disconnect the socket, or add
+/// a handler).
+type List<T> = Arc<[T]>;
 
-/// Adds `f` to a list of listeners (copy on write: readers keep the list they took).
-fn add_listener(list: &RwLock<Listeners>, f: AnyHandler) {
+/// Adds `f` to a list of handlers.
+fn add_to<T: Clone>(list: &RwLock<List<T>>, f: T) {
     let mut guard = write(list);
     let mut all = guard.to_vec();
     all.push(f);
     *guard = all.into();
 }
 
-/// An event from a client.
-#[derive(Debug)]
-pub struct Event {
+/// The handlers of one event: most events have one, which costs no list.
+#[derive(Clone)]
+enum EventHandlers {
+    One(BoxedHandler),
+    Many(List<BoxedHandler>),
+}
+
+/// An event as catch-all listeners see it ([`Socket::on_any`], [`Socket::on_any_outgoing`]).
+#[derive(Debug, Clone)]
+pub struct AnyEvent {
     /// The event name.
     pub name: String,
     /// Its arguments.
     pub data: Data,
-    /// The way to answer, if the client asked for an ack.
-    pub ack: Option<AckSender>,
-}
-
-/// Answers a client's event. Sending consumes it: an event is acked at most once.
-#[derive(Debug)]
-pub struct AckSender {
-    socket: Socket,
-    id: u64,
-}
-
-impl AckSender {
-    /// Sends the ack with `data` as its arguments.
-    pub fn send(self, data: impl Into<Data>) -> Result<(), EmitError> {
-        let data = data.into();
-        let packet = Packet {
-            nsp: self.socket.ns().name().to_owned(),
-            data: PacketData::Ack {
-                args: data.args,
-                id: self.id,
-            },
-            attachments: data.binary,
-        };
-        self.socket.send_packet(&packet, false)
-    }
 }
 
 enum AckTx {
@@ -129,12 +112,10 @@ pub(crate) struct SocketInner {
     /// Events that arrived before the connection handler finished registering listeners:
     /// `None` once it has (then events are dispatched at once).
     early_events: Mutex<Option<Vec<EarlyEvent>>>,
-    handlers: RwLock<HashMap<String, EventHandler>>,
-    /// Catch-all listeners, replaced whole when one is added: a dispatch clones the `Arc` and
-    /// calls them with no lock held (a listener may disconnect the socket, or add a listener).
-    any_incoming: RwLock<Listeners>,
-    any_outgoing: RwLock<Listeners>,
-    on_disconnect: RwLock<Vec<DisconnectHandler>>,
+    handlers: RwLock<HashMap<String, EventHandlers>>,
+    any_incoming: RwLock<List<AnyHandler>>,
+    any_outgoing: RwLock<List<AnyHandler>>,
+    on_disconnect: RwLock<List<DisconnectHandler>>,
     rooms: Mutex<HashSet<Room>>,
     acks: Mutex<HashMap<u64, AckTx>>,
     extensions: Extensions,
@@ -195,7 +176,7 @@ impl Socket {
                 any_incoming: RwLock::new(Arc::new([])),
                 any_outgoing: RwLock::new(Arc::new([])),
                 has_outgoing: AtomicBool::new(false),
-                on_disconnect: RwLock::new(Vec::new()),
+                on_disconnect: RwLock::new(Arc::new([])),
                 rooms: Mutex::new(HashSet::new()),
                 acks: Mutex::new(HashMap::new()),
                 extensions: Extensions::default(),
@@ -265,77 +246,110 @@ impl Socket {
         self.inner.connected.load(Ordering::Acquire)
     }
 
-    /// Registers the handler of an event (replacing any previous one). Handlers start in the
-    /// order events arrive; a handler that awaits continues as a task of its own, so slow
-    /// handlers never hold up the connection.
-    pub fn on<F, Fut>(&self, event: impl Into<String>, handler: F)
+    /// Adds a handler of `event` (as Node adds listeners: each handler added for an event runs,
+    /// in order). A handler is an async function or closure whose arguments are extractors
+    /// ([`Socket`], [`Args<T>`](crate::Args), [`Data`], [`AckSender`], ...): see
+    /// [`handler`](crate::handler).
+    ///
+    /// ```
+    /// # use socketlet::{Socket, AckSender, Data};
+    /// # fn demo(socket: Socket) {
+    /// socket.on("echo", |data: Data, ack: AckSender| async move {
+    ///     let _ = ack.send(data);
+    /// });
+    /// # }
+    /// ```
+    pub fn on<H, T>(&self, event: impl Into<String>, handler: H)
     where
-        F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
+        H: Handler<T>,
+        T: 'static,
+    {
+        let handler = boxed(handler);
+        let mut map = write(&self.inner.handlers);
+        let name = event.into();
+        let handlers = match map.remove(&name) {
+            None => EventHandlers::One(handler),
+            Some(EventHandlers::One(first)) => EventHandlers::Many(Arc::new([first, handler])),
+            Some(EventHandlers::Many(list)) => {
+                let mut all = list.to_vec();
+                all.push(handler);
+                EventHandlers::Many(all.into())
+            }
+        };
+        map.insert(name, handlers);
+    }
+
+    /// Adds a listener called with every incoming event, before its handlers.
+    pub fn on_any<F, Fut>(&self, f: F)
+    where
+        F: Fn(Socket, AnyEvent) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let h: EventHandler = Arc::new(move |s, e| Box::pin(handler(s, e)));
-        write(&self.inner.handlers).insert(event.into(), h);
+        add_to(
+            &self.inner.any_incoming,
+            Arc::new(move |s, e| Box::pin(f(s, e)) as _),
+        );
     }
 
-    /// Registers a listener called with every incoming event, before its handler.
-    pub fn on_any<F>(&self, f: F)
+    /// Adds a listener called with every outgoing event of this socket (emits and broadcasts
+    /// that reach it).
+    pub fn on_any_outgoing<F, Fut>(&self, f: F)
     where
-        F: Fn(&Socket, &str, &Data) + Send + Sync + 'static,
+        F: Fn(Socket, AnyEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
-        add_listener(&self.inner.any_incoming, Arc::new(f));
-    }
-
-    /// Registers a listener called with every outgoing event (emits and broadcasts).
-    pub fn on_any_outgoing<F>(&self, f: F)
-    where
-        F: Fn(&Socket, &str, &Data) + Send + Sync + 'static,
-    {
-        add_listener(&self.inner.any_outgoing, Arc::new(f));
+        add_to(
+            &self.inner.any_outgoing,
+            Arc::new(move |s, e| Box::pin(f(s, e)) as _),
+        );
         self.inner.has_outgoing.store(true, Ordering::Release);
     }
 
-    /// Registers a handler called once when the socket disconnects, with the reason. The socket's
-    /// rooms can still be read there.
-    pub fn on_disconnect<F>(&self, f: F)
+    /// Adds a handler called once when the socket disconnects, with the reason. The socket's
+    /// rooms can still be read until its first `.await`.
+    pub fn on_disconnect<F, Fut>(&self, f: F)
     where
-        F: Fn(Socket, DisconnectReason) + Send + Sync + 'static,
+        F: Fn(Socket, DisconnectReason) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
-        write(&self.inner.on_disconnect).push(Arc::new(f));
+        add_to(
+            &self.inner.on_disconnect,
+            Arc::new(move |s, r| Box::pin(f(s, r)) as _),
+        );
     }
 
-    /// Emits an event to this socket.
-    pub fn emit(&self, event: &str, data: impl Into<Data>) -> Result<(), EmitError> {
-        let packet = self.event_packet(event, data.into(), None)?;
+    /// Emits an event to this socket: any `Serialize` value is one argument
+    /// (`emit("news", &item)`); a [`Data`] is sent as it is (several arguments, binary
+    /// attachments; see [`args!`](crate::args)).
+    pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        let packet = self.event_packet(event, args.into_args()?, None)?;
         self.notify_outgoing(&packet);
         self.send_packet(&packet, false)
     }
 
     /// Emits an event to this socket only if it can take it right now (dropped otherwise).
-    pub fn emit_volatile(&self, event: &str, data: impl Into<Data>) -> Result<(), EmitError> {
-        let packet = self.event_packet(event, data.into(), None)?;
+    pub fn emit_volatile(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        let packet = self.event_packet(event, args.into_args()?, None)?;
         self.notify_outgoing(&packet);
         self.send_packet(&packet, true)
     }
 
     /// Emits an event and waits for the client's ack, up to the server's `ack_timeout`.
-    pub async fn emit_with_ack(
-        &self,
-        event: &str,
-        data: impl Into<Data>,
-    ) -> Result<Data, AckError> {
+    pub async fn emit_with_ack(&self, event: &str, args: impl IntoArgs) -> Result<Data, AckError> {
         let timeout = self.ns().ack_timeout();
-        self.emit_with_ack_timeout(event, data, timeout).await
+        self.emit_with_ack_timeout(event, args, timeout).await
     }
 
     /// Emits an event and waits for the client's ack, up to `timeout`.
     pub async fn emit_with_ack_timeout(
         &self,
         event: &str,
-        data: impl Into<Data>,
+        args: impl IntoArgs,
         timeout: Duration,
     ) -> Result<Data, AckError> {
-        let id = self.ns().next_ack_id();
-        let packet = self.event_packet(event, data.into(), Some(id))?;
+        let data = args.into_args().map_err(EmitError::from)?;
+        let id = self.ns().local().next_ack_id();
+        let packet = self.event_packet(event, data, Some(id))?;
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.acks).insert(id, AckTx::One(tx));
         struct Forget<'a>(&'a Socket, u64);
@@ -375,7 +389,8 @@ impl Socket {
         I: IntoIterator<Item = R>,
         R: Into<Room>,
     {
-        let mut created = Vec::new();
+        let local = self.ns().local();
+        let mut joined = Vec::new();
         {
             let mut mine = lock(&self.inner.rooms);
             for room in rooms {
@@ -383,42 +398,52 @@ impl Socket {
                 if room == self.inner.id || mine.contains(&room) {
                     continue;
                 }
-                if self.ns().index_join(self.sid(), &room) {
-                    created.push(room.clone());
-                }
-                mine.insert(room);
+                let created = local.index_join(self.sid(), &room);
+                mine.insert(room.clone());
+                joined.push((room, created));
             }
         }
-        // The adapter hears of new rooms with no lock held.
-        for room in created {
-            self.ns().adapter().room_created(self.ns(), &room, false);
+        // The adapter and the observers hear of it with no lock held.
+        for (room, created) in joined {
+            if created {
+                self.ns().adapter().room_created(local, &room, false);
+            }
+            local.hub().each(|o| o.room_joined(self, &room));
         }
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
-        let deleted = {
+        let local = self.ns().local();
+        let (left, deleted) = {
             let mut mine = lock(&self.inner.rooms);
-            mine.remove(room) && self.ns().index_leave(self.sid(), room)
+            let left = mine.remove(room);
+            (left, left && local.index_leave(self.sid(), room))
         };
         if deleted {
-            self.ns().adapter().room_deleted(self.ns(), room, false);
+            self.ns().adapter().room_deleted(local, room, false);
+        }
+        if left {
+            local.hub().each(|o| o.room_left(self, room));
         }
     }
 
     /// Leaves every room (except its own id).
     pub fn leave_all(&self) {
-        let mut deleted = Vec::new();
+        let local = self.ns().local();
+        let mut left = Vec::new();
         {
             let mut mine = lock(&self.inner.rooms);
             for room in std::mem::take(&mut *mine) {
-                if self.ns().index_leave(self.sid(), &room) {
-                    deleted.push(room);
-                }
+                let deleted = local.index_leave(self.sid(), &room);
+                left.push((room, deleted));
             }
         }
-        for room in deleted {
-            self.ns().adapter().room_deleted(self.ns(), &room, false);
+        for (room, deleted) in left {
+            if deleted {
+                self.ns().adapter().room_deleted(local, &room, false);
+            }
+            local.hub().each(|o| o.room_left(self, &room));
         }
     }
 
@@ -472,7 +497,19 @@ impl Socket {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
-        self.inner.client.send_packet(packet, volatile)
+        let text = Str::from(packet.encode());
+        let bytes = text.len() + packet.attachments.iter().map(Bytes::len).sum::<usize>();
+        let handoff = if volatile {
+            Handoff::Volatile
+        } else {
+            Handoff::Now
+        };
+        crate::client::send_encoded(&self.inner.engine, text, &packet.attachments, handoff)?;
+        self.ns()
+            .local()
+            .hub()
+            .each(|o| o.packet_sent(self, packet, bytes));
+        Ok(())
     }
 
     pub(crate) fn send_encoded(
@@ -506,12 +543,15 @@ impl Socket {
             return;
         }
         if let PacketData::Event { name, args, .. } = &packet.data {
-            let data = Data {
-                args: args.clone(),
-                binary: packet.attachments.clone(),
+            let event = AnyEvent {
+                name: name.clone(),
+                data: Data {
+                    args: args.clone(),
+                    binary: packet.attachments.clone(),
+                },
             };
             for l in listeners.iter() {
-                l(self, name, &data);
+                run_boxed(l(self.clone(), event.clone()));
             }
         }
     }
@@ -532,8 +572,12 @@ impl Socket {
         }
     }
 
-    /// An EVENT from the client.
-    pub(crate) fn on_event(&self, name: String, data: Data, id: Option<u64>) {
+    /// An EVENT from the client, `bytes` long as received.
+    pub(crate) fn on_event(&self, name: String, data: Data, id: Option<u64>, bytes: usize) {
+        self.ns()
+            .local()
+            .hub()
+            .each(|o| o.event_received(self, &name, &data, bytes));
         {
             let mut early = lock(&self.inner.early_events);
             if let Some(queue) = early.as_mut() {
@@ -557,22 +601,40 @@ impl Socket {
             return;
         }
         let listeners = read(&self.inner.any_incoming).clone();
-        for l in listeners.iter() {
-            l(self, &name, &data);
+        if !listeners.is_empty() {
+            let event = AnyEvent {
+                name: name.clone(),
+                data: data.clone(),
+            };
+            for l in listeners.iter() {
+                run_boxed(l(self.clone(), event.clone()));
+            }
         }
-        let handler = read(&self.inner.handlers).get(&name).cloned();
-        let Some(handler) = handler else {
+        let handlers = read(&self.inner.handlers).get(&name).cloned();
+        let Some(handlers) = handlers else {
             return;
         };
-        let ack = id.map(|id| AckSender {
-            socket: self.clone(),
-            id,
-        });
-        run_boxed(handler(self.clone(), Event { name, data, ack }));
+        let mut parts = EventParts::new(self.clone(), name, data, AckSender::new(self, id));
+        match handlers {
+            EventHandlers::One(h) => start(&h, parts),
+            EventHandlers::Many(list) => {
+                let Some((last, first)) = list.split_last() else {
+                    return;
+                };
+                for h in first {
+                    start(h, parts.share());
+                }
+                start(last, parts);
+            }
+        }
     }
 
     /// An ACK from the client.
     pub(crate) fn on_ack(&self, id: u64, data: Data) {
+        self.ns()
+            .local()
+            .hub()
+            .each(|o| o.ack_received(self, &data));
         let tx = lock(&self.inner.acks).remove(&id);
         match tx {
             Some(AckTx::One(tx)) => {
@@ -597,17 +659,31 @@ impl Socket {
             let _ = self.inner.client.send_packet(&packet, false);
         }
         self.inner.client.forget_namespace(self.ns().name());
-        let handlers = std::mem::take(&mut *write(&self.inner.on_disconnect));
-        for h in handlers {
-            h(self.clone(), reason);
+        let handlers = std::mem::replace(&mut *write(&self.inner.on_disconnect), Arc::new([]));
+        for h in handlers.iter() {
+            run_boxed(h(self.clone(), reason));
         }
+        let local = self.ns().local();
+        local.hub().each(|o| o.socket_disconnected(self, reason));
         let rooms = std::mem::take(&mut *lock(&self.inner.rooms));
-        self.ns().remove_socket(self, &rooms);
+        for room in local.remove_socket(self, &rooms) {
+            self.ns().adapter().room_deleted(local, &room, false);
+        }
+        self.ns().adapter().room_deleted(local, self.id(), true);
         lock(&self.inner.acks).clear();
         write(&self.inner.handlers).clear();
         *write(&self.inner.any_incoming) = Arc::new([]);
         *write(&self.inner.any_outgoing) = Arc::new([]);
         tracing::debug!(id = %self.id(), nsp = %self.ns().name(), %reason, "socket disconnected");
+    }
+}
+
+/// Runs one handler of an event: its future is polled at once, or the event is refused when
+/// its arguments do not fit the handler.
+fn start(handler: &BoxedHandler, parts: EventParts) {
+    match handler(parts) {
+        Ok(fut) => run_boxed(fut),
+        Err(refused) => refuse(*refused),
     }
 }
 

@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use socketlet::{Cors, Socket, SocketIo};
+use socketlet::{AckSender, Cors, Data, Socket, SocketIo};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -35,19 +35,20 @@ fn server() -> SocketIo {
         .connect_timeout(CONNECT_TIMEOUT)
         .cors(Cors::Any)
         .build();
-    io.of("/").on_connect(|socket: Socket| {
-        let _ = socket.emit("auth", socket.auth().clone());
-        socket.on("message", |socket, event| async move {
-            let _ = socket.emit("message-back", event.data);
+    io.of("/").on_connect(|socket: Socket| async move {
+        let _ = socket.emit("auth", socket.auth());
+        socket.on("message", |socket: Socket, data: Data| async move {
+            let _ = socket.emit("message-back", data);
         });
-        socket.on("message-with-ack", |_socket, event| async move {
-            if let Some(ack) = event.ack {
-                let _ = ack.send(event.data);
-            }
-        });
+        socket.on(
+            "message-with-ack",
+            |data: Data, ack: AckSender| async move {
+                let _ = ack.send(data);
+            },
+        );
     });
-    io.of("/custom").on_connect(|socket: Socket| {
-        let _ = socket.emit("auth", socket.auth().clone());
+    io.of("/custom").on_connect(|socket: Socket| async move {
+        let _ = socket.emit("auth", socket.auth());
     });
     io
 }
@@ -402,7 +403,7 @@ async fn connect_to_a_custom_namespace() {
     assert_eq!(ws_recv_text(&mut ws).await, r#"42/custom,["auth",{}]"#);
     assert!(io.of("/custom").get_socket(&id).is_some());
     assert_eq!(
-        io.of("/").local_socket_count(),
+        io.of("/").local().socket_count(),
         0,
         "only /custom was joined"
     );
@@ -482,7 +483,7 @@ async fn disconnect_from_the_main_namespace() {
     // Nothing answers the DISCONNECT, and the connection stays: the next frame is a PING.
     assert_eq!(ws_recv_text(&mut ws).await, "2");
     assert!(io.of("/").get_socket(&id).is_none());
-    assert_eq!(io.of("/").local_socket_count(), 0);
+    assert_eq!(io.of("/").local().socket_count(), 0);
     // The client may join again, as a new socket.
     ws_send_text(&mut ws, "3").await;
     ws_send_text(&mut ws, "40").await;
@@ -511,8 +512,8 @@ async fn connect_then_disconnect_from_a_custom_namespace() {
         ws_recv_text(&mut ws).await,
         r#"42["message-back","message to main namespace"]"#
     );
-    assert_eq!(io.of("/custom").local_socket_count(), 0);
-    assert_eq!(io.of("/").local_socket_count(), 1);
+    assert_eq!(io.of("/custom").local().socket_count(), 0);
+    assert_eq!(io.of("/").local().socket_count(), 1);
 }
 
 // ----------------------------------------------------------------------------------------------

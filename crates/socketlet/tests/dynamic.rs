@@ -40,11 +40,11 @@ async fn the_parent_reaches_every_child_and_only_children() {
     });
     let io = SocketIo::builder().adapter(factory).build();
     let parent = io.dynamic(|name| name.starts_with("/team-"));
-    parent.on_connect(|socket: Socket| {
+    parent.on_connect(|socket: Socket| async move {
         if let Some(room) = socket.query("room") {
             socket.join([room]);
         }
-        let _ = socket.emit("hello", json!(socket.ns().name()));
+        let _ = socket.emit("hello", socket.ns().name());
     });
 
     let (a, a_id) = join(&io, "/team-a", "").await;
@@ -76,18 +76,18 @@ async fn the_parent_reaches_every_child_and_only_children() {
         .sockets_join(["all"])
         .await
         .expect("join");
-    assert_eq!(io.of("/team-a").local_rooms(), vec!["all".to_owned()]);
+    assert_eq!(io.of("/team-a").local().rooms(), vec!["all".to_owned()]);
 
     parent
         .broadcast()
-        .disconnect_sockets(false)
+        .disconnect_sockets()
         .await
         .expect("disconnect");
     assert_eq!(a.recv_one().await, "41/team-a,");
     assert_eq!(b.recv_one().await, "41/team-b,");
     assert_eq!(ops.recv_one().await, "41/team-b,");
-    assert_eq!(io.of("/team-a").local_socket_count(), 0);
-    assert_eq!(io.of("/team-b").local_socket_count(), 0);
+    assert_eq!(io.of("/team-a").local().socket_count(), 0);
+    assert_eq!(io.of("/team-b").local().socket_count(), 0);
 
     // `/` heard nothing of it (its first packet is the heartbeat).
     assert_eq!(root.recv_one().await, "2");

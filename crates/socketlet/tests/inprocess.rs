@@ -54,8 +54,10 @@ fn echo_server(
         let reasons_tx = reasons_tx.clone();
         socket.on_disconnect(move |_socket, reason| {
             let _ = reasons_tx.send(reason);
+            async {}
         });
         let _ = sockets_tx.send(socket);
+        async {}
     });
     (sockets, reasons)
 }
@@ -80,9 +82,9 @@ async fn connected(io: &SocketIo) -> (Polling, String) {
 #[tokio::test(start_paused = true)]
 async fn v4_polling_handshake_connect_and_ack() {
     let io = SocketIo::new();
-    io.of("/").on_connect(|socket: Socket| {
+    io.of("/").on_connect(|socket: Socket| async move {
         register_handlers(&socket);
-        let _ = socket.emit("welcome", json!(socket.auth().clone()));
+        let _ = socket.emit("welcome", socket.auth());
     });
 
     let res = get(&io, "EIO=4&transport=polling").await;
@@ -109,20 +111,13 @@ async fn v4_polling_handshake_connect_and_ack() {
 
     client.send(r#"40{"token":"x"}"#).await;
     let packets = client.recv().await;
-    let connect = packets
-        .iter()
-        .find(|p| p.starts_with("40"))
-        .unwrap_or_else(|| panic!("no CONNECT in {packets:?}"));
-    let id = connect_sid(connect);
+    assert_eq!(packets.len(), 2, "{packets:?}");
+    // As in Node: the CONNECT first, then what the connection handler emitted (the welcome,
+    // which sees the auth payload).
+    let id = connect_sid(&packets[0]);
     assert_eq!(id.len(), 20);
     assert_ne!(id, client.sid, "v5 socket ids are not the engine's sid");
-    // The welcome emitted by the connection handler sees the auth payload; it may come before
-    // the CONNECT (socketlet runs the handler first) but nothing else is there.
-    assert!(
-        packets.contains(&r#"42["welcome",{"token":"x"}]"#.to_owned()),
-        "{packets:?}"
-    );
-    assert_eq!(packets.len(), 2, "{packets:?}");
+    assert_eq!(packets[1], r#"42["welcome",{"token":"x"}]"#);
 
     client.send(r#"421["echo","a"]"#).await;
     assert_eq!(client.recv_one().await, r#"431["a"]"#);
@@ -136,7 +131,7 @@ async fn root_namespace_exists_without_being_declared() {
     let client = Polling::open(&io).await;
     let (id, before) = client.connect(None).await;
     assert!(before.is_empty(), "{before:?}");
-    assert_eq!(io.of("/").local_socket_count(), 1);
+    assert_eq!(io.of("/").local().socket_count(), 1);
     assert!(io.of("/").get_socket(&id).is_some());
 }
 
@@ -545,7 +540,7 @@ async fn websocket_heartbeat_without_pong_times_out() {
     }
     settle().await;
     assert_eq!(io.engine().session_count(), 0);
-    assert_eq!(io.of("/").local_socket_count(), 0);
+    assert_eq!(io.of("/").local().socket_count(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -556,7 +551,7 @@ async fn client_close_packet_disconnects_the_socket() {
 
     client.send("1").await;
     assert_eq!(next(&mut reasons).await, DisconnectReason::TransportClose);
-    assert_eq!(io.of("/").local_socket_count(), 0);
+    assert_eq!(io.of("/").local().socket_count(), 0);
     // The session is gone at once, as in Node: the client that closed it polls no more, and a
     // late request is answered "Session ID unknown".
     assert_eq!(io.engine().session_count(), 0);
@@ -637,7 +632,7 @@ async fn middleware_refusal_and_unknown_namespace() {
         payload,
         json!({"message": "unauthorized", "data": {"code": 401}})
     );
-    assert_eq!(io.of("/").local_socket_count(), 0);
+    assert_eq!(io.of("/").local().socket_count(), 0);
 
     client.send("40/nope,").await;
     assert_eq!(
@@ -941,7 +936,7 @@ async fn rooms_broadcast_fetch_and_disconnect() {
 
     io.of("/")
         .broadcast()
-        .disconnect_sockets(false)
+        .disconnect_sockets()
         .await
         .expect("disconnect");
     assert_eq!(a.recv_one().await, "41");
@@ -952,8 +947,8 @@ async fn rooms_broadcast_fetch_and_disconnect() {
             DisconnectReason::ServerNamespaceDisconnect
         );
     }
-    assert_eq!(io.of("/").local_socket_count(), 0);
-    assert!(io.of("/").local_rooms().is_empty());
+    assert_eq!(io.of("/").local().socket_count(), 0);
+    assert!(io.of("/").local().rooms().is_empty());
     // Only the namespace was left: the connections are still open.
     assert_eq!(io.engine().session_count(), 2);
 }
@@ -1073,76 +1068,21 @@ struct RoomLog {
 }
 
 impl socketlet::Adapter for RoomLog {
-    fn broadcast(
-        &self,
-        ns: &socketlet::Namespace,
-        packet: socketlet::socketio_proto::Packet,
-        opts: socketlet::adapter::BroadcastOptions,
-    ) -> Result<(), socketlet::AdapterError> {
-        socketlet::adapter::MemoryAdapter.broadcast(ns, packet, opts)
-    }
+    // Everything else is the default: this node only.
 
-    fn broadcast_with_ack(
-        &self,
-        ns: &socketlet::Namespace,
-        packet: socketlet::socketio_proto::Packet,
-        opts: socketlet::adapter::BroadcastOptions,
-        timeout: Duration,
-    ) -> socketlet::adapter::BoxFuture<'static, socketlet::AckResponses> {
-        socketlet::adapter::MemoryAdapter.broadcast_with_ack(ns, packet, opts, timeout)
-    }
-
-    fn fetch_sockets(
-        &self,
-        ns: &socketlet::Namespace,
-        opts: socketlet::adapter::BroadcastOptions,
-    ) -> socketlet::adapter::BoxFuture<
-        'static,
-        Result<Vec<socketlet::SocketInfo>, socketlet::AdapterError>,
-    > {
-        socketlet::adapter::MemoryAdapter.fetch_sockets(ns, opts)
-    }
-
-    fn add_sockets(
-        &self,
-        ns: &socketlet::Namespace,
-        opts: socketlet::adapter::BroadcastOptions,
-        rooms: Vec<String>,
-    ) -> socketlet::adapter::BoxFuture<'static, Result<(), socketlet::AdapterError>> {
-        socketlet::adapter::MemoryAdapter.add_sockets(ns, opts, rooms)
-    }
-
-    fn del_sockets(
-        &self,
-        ns: &socketlet::Namespace,
-        opts: socketlet::adapter::BroadcastOptions,
-        rooms: Vec<String>,
-    ) -> socketlet::adapter::BoxFuture<'static, Result<(), socketlet::AdapterError>> {
-        socketlet::adapter::MemoryAdapter.del_sockets(ns, opts, rooms)
-    }
-
-    fn disconnect_sockets(
-        &self,
-        ns: &socketlet::Namespace,
-        opts: socketlet::adapter::BroadcastOptions,
-        close: bool,
-    ) -> socketlet::adapter::BoxFuture<'static, Result<(), socketlet::AdapterError>> {
-        socketlet::adapter::MemoryAdapter.disconnect_sockets(ns, opts, close)
-    }
-
-    fn room_created(&self, ns: &socketlet::Namespace, room: &str, private: bool) {
+    fn room_created(&self, local: &socketlet::LocalNamespace, room: &str, private: bool) {
         let kind = if private { "own" } else { "named" };
-        assert!(ns.has_local_room(room), "{room} announced before it exists");
+        assert!(local.has_room(room), "{room} announced before it exists");
         self.log
             .lock()
             .expect("log")
             .push(format!("+{kind} {room}"));
     }
 
-    fn room_deleted(&self, ns: &socketlet::Namespace, room: &str, private: bool) {
+    fn room_deleted(&self, local: &socketlet::LocalNamespace, room: &str, private: bool) {
         let kind = if private { "own" } else { "named" };
         assert!(
-            !ns.has_local_room(room),
+            !local.has_room(room),
             "{room} announced gone while it has sockets"
         );
         self.log
@@ -1197,8 +1137,9 @@ async fn outgoing_listeners_see_emits_and_broadcasts_of_their_socket_only() {
     let (b, _) = connected(&io).await;
     let _server_b = next(&mut sockets).await;
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    server_a.on_any_outgoing(move |_socket, event, data| {
-        let _ = seen_tx.send((event.to_owned(), data.args.clone()));
+    server_a.on_any_outgoing(move |_socket, event| {
+        let _ = seen_tx.send((event.name, event.data.args));
+        async {}
     });
 
     server_a.emit("direct", json!(1)).unwrap();

@@ -8,9 +8,8 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use socketlet::adapter::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Room};
-use socketlet::socketio_proto::Packet;
-use socketlet::{AckResponses, MemoryAdapter, Namespace, Socket, SocketInfo, SocketIo};
+use socketlet::adapter::{Adapter, BroadcastOptions};
+use socketlet::{LocalNamespace, Socket, SocketIo};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,9 +50,9 @@ async fn connect(io: &SocketIo) -> (Polling, Socket) {
 fn an_incoming_listener_may_disconnect_its_socket() {
     no_deadlock("disconnect from on_any", || async {
         let io = SocketIo::new();
-        io.of("/").on_connect(|socket: Socket| {
-            socket.on_any(|socket, event, _data| {
-                if event == "leave-now" {
+        io.of("/").on_connect(|socket: Socket| async move {
+            socket.on_any(|socket, event| async move {
+                if event.name == "leave-now" {
                     socket.disconnect();
                 }
             });
@@ -73,13 +72,16 @@ fn an_incoming_listener_may_add_listeners() {
         let log = seen.clone();
         io.of("/").on_connect(move |socket: Socket| {
             let log = log.clone();
-            socket.on_any(move |socket, event, _data| {
+            socket.on_any(move |socket, event| {
                 let log = log.clone();
-                log.lock().unwrap().push(format!("first {event}"));
-                socket.on_any(move |_socket, event, _data| {
-                    log.lock().unwrap().push(format!("added {event}"));
+                log.lock().unwrap().push(format!("first {}", event.name));
+                socket.on_any(move |_socket, event| {
+                    log.lock().unwrap().push(format!("added {}", event.name));
+                    async {}
                 });
+                async {}
             });
+            async {}
         });
         let (client, _socket) = connect(&io).await;
         client.send(r#"42["a"]"#).await;
@@ -98,8 +100,8 @@ fn an_outgoing_listener_may_disconnect_its_socket() {
     no_deadlock("disconnect from on_any_outgoing", || async {
         let io = SocketIo::new();
         let (client, socket) = connect(&io).await;
-        socket.on_any_outgoing(|socket, event, _data| {
-            if event == "last-words" {
+        socket.on_any_outgoing(|socket, event| async move {
+            if event.name == "last-words" {
                 socket.disconnect();
             }
         });
@@ -125,7 +127,7 @@ fn a_connect_handler_may_read_the_extensions_it_set() {
                 .insert(Arc::new(Mutex::new(vec!["from middleware".to_owned()])));
             Ok(())
         });
-        io.of("/").on_connect(|socket: Socket| {
+        io.of("/").on_connect(|socket: Socket| async move {
             let log = socket
                 .extensions()
                 .get::<Arc<Mutex<Vec<String>>>>()
@@ -153,16 +155,12 @@ struct Inspecting {
 }
 
 impl Inspecting {
-    fn inspect(&self, ns: &Namespace, what: &str, room: &str) {
+    fn inspect(&self, local: &LocalNamespace, what: &str, room: &str) {
         let opts = BroadcastOptions {
             rooms: vec![room.to_owned()],
             ..Default::default()
         };
-        let members: usize = ns
-            .local_sockets(&opts)
-            .iter()
-            .map(|s| s.rooms().len())
-            .sum();
+        let members: usize = local.sockets(&opts).iter().map(|s| s.rooms().len()).sum();
         self.seen
             .lock()
             .unwrap()
@@ -171,62 +169,14 @@ impl Inspecting {
 }
 
 impl Adapter for Inspecting {
-    fn broadcast(
-        &self,
-        ns: &Namespace,
-        p: Packet,
-        o: BroadcastOptions,
-    ) -> Result<(), AdapterError> {
-        MemoryAdapter.broadcast(ns, p, o)
-    }
-    fn broadcast_with_ack(
-        &self,
-        ns: &Namespace,
-        p: Packet,
-        o: BroadcastOptions,
-        t: Duration,
-    ) -> BoxFuture<'static, AckResponses> {
-        MemoryAdapter.broadcast_with_ack(ns, p, o, t)
-    }
-    fn fetch_sockets(
-        &self,
-        ns: &Namespace,
-        o: BroadcastOptions,
-    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
-        MemoryAdapter.fetch_sockets(ns, o)
-    }
-    fn add_sockets(
-        &self,
-        ns: &Namespace,
-        o: BroadcastOptions,
-        r: Vec<Room>,
-    ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        MemoryAdapter.add_sockets(ns, o, r)
-    }
-    fn del_sockets(
-        &self,
-        ns: &Namespace,
-        o: BroadcastOptions,
-        r: Vec<Room>,
-    ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        MemoryAdapter.del_sockets(ns, o, r)
-    }
-    fn disconnect_sockets(
-        &self,
-        ns: &Namespace,
-        o: BroadcastOptions,
-        close: bool,
-    ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        MemoryAdapter.disconnect_sockets(ns, o, close)
-    }
-    fn room_created(&self, ns: &Namespace, room: &str, private: bool) {
+    fn room_created(&self, local: &LocalNamespace, room: &str, private: bool) {
         if !private {
-            self.inspect(ns, "created", room);
+            self.inspect(local, "created", room);
         }
     }
-    fn room_deleted(&self, ns: &Namespace, room: &str, private: bool) {
+    fn room_deleted(&self, local: &LocalNamespace, room: &str, private: bool) {
         if !private {
-            self.inspect(ns, "deleted", room);
+            self.inspect(local, "deleted", room);
         }
     }
 }

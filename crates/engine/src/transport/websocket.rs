@@ -225,6 +225,9 @@ async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
                     tracing::debug!(sid = %socket.sid(), "upgraded to WebSocket");
                     // A GET still parked returns at once (see `polling::get`).
                     socket.wake.notify_one();
+                    if let Some(shared) = socket.shared() {
+                        shared.handler.on_upgrade(socket);
+                    }
                     return true;
                 }
             }

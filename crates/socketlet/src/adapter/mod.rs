@@ -1,10 +1,11 @@
 //! Adapters: how room operations and broadcasts reach sockets, on this node and on others.
 //!
-//! Every namespace keeps the index of its own (local) sockets and rooms; an [`Adapter`] decides
-//! what else an operation does. [`MemoryAdapter`] does nothing else: it is single-node mode, and
-//! the stand-in in tests. A cluster adapter (Redis) delivers locally through the same
-//! [`Namespace`] methods and forwards the operation to the other nodes, which is why every
-//! method that may cross nodes returns a future.
+//! Every namespace keeps the index of its own (local) sockets and rooms, its
+//! [`LocalNamespace`]; an [`Adapter`] decides what else an operation does. [`MemoryAdapter`]
+//! does nothing else: it is single-node mode, and the stand-in in tests. A cluster adapter
+//! (Redis) delivers locally through the same [`LocalNamespace`] methods and forwards the
+//! operation to the other nodes, which is why every method that may cross nodes returns a
+//! future.
 
 mod memory;
 mod parent;
@@ -13,7 +14,7 @@ pub use memory::MemoryAdapter;
 pub(crate) use parent::ParentAdapter;
 
 use crate::data::Data;
-use crate::namespace::Namespace;
+pub use crate::local::{LocalAcks, LocalNamespace};
 use crate::operators::AckResponses;
 use crate::socket::SocketInfo;
 use socketlet_socketio_proto::Packet;
@@ -97,83 +98,117 @@ impl std::error::Error for AdapterError {
     }
 }
 
+/// How [`Adapter::disconnect_sockets`] ends the targeted sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disconnect {
+    /// They leave the namespace (the clients get a DISCONNECT and do not reconnect on their
+    /// own); their connections stay open for their other namespaces.
+    Namespace,
+    /// Their whole connections close, without a DISCONNECT (the clients see their transport
+    /// close and reconnect).
+    Connection,
+}
+
 /// Room operations and broadcasts of one namespace, across the nodes of a cluster.
 ///
-/// Implementations do the local part with the namespace's `local_*` methods and add whatever
-/// crosses nodes. `opts.local` asks for the local part only.
+/// Every method has a default that does the local part only, with the namespace's
+/// [`LocalNamespace`]: single-node mode ([`MemoryAdapter`]) implements none of them. A cluster
+/// adapter overrides what crosses nodes, calling the same [`LocalNamespace`] methods for this
+/// node's part; a wrapping adapter overrides only what it changes. `opts.local` asks for the
+/// local part only.
+///
+/// Methods are called with no lock of the server held, and must not block: what waits for
+/// other nodes goes in the returned future.
 pub trait Adapter: Send + Sync + 'static {
     /// Sends an already built packet to the targeted sockets.
     fn broadcast(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         packet: Packet,
         opts: BroadcastOptions,
-    ) -> Result<(), AdapterError>;
+    ) -> Result<(), AdapterError> {
+        local.broadcast(&packet, &opts);
+        Ok(())
+    }
 
     /// Sends an event that expects an ack from every targeted socket and gathers the answers
     /// until all came or `timeout` passed. What did not come, and whether the other nodes
     /// could be reached at all, is in the [`AckResponses`].
     fn broadcast_with_ack(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         packet: Packet,
         opts: BroadcastOptions,
         timeout: Duration,
-    ) -> BoxFuture<'static, AckResponses>;
+    ) -> BoxFuture<'static, AckResponses> {
+        Box::pin(local.broadcast_with_ack(packet, &opts, timeout))
+    }
 
     /// Describes the targeted sockets.
     fn fetch_sockets(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         opts: BroadcastOptions,
-    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>>;
+    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
+        let sockets = local.fetch_sockets(&opts);
+        Box::pin(std::future::ready(Ok(sockets)))
+    }
 
     /// Makes the targeted sockets join `rooms`.
     fn add_sockets(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         opts: BroadcastOptions,
         rooms: Vec<Room>,
-    ) -> BoxFuture<'static, Result<(), AdapterError>>;
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        local.add_sockets(&opts, &rooms);
+        Box::pin(std::future::ready(Ok(())))
+    }
 
     /// Makes the targeted sockets leave `rooms`.
     fn del_sockets(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         opts: BroadcastOptions,
         rooms: Vec<Room>,
-    ) -> BoxFuture<'static, Result<(), AdapterError>>;
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        local.del_sockets(&opts, &rooms);
+        Box::pin(std::future::ready(Ok(())))
+    }
 
-    /// Disconnects the targeted sockets (and closes their whole connection when `close`).
+    /// Disconnects the targeted sockets, or closes their connections.
     fn disconnect_sockets(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         opts: BroadcastOptions,
-        close: bool,
-    ) -> BoxFuture<'static, Result<(), AdapterError>>;
+        how: Disconnect,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        local.disconnect_sockets(&opts, how);
+        Box::pin(std::future::ready(Ok(())))
+    }
 
     /// Sends an event to the other nodes' server-side handlers. Single node: nothing to do.
     fn server_side_emit(
         &self,
-        ns: &Namespace,
+        local: &LocalNamespace,
         event: &str,
         data: Data,
     ) -> Result<(), AdapterError> {
-        let _ = (ns, event, data);
+        let _ = (local, event, data);
         Ok(())
     }
 
     /// A room got its first socket on this node. `private` rooms are sockets' own ids (every
     /// socket is in its own room from connect to disconnect); the others are rooms joined by
-    /// name. Called after the change, outside the namespace's locks; must not block. Default:
-    /// nothing (an adapter that subscribes per room, as Redis sharded pub/sub, listens here).
-    fn room_created(&self, ns: &Namespace, room: &str, private: bool) {
-        let _ = (ns, room, private);
+    /// name. Called after the change, with no lock held; must not block. Default: nothing (an
+    /// adapter that subscribes per room, as Redis sharded pub/sub, listens here).
+    fn room_created(&self, local: &LocalNamespace, room: &str, private: bool) {
+        let _ = (local, room, private);
     }
 
     /// The last socket of this node left a room (see [`Adapter::room_created`]).
-    fn room_deleted(&self, ns: &Namespace, room: &str, private: bool) {
-        let _ = (ns, room, private);
+    fn room_deleted(&self, local: &LocalNamespace, room: &str, private: bool) {
+        let _ = (local, room, private);
     }
 }
 

@@ -2,13 +2,13 @@
 //! through the child's own adapter (so it crosses nodes when the children's adapters do), as
 //! Node's `ParentNamespace` does.
 
-use super::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Room};
+use super::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Disconnect, LocalNamespace, Room};
 use crate::data::Data;
 use crate::namespace::Namespace;
 use crate::operators::AckResponses;
 use crate::socket::SocketInfo;
-use crate::sync::{read, write};
 use futures_util::future::join_all;
+use socketlet_engine::sync::{read, write};
 use socketlet_socketio_proto::Packet;
 use std::sync::RwLock;
 use std::time::Duration;
@@ -42,7 +42,7 @@ async fn all_ok(
 impl Adapter for ParentAdapter {
     fn broadcast(
         &self,
-        _parent: &Namespace,
+        _parent: &LocalNamespace,
         packet: Packet,
         opts: BroadcastOptions,
     ) -> Result<(), AdapterError> {
@@ -50,7 +50,9 @@ impl Adapter for ParentAdapter {
         for child in self.children() {
             let mut packet = packet.clone();
             packet.nsp = child.name().to_owned();
-            let sent = child.adapter().broadcast(&child, packet, opts.clone());
+            let sent = child
+                .adapter()
+                .broadcast(child.local(), packet, opts.clone());
             result = result.and(sent);
         }
         result
@@ -58,7 +60,7 @@ impl Adapter for ParentAdapter {
 
     fn broadcast_with_ack(
         &self,
-        _parent: &Namespace,
+        _parent: &LocalNamespace,
         packet: Packet,
         opts: BroadcastOptions,
         timeout: Duration,
@@ -71,7 +73,7 @@ impl Adapter for ParentAdapter {
                 packet.nsp = child.name().to_owned();
                 child
                     .adapter()
-                    .broadcast_with_ack(&child, packet, opts.clone(), timeout)
+                    .broadcast_with_ack(child.local(), packet, opts.clone(), timeout)
             })
             .collect();
         Box::pin(async move {
@@ -89,13 +91,13 @@ impl Adapter for ParentAdapter {
 
     fn fetch_sockets(
         &self,
-        _parent: &Namespace,
+        _parent: &LocalNamespace,
         opts: BroadcastOptions,
     ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
         let futures: Vec<_> = self
             .children()
             .into_iter()
-            .map(|child| child.adapter().fetch_sockets(&child, opts.clone()))
+            .map(|child| child.adapter().fetch_sockets(child.local(), opts.clone()))
             .collect();
         Box::pin(async move {
             let mut sockets = Vec::new();
@@ -108,7 +110,7 @@ impl Adapter for ParentAdapter {
 
     fn add_sockets(
         &self,
-        _parent: &Namespace,
+        _parent: &LocalNamespace,
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
@@ -118,7 +120,7 @@ impl Adapter for ParentAdapter {
             .map(|child| {
                 child
                     .adapter()
-                    .add_sockets(&child, opts.clone(), rooms.clone())
+                    .add_sockets(child.local(), opts.clone(), rooms.clone())
             })
             .collect();
         Box::pin(all_ok(futures))
@@ -126,7 +128,7 @@ impl Adapter for ParentAdapter {
 
     fn del_sockets(
         &self,
-        _parent: &Namespace,
+        _parent: &LocalNamespace,
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
@@ -136,7 +138,7 @@ impl Adapter for ParentAdapter {
             .map(|child| {
                 child
                     .adapter()
-                    .del_sockets(&child, opts.clone(), rooms.clone())
+                    .del_sockets(child.local(), opts.clone(), rooms.clone())
             })
             .collect();
         Box::pin(all_ok(futures))
@@ -144,9 +146,9 @@ impl Adapter for ParentAdapter {
 
     fn disconnect_sockets(
         &self,
-        _parent: &Namespace,
+        _parent: &LocalNamespace,
         opts: BroadcastOptions,
-        close: bool,
+        how: Disconnect,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
         let futures = self
             .children()
@@ -154,7 +156,7 @@ impl Adapter for ParentAdapter {
             .map(|child| {
                 child
                     .adapter()
-                    .disconnect_sockets(&child, opts.clone(), close)
+                    .disconnect_sockets(child.local(), opts.clone(), how)
             })
             .collect();
         Box::pin(all_ok(futures))
@@ -162,17 +164,17 @@ impl Adapter for ParentAdapter {
 
     fn server_side_emit(
         &self,
-        _parent: &Namespace,
+        _parent: &LocalNamespace,
         event: &str,
         data: Data,
     ) -> Result<(), AdapterError> {
         let mut result = Ok(());
         for child in self.children() {
-            result = result.and(
-                child
-                    .adapter()
-                    .server_side_emit(&child, event, data.clone()),
-            );
+            result = result.and(child.adapter().server_side_emit(
+                child.local(),
+                event,
+                data.clone(),
+            ));
         }
         result
     }
