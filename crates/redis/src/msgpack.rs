@@ -99,11 +99,30 @@ pub fn encode(v: &Mp) -> Vec<u8> {
     out
 }
 
-/// Decodes one msgpack value; `None` if the bytes are not exactly one well-formed value (or
-/// nest too deep).
+/// Decodes one msgpack value; `None` if the bytes are not exactly one well-formed value, or if
+/// it nests deeper than [`MAX_DEPTH`] (what [`to_json`] accepts).
 pub fn decode(mut bytes: &[u8]) -> Option<Mp> {
-    let v = rmpv::decode::read_value_with_max_depth(&mut bytes, MAX_DEPTH).ok()?;
-    bytes.is_empty().then_some(v)
+    // rmpv's decoder recurses; its limit counts calls, not levels: an array or map level
+    // spends 2, a string, binary or extension leaf 3. Enough for MAX_DEPTH levels, then exactly.
+    let v = rmpv::decode::read_value_with_max_depth(&mut bytes, 2 * MAX_DEPTH + 3).ok()?;
+    (bytes.is_empty() && depth(&v) <= MAX_DEPTH).then_some(v)
+}
+
+/// How deep the deepest value in `v` is (`v` itself at depth 0), computed without recursion.
+fn depth(v: &Mp) -> usize {
+    let mut deepest = 0;
+    let mut todo = vec![(v, 0)];
+    while let Some((v, d)) = todo.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Mp::Array(items) => todo.extend(items.iter().map(|i| (i, d + 1))),
+            Mp::Map(entries) => {
+                todo.extend(entries.iter().flat_map(|(k, v)| [(k, d + 1), (v, d + 1)]));
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// The value of key `key` in a msgpack map.
@@ -178,5 +197,58 @@ mod tests {
         assert_eq!(to_json(Mp::from(-3), &mut bins), Some(json!(-3)));
         assert_eq!(to_json(Mp::Ext(0, vec![0]), &mut bins), Some(Value::Null));
         assert_eq!(from_json(&json!(2.25), &[]), Mp::F64(2.25));
+    }
+
+    /// `levels` arrays, one in the other, around `leaf`.
+    fn nested(levels: usize, leaf: Mp) -> Mp {
+        let mut v = leaf;
+        for _ in 0..levels {
+            v = Mp::Array(vec![v]);
+        }
+        v
+    }
+
+    #[test]
+    fn decode_accepts_the_nesting_to_json_accepts() {
+        for leaf in [
+            Mp::Nil,
+            Mp::from("x"),
+            Mp::Binary(vec![1]),
+            Mp::Ext(1, vec![2]),
+            Mp::Array(vec![]),
+            Mp::Map(vec![]),
+        ] {
+            let ok = nested(MAX_DEPTH, leaf.clone());
+            let mp = decode(&encode(&ok)).unwrap();
+            assert!(to_json(mp, &mut Vec::new()).is_some(), "{leaf}");
+            assert!(to_json(nested(MAX_DEPTH + 1, leaf.clone()), &mut Vec::new()).is_none());
+            assert!(decode(&encode(&nested(MAX_DEPTH + 1, leaf.clone()))).is_none());
+        }
+        let mut deep_map = Mp::Nil;
+        for _ in 0..=MAX_DEPTH {
+            deep_map = map([("k", deep_map)]);
+        }
+        assert!(decode(&encode(&deep_map)).is_none());
+    }
+
+    /// A million nested arrays or maps from Redis: refused by the decoder before anything deep
+    /// is built (rmpv's reader recurses; built, the value would also drop recursively). On a
+    /// 1 MiB stack: the decoder recurses at most 2 * MAX_DEPTH + 3 calls, about 2 KiB each
+    /// unoptimized.
+    #[test]
+    fn a_million_nested_levels_are_refused_without_recursing() {
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(|| {
+                let mut arrays = vec![0x91u8; 1_000_000];
+                arrays.push(0xc0);
+                assert!(decode(&arrays).is_none());
+                let mut maps = b"\x81\xa1k".repeat(1_000_000);
+                maps.push(0xc0);
+                assert!(decode(&maps).is_none());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

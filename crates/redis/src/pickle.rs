@@ -7,20 +7,31 @@
 //! `BUILD`, `INST`, `OBJ`, `NEWOBJ`, `NEWOBJ_EX`, `PERSID`, `BINPERSID`, `EXT*`, out-of-band
 //! buffers) is refused, so nothing is ever executed, on any input. Input size, nesting and the
 //! size of the result are bounded.
+//!
+//! What a pickle builds is hostile until converted, and the memo lets it share a container
+//! between several places, or put a container inside itself. So values live in an arena (a
+//! [`Py`]: one `Vec` of [`Node`]s) and containers name their items by [`Id`]: no value owns
+//! another, so dropping or formatting a `Py` never recurses and no reference cycle can keep
+//! memory alive. Nesting is checked while reading (as a container is put in a container) and
+//! again, exactly, when converting, where a container met again inside itself is refused rather
+//! than followed; the conversion recurses at most [`MAX_DEPTH`] levels.
 
 use bytes::Bytes;
 use serde_json::{Map, Number, Value};
-use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
-use std::rc::Rc;
 
 /// Largest pickle accepted.
-const MAX_INPUT: usize = 16 << 20;
-/// Largest result, in values (guards against a small pickle referring to the same list over and
-/// over).
-const MAX_NODES: usize = 1_000_000;
-/// Deepest nesting of the result (also ends self-referencing containers).
-const MAX_DEPTH: usize = 128;
+pub const MAX_INPUT: usize = 16 << 20;
+/// Most values a pickle may build, and most container slots, stack entries and memo entries
+/// it may use while reading; also the most values of a converted result (which guards against a
+/// small pickle referring to the same list over and over).
+pub const MAX_NODES: usize = 1_000_000;
+/// Deepest nesting of the result (the outermost value is at depth 0).
+pub const MAX_DEPTH: usize = 128;
+/// Most bytes of text and `bytes` in a converted result (a value the pickle refers to several
+/// times is copied each time).
+pub const MAX_OUTPUT: usize = 4 * MAX_INPUT;
 
 /// Why a pickle was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +40,8 @@ pub enum PickleError {
     Forbidden(&'static str),
     /// An opcode this reader does not know.
     Unsupported(u8),
-    /// Truncated, or the stack or memo used wrongly.
+    /// Truncated, the stack or memo used wrongly, or a value JSON cannot hold (a container
+    /// inside itself, a tuple as a dict key).
     Malformed(&'static str),
     /// Over the size, depth or result limits.
     TooLarge,
@@ -53,9 +65,21 @@ impl fmt::Display for PickleError {
 
 impl std::error::Error for PickleError {}
 
-/// A plain Python value.
+/// Where a value sits in a [`Py`]'s arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Id(u32);
+
+impl Id {
+    /// The position of the value in [`Py::nodes`].
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One plain Python value. Containers name their items by [`Id`] in the same [`Py`], so a
+/// `Node` owns no other value (and its `Debug` does not follow them).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Py {
+pub enum Node {
     /// `None`.
     None,
     /// `True` / `False`.
@@ -67,23 +91,32 @@ pub enum Py {
     /// A `str`.
     Str(String),
     /// `bytes` or `bytearray`.
-    Bytes(Vec<u8>),
+    Bytes(Bytes),
     /// A `list`, `tuple`, `set` or `frozenset`.
-    List(Vec<Obj>),
-    /// A `dict`.
-    Dict(Vec<(Obj, Obj)>),
+    List(Vec<Id>),
+    /// A `dict`, in insertion order (a key set twice appears twice; the last one wins).
+    Dict(Vec<(Id, Id)>),
 }
 
-/// A value as the unpickler shares it (the memo refers to containers that are filled later).
-pub type Obj = Rc<RefCell<Py>>;
-
-fn obj(v: Py) -> Obj {
-    Rc::new(RefCell::new(v))
+impl Node {
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::Str(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
-enum Item {
-    Mark,
-    Value(Obj),
+/// What a pickle built: every value it made, in one arena, and the one it returned.
+///
+/// Flat by construction: dropping, cloning or formatting it (`Debug`) never recurses, whatever
+/// the pickle did with its memo (shared containers, a list inside itself). Equality compares the
+/// arenas: two pickles of one value written differently may differ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Py {
+    nodes: Vec<Node>,
+    root: Id,
 }
 
 struct Reader<'a> {
@@ -249,32 +282,73 @@ fn string_literal(line: &[u8]) -> Result<Vec<u8>, PickleError> {
     Ok(out)
 }
 
+enum Item {
+    Mark,
+    Value(Id),
+}
+
 struct Machine {
+    /// The arena.
+    nodes: Vec<Node>,
+    /// For each value, the nesting below it as seen when containers were put in it. Exact when
+    /// built bottom-up (as pickle writes); the memo lets a container grow after it was put
+    /// somewhere, so this is a lower bound, and [`Py::to_json`] checks again exactly.
+    heights: Vec<u16>,
+    /// Container slots filled so far.
+    slots: usize,
     stack: Vec<Item>,
-    memo: std::collections::HashMap<u64, Obj>,
+    memo: HashMap<u64, Id>,
 }
 
 impl Machine {
-    fn push(&mut self, v: Py) {
-        self.stack.push(Item::Value(obj(v)));
+    /// A new value in the arena.
+    fn add(&mut self, v: Node) -> Result<Id, PickleError> {
+        if self.nodes.len() >= MAX_NODES {
+            return Err(PickleError::TooLarge);
+        }
+        let id = Id(u32::try_from(self.nodes.len()).map_err(|_| PickleError::TooLarge)?);
+        self.nodes.push(v);
+        self.heights.push(0);
+        Ok(id)
     }
 
-    fn pop(&mut self) -> Result<Obj, PickleError> {
+    fn push_item(&mut self, item: Item) -> Result<(), PickleError> {
+        if self.stack.len() >= MAX_NODES {
+            return Err(PickleError::TooLarge);
+        }
+        self.stack.push(item);
+        Ok(())
+    }
+
+    fn push(&mut self, v: Node) -> Result<(), PickleError> {
+        let id = self.add(v)?;
+        self.push_item(Item::Value(id))
+    }
+
+    fn pop(&mut self) -> Result<Id, PickleError> {
         match self.stack.pop() {
             Some(Item::Value(v)) => Ok(v),
             _ => Err(PickleError::Malformed("stack underflow")),
         }
     }
 
-    fn top(&self) -> Result<Obj, PickleError> {
+    fn top(&self) -> Result<Id, PickleError> {
         match self.stack.last() {
-            Some(Item::Value(v)) => Ok(v.clone()),
+            Some(Item::Value(v)) => Ok(*v),
             _ => Err(PickleError::Malformed("empty stack")),
         }
     }
 
+    fn remember(&mut self, key: u64, v: Id) -> Result<(), PickleError> {
+        if self.memo.len() >= MAX_NODES && !self.memo.contains_key(&key) {
+            return Err(PickleError::TooLarge);
+        }
+        self.memo.insert(key, v);
+        Ok(())
+    }
+
     /// Pops everything down to the last mark.
-    fn pop_mark(&mut self) -> Result<Vec<Obj>, PickleError> {
+    fn pop_mark(&mut self) -> Result<Vec<Id>, PickleError> {
         let mut items = Vec::new();
         loop {
             match self.stack.pop() {
@@ -287,30 +361,63 @@ impl Machine {
         Ok(items)
     }
 
-    fn extend_list(&mut self, items: Vec<Obj>) -> Result<(), PickleError> {
-        let target = self.top()?;
-        let mut t = target.borrow_mut();
-        match &mut *t {
-            Py::List(l) => {
-                l.extend(items);
-                Ok(())
-            }
-            _ => Err(PickleError::Malformed("append to a non-list")),
+    /// Accounts for `child` being put in `parent`: one more slot, and the nesting.
+    fn nest(&mut self, parent: Id, child: Id) -> Result<(), PickleError> {
+        self.slots += 1;
+        if self.slots > MAX_NODES {
+            return Err(PickleError::TooLarge);
         }
+        let below = self.heights.get(child.index()).copied().unwrap_or(0);
+        let height = usize::from(below) + 1;
+        if height > MAX_DEPTH {
+            return Err(PickleError::TooLarge);
+        }
+        let height = u16::try_from(height).map_err(|_| PickleError::TooLarge)?;
+        if let Some(h) = self.heights.get_mut(parent.index()) {
+            *h = (*h).max(height);
+        }
+        Ok(())
     }
 
-    fn set_items(&mut self, items: Vec<Obj>) -> Result<(), PickleError> {
+    /// A new list (or tuple, or set) of `items`, pushed.
+    fn push_list(&mut self, items: Vec<Id>) -> Result<(), PickleError> {
+        let id = self.add(Node::List(Vec::new()))?;
+        for &i in &items {
+            self.nest(id, i)?;
+        }
+        if let Some(Node::List(l)) = self.nodes.get_mut(id.index()) {
+            *l = items;
+        }
+        self.push_item(Item::Value(id))
+    }
+
+    fn extend_list(&mut self, items: Vec<Id>) -> Result<(), PickleError> {
+        let target = self.top()?;
+        if !matches!(self.nodes.get(target.index()), Some(Node::List(_))) {
+            return Err(PickleError::Malformed("append to a non-list"));
+        }
+        for &i in &items {
+            self.nest(target, i)?;
+        }
+        if let Some(Node::List(l)) = self.nodes.get_mut(target.index()) {
+            l.extend(items);
+        }
+        Ok(())
+    }
+
+    fn set_items(&mut self, items: Vec<Id>) -> Result<(), PickleError> {
         if items.len() % 2 != 0 {
             return Err(PickleError::Malformed("odd number of dict items"));
         }
         let target = self.top()?;
-        let mut t = target.borrow_mut();
-        let Py::Dict(d) = &mut *t else {
+        if !matches!(self.nodes.get(target.index()), Some(Node::Dict(_))) {
             return Err(PickleError::Malformed("setitem on a non-dict"));
-        };
-        let mut it = items.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            d.push((k, v));
+        }
+        for &i in &items {
+            self.nest(target, i)?;
+        }
+        if let Some(Node::Dict(d)) = self.nodes.get_mut(target.index()) {
+            d.extend(items.chunks_exact(2).map(|kv| (kv[0], kv[1])));
         }
         Ok(())
     }
@@ -336,8 +443,11 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
     }
     let mut r = Reader { data, pos: 0 };
     let mut m = Machine {
+        nodes: Vec::new(),
+        heights: Vec::new(),
+        slots: 0,
         stack: Vec::new(),
-        memo: std::collections::HashMap::new(),
+        memo: HashMap::new(),
     };
     loop {
         let op = r.u8()?;
@@ -349,63 +459,65 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
                 r.le(8)?; // FRAME
             }
             b'.' => {
-                let v = m.pop()?;
-                let v = v.borrow().clone();
-                return Ok(v);
+                let root = m.pop()?;
+                return Ok(Py {
+                    nodes: m.nodes,
+                    root,
+                });
             }
-            b'N' => m.push(Py::None),
-            0x88 => m.push(Py::Bool(true)),
-            0x89 => m.push(Py::Bool(false)),
+            b'N' => m.push(Node::None)?,
+            0x88 => m.push(Node::Bool(true))?,
+            0x89 => m.push(Node::Bool(false))?,
             b'J' => {
                 let b = r.take(4)?;
-                m.push(Py::Int(i64::from(i32::from_le_bytes([
+                m.push(Node::Int(i64::from(i32::from_le_bytes([
                     b[0], b[1], b[2], b[3],
-                ]))));
+                ]))))?;
             }
             b'K' => {
                 let v = r.u8()?;
-                m.push(Py::Int(i64::from(v)));
+                m.push(Node::Int(i64::from(v)))?;
             }
             b'M' => {
                 let v = r.le(2)?;
-                m.push(Py::Int(v as i64));
+                m.push(Node::Int(v as i64))?;
             }
             0x8a => {
                 let n = usize::from(r.u8()?);
                 let b = r.take(n)?;
-                m.push(Py::Int(int_from_le_signed(b)?));
+                m.push(Node::Int(int_from_le_signed(b)?))?;
             }
             0x8b => {
                 let n = r.len(4)?;
                 let b = r.take(n)?;
-                m.push(Py::Int(int_from_le_signed(b)?));
+                m.push(Node::Int(int_from_le_signed(b)?))?;
             }
             b'I' => {
                 let line = r.line()?;
                 let v = match line {
-                    "01" => Py::Bool(true),
-                    "00" => Py::Bool(false),
-                    n => Py::Int(n.parse().map_err(|_| PickleError::Malformed("bad INT"))?),
+                    "01" => Node::Bool(true),
+                    "00" => Node::Bool(false),
+                    n => Node::Int(n.parse().map_err(|_| PickleError::Malformed("bad INT"))?),
                 };
-                m.push(v);
+                m.push(v)?;
             }
             b'L' => {
                 let line = r.line()?;
                 let n = line.trim_end_matches('L');
-                m.push(Py::Int(n.parse().map_err(|_| PickleError::TooLarge)?));
+                m.push(Node::Int(n.parse().map_err(|_| PickleError::TooLarge)?))?;
             }
             b'G' => {
                 let b = r.take(8)?;
                 let mut a = [0u8; 8];
                 a.copy_from_slice(b);
-                m.push(Py::Float(f64::from_be_bytes(a)));
+                m.push(Node::Float(f64::from_be_bytes(a)))?;
             }
             b'F' => {
                 let line = r.line()?;
-                m.push(Py::Float(
+                m.push(Node::Float(
                     line.parse()
                         .map_err(|_| PickleError::Malformed("bad FLOAT"))?,
-                ));
+                ))?;
             }
             0x8c | b'X' | 0x8d => {
                 let n = match op {
@@ -415,18 +527,18 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
                 };
                 let b = r.take(n)?;
                 let s = std::str::from_utf8(b).map_err(|_| PickleError::Malformed("bad UTF-8"))?;
-                m.push(Py::Str(s.to_owned()));
+                m.push(Node::Str(s.to_owned()))?;
             }
             // Protocol 0 text (Python 3's `str`, Python 2's `unicode`).
             b'V' => {
                 let line = r.line_bytes()?;
-                m.push(Py::Str(raw_unicode_escape(line)?));
+                m.push(Node::Str(raw_unicode_escape(line)?))?;
             }
             // Python 2 byte strings of protocol 0 (the default of Python 2's `pickle.dumps`):
             // read as Latin-1 text, as for protocols 1 and 2 below.
             b'S' => {
                 let b = string_literal(r.line_bytes()?)?;
-                m.push(Py::Str(b.iter().map(|c| char::from(*c)).collect()));
+                m.push(Node::Str(b.iter().map(|c| char::from(*c)).collect()))?;
             }
             // Python 2 byte strings (protocols 1 and 2): read as Latin-1 text.
             b'U' | b'T' => {
@@ -436,7 +548,7 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
                     r.len(4)?
                 };
                 let b = r.take(n)?;
-                m.push(Py::Str(b.iter().map(|c| char::from(*c)).collect()));
+                m.push(Node::Str(b.iter().map(|c| char::from(*c)).collect()))?;
             }
             b'C' | b'B' | 0x8e | 0x96 => {
                 let n = match op {
@@ -444,13 +556,13 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
                     b'B' => r.len(4)?,
                     _ => r.len(8)?,
                 };
-                m.push(Py::Bytes(r.take(n)?.to_vec()));
+                m.push(Node::Bytes(Bytes::copy_from_slice(r.take(n)?)))?;
             }
-            b']' => m.push(Py::List(Vec::new())),
-            b')' => m.push(Py::List(Vec::new())),
-            0x8f => m.push(Py::List(Vec::new())),
-            b'}' => m.push(Py::Dict(Vec::new())),
-            b'(' => m.stack.push(Item::Mark),
+            b']' => m.push(Node::List(Vec::new()))?,
+            b')' => m.push(Node::List(Vec::new()))?,
+            0x8f => m.push(Node::List(Vec::new()))?,
+            b'}' => m.push(Node::Dict(Vec::new()))?,
+            b'(' => m.push_item(Item::Mark)?,
             b'a' => {
                 let v = m.pop()?;
                 m.extend_list(vec![v])?;
@@ -470,11 +582,11 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
             }
             b't' | b'l' | 0x91 => {
                 let items = m.pop_mark()?;
-                m.push(Py::List(items));
+                m.push_list(items)?;
             }
             b'd' => {
                 let items = m.pop_mark()?;
-                m.push(Py::Dict(Vec::new()));
+                m.push(Node::Dict(Vec::new()))?;
                 m.set_items(items)?;
             }
             0x85..=0x87 => {
@@ -484,12 +596,12 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
                     items.push(m.pop()?);
                 }
                 items.reverse();
-                m.push(Py::List(items));
+                m.push_list(items)?;
             }
             0x94 => {
                 let v = m.top()?;
                 let k = m.memo.len() as u64;
-                m.memo.insert(k, v);
+                m.remember(k, v)?;
             }
             b'q' | b'r' | b'p' => {
                 let k = match op {
@@ -501,7 +613,7 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
                         .map_err(|_| PickleError::Malformed("bad PUT"))?,
                 };
                 let v = m.top()?;
-                m.memo.insert(k, v);
+                m.remember(k, v)?;
             }
             b'h' | b'j' | b'g' => {
                 let k = match op {
@@ -515,9 +627,9 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
                 let v = m
                     .memo
                     .get(&k)
-                    .cloned()
+                    .copied()
                     .ok_or(PickleError::Malformed("unknown memo key"))?;
-                m.stack.push(Item::Value(v));
+                m.push_item(Item::Value(v))?;
             }
             b'0' => {
                 m.stack
@@ -529,7 +641,7 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
             }
             b'2' => {
                 let v = m.top()?;
-                m.stack.push(Item::Value(v));
+                m.push_item(Item::Value(v))?;
             }
             b'c' => return Err(PickleError::Forbidden("GLOBAL")),
             0x93 => return Err(PickleError::Forbidden("STACK_GLOBAL")),
@@ -550,74 +662,172 @@ pub fn loads(data: &[u8]) -> Result<Py, PickleError> {
 
 impl Py {
     /// The value as JSON, with `bytes` moved into `bins` and placeholders left in their place.
-    /// Errors when the value nests deeper than allowed or is too large once expanded.
+    /// Errors when the value nests deeper than allowed, contains itself, has a dict key with no
+    /// JSON form, or is too large once expanded.
     pub fn to_json(&self, bins: &mut Vec<Bytes>) -> Result<Value, PickleError> {
-        let mut budget = MAX_NODES;
-        to_json(self, bins, 0, &mut budget)
+        let mut c = Converter {
+            nodes: &self.nodes,
+            bins,
+            values: MAX_NODES,
+            bytes: MAX_OUTPUT,
+            on_path: vec![false; self.nodes.len()],
+        };
+        c.value(self.root, 0)
     }
 
-    /// The string, if this is one.
+    /// The value the pickle returned.
+    pub fn root(&self) -> &Node {
+        self.node(self.root).unwrap_or(&Node::None)
+    }
+
+    /// The id of the value the pickle returned.
+    pub fn root_id(&self) -> Id {
+        self.root
+    }
+
+    /// The value `id` names.
+    pub fn node(&self, id: Id) -> Option<&Node> {
+        self.nodes.get(id.index())
+    }
+
+    /// Every value the pickle built (some maybe unreachable from the root), indexed by
+    /// [`Id::index`].
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The string, if the pickle returned one.
     pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Py::Str(s) => Some(s),
-            _ => None,
-        }
+        self.root().as_str()
     }
 
-    /// The value of `key` in a dict with string keys.
-    pub fn get(&self, key: &str) -> Option<Py> {
-        match self {
-            Py::Dict(entries) => entries
+    /// The value of `key` in a returned dict with string keys (the last one set, as in Python).
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match self.root() {
+            Node::Dict(entries) => entries
                 .iter()
-                .find(|(k, _)| k.borrow().as_str() == Some(key))
-                .map(|(_, v)| v.borrow().clone()),
+                .rev()
+                .find(|(k, _)| self.node(*k).and_then(Node::as_str) == Some(key))
+                .and_then(|(_, v)| self.node(*v)),
             _ => None,
         }
     }
 }
 
-fn to_json(
-    v: &Py,
-    bins: &mut Vec<Bytes>,
-    depth: usize,
-    budget: &mut usize,
-) -> Result<Value, PickleError> {
-    if depth > MAX_DEPTH || *budget == 0 {
-        return Err(PickleError::TooLarge);
+/// One conversion to JSON: what is left of the budgets, and the containers being converted.
+struct Converter<'a> {
+    nodes: &'a [Node],
+    bins: &'a mut Vec<Bytes>,
+    /// Values left.
+    values: usize,
+    /// Bytes of text and `bytes` left.
+    bytes: usize,
+    /// The containers on the path from the root to the value being converted.
+    on_path: Vec<bool>,
+}
+
+impl Converter<'_> {
+    fn spend_bytes(&mut self, n: usize) -> Result<(), PickleError> {
+        self.bytes = self.bytes.checked_sub(n).ok_or(PickleError::TooLarge)?;
+        Ok(())
     }
-    *budget -= 1;
-    Ok(match v {
-        Py::None => Value::Null,
-        Py::Bool(b) => Value::Bool(*b),
-        Py::Int(i) => Value::from(*i),
-        Py::Float(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        Py::Str(s) => Value::String(s.clone()),
-        Py::Bytes(b) => {
-            bins.push(Bytes::from(b.clone()));
-            serde_json::json!({"_placeholder": true, "num": bins.len() - 1})
-        }
-        Py::List(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for i in items {
-                let i = i.try_borrow().map_err(|_| PickleError::TooLarge)?;
-                out.push(to_json(&i, bins, depth + 1, budget)?);
+
+    /// Marks a container as being converted; refuses one that already is (it contains itself).
+    fn enter(&mut self, id: Id) -> Result<(), PickleError> {
+        match self.on_path.get_mut(id.index()) {
+            Some(on) if !*on => {
+                *on = true;
+                Ok(())
             }
-            Value::Array(out)
+            Some(_) => Err(PickleError::Malformed("a container that contains itself")),
+            None => Err(PickleError::Malformed("unknown value")),
         }
-        Py::Dict(entries) => {
-            let mut m = Map::new();
-            for (k, v) in entries {
-                let key = match &*k.borrow() {
-                    Py::Str(s) => s.clone(),
-                    Py::Int(i) => i.to_string(),
-                    other => format!("{other:?}"),
-                };
-                let v = v.try_borrow().map_err(|_| PickleError::TooLarge)?;
-                m.insert(key, to_json(&v, bins, depth + 1, budget)?);
+    }
+
+    fn leave(&mut self, id: Id) {
+        if let Some(on) = self.on_path.get_mut(id.index()) {
+            *on = false;
+        }
+    }
+
+    /// Recurses once per level (through [`Converter::list`] or [`Converter::dict`]), at most
+    /// [`MAX_DEPTH`] + 1 deep.
+    fn value(&mut self, id: Id, depth: usize) -> Result<Value, PickleError> {
+        if depth > MAX_DEPTH || self.values == 0 {
+            return Err(PickleError::TooLarge);
+        }
+        self.values -= 1;
+        let nodes = self.nodes;
+        match nodes.get(id.index()) {
+            Some(Node::None) => Ok(Value::Null),
+            Some(Node::Bool(b)) => Ok(Value::Bool(*b)),
+            Some(Node::Int(i)) => Ok(Value::from(*i)),
+            Some(Node::Float(f)) => Ok(Number::from_f64(*f).map_or(Value::Null, Value::Number)),
+            Some(Node::Str(s)) => {
+                self.spend_bytes(s.len())?;
+                Ok(Value::String(s.clone()))
             }
-            Value::Object(m)
+            Some(Node::Bytes(b)) => self.attachment(b),
+            Some(Node::List(items)) => self.list(id, items, depth),
+            Some(Node::Dict(entries)) => self.dict(id, entries, depth),
+            None => Err(PickleError::Malformed("unknown value")),
         }
-    })
+    }
+
+    /// Moves `bytes` out to the attachments (sharing the buffer), leaving a placeholder.
+    fn attachment(&mut self, b: &Bytes) -> Result<Value, PickleError> {
+        self.spend_bytes(b.len())?;
+        self.bins.push(b.clone());
+        let mut m = Map::new();
+        m.insert("_placeholder".to_owned(), Value::Bool(true));
+        m.insert("num".to_owned(), Value::from(self.bins.len() - 1));
+        Ok(Value::Object(m))
+    }
+
+    fn list(&mut self, id: Id, items: &[Id], depth: usize) -> Result<Value, PickleError> {
+        self.enter(id)?;
+        let mut out = Vec::with_capacity(items.len().min(self.values));
+        for &i in items {
+            out.push(self.value(i, depth + 1)?);
+        }
+        self.leave(id);
+        Ok(Value::Array(out))
+    }
+
+    fn dict(&mut self, id: Id, entries: &[(Id, Id)], depth: usize) -> Result<Value, PickleError> {
+        self.enter(id)?;
+        let mut m = Map::new();
+        for &(k, v) in entries {
+            let key = self.key(k)?;
+            m.insert(key, self.value(v, depth + 1)?);
+        }
+        self.leave(id);
+        Ok(Value::Object(m))
+    }
+
+    /// A dict key as JSON has it: a string, or a number, boolean or `None` written as JSON
+    /// writes them. Other keys (tuples, bytes) have no JSON form and are refused.
+    fn key(&mut self, id: Id) -> Result<String, PickleError> {
+        let nodes = self.nodes;
+        match nodes.get(id.index()) {
+            Some(Node::Str(s)) => {
+                self.spend_bytes(s.len())?;
+                Ok(s.clone())
+            }
+            Some(Node::Int(i)) => Ok(i.to_string()),
+            Some(Node::Bool(b)) => Ok(b.to_string()),
+            Some(Node::None) => Ok("null".to_owned()),
+            Some(Node::Float(f)) => Ok(match Number::from_f64(*f) {
+                Some(n) => n.to_string(),
+                None if f.is_nan() => "NaN".to_owned(),
+                None if *f > 0.0 => "Infinity".to_owned(),
+                None => "-Infinity".to_owned(),
+            }),
+            _ => Err(PickleError::Malformed(
+                "a dict key that is not a str, int, float, bool or None",
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -703,10 +913,7 @@ mod tests {
             assert!(loads(bad).is_err(), "{bad:?}");
         }
         // An escaped backslash before `u` is no escape.
-        assert_eq!(
-            loads(b"V\\\\u0041\n.").unwrap(),
-            Py::Str("\\\\u0041".into())
-        );
+        assert_eq!(loads(b"V\\\\u0041\n.").unwrap().as_str(), Some("\\\\u0041"));
     }
 
     #[test]
@@ -760,5 +967,228 @@ mod tests {
                 let _ = v.to_json(&mut Vec::new());
             }
         }
+    }
+
+    /// Runs `f` on a thread with a small stack (256 KiB): a recursion that the limits do not
+    /// bound overflows it, aborting the test run.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// A pickle that leaves on the stack a chain of `n + 1` lists, each put in its parent
+    /// through the memo while still empty (top-down: the nesting seen at insertion is 1), the
+    /// memo keys from `first` on.
+    fn top_down_chain(n: u32, first: u32) -> Vec<u8> {
+        let mut p = b"]\x94".to_vec();
+        for i in 0..n {
+            p.extend(b"]\x94a0j");
+            p.extend((first + i + 1).to_le_bytes());
+        }
+        p.extend(b"0j");
+        p.extend(first.to_le_bytes());
+        p
+    }
+
+    /// `{'method': 'emit', 'event': 'x', 'data': <data>, 'namespace': '/'}`, protocol 4, the
+    /// dict at memo key 0.
+    fn emit_with(data: &[u8]) -> Vec<u8> {
+        let mut p =
+            b"\x80\x04}\x94(\x8c\x06method\x8c\x04emit\x8c\x05event\x8c\x01x\x8c\x04data".to_vec();
+        p.extend(data);
+        p.extend(b"\x8c\x09namespace\x8c\x01/u.");
+        p
+    }
+
+    /// Finding G: a dict keyed by a list that contains itself (`Debug` of the key recursed
+    /// forever, a stack overflow).
+    #[test]
+    fn dict_keyed_by_a_self_containing_list_is_refused_not_formatted() {
+        on_small_stack(|| {
+            let p = b"\x80\x02}]q\x00h\x00aNs.";
+            assert_eq!(p.len(), 12);
+            let v = loads(p).unwrap();
+            let shown = format!("{v:?}");
+            assert!(shown.len() < 200, "{shown}");
+            assert_eq!(
+                v.to_json(&mut Vec::new()),
+                Err(PickleError::Malformed(
+                    "a dict key that is not a str, int, float, bool or None"
+                ))
+            );
+            // The list itself, as a value: refused as soon as it is met inside itself.
+            let v = loads(b"\x80\x02]q\x00h\x00a.").unwrap();
+            assert_eq!(
+                v.to_json(&mut Vec::new()),
+                Err(PickleError::Malformed("a container that contains itself"))
+            );
+        });
+    }
+
+    #[test]
+    fn scalar_dict_keys_are_written_as_json_writes_them() {
+        // pickle.dumps({1.5: 'a', True: 'b', None: 'c', 2: 'd'}, protocol=2)
+        let p = b"\x80\x02}q\x00(G?\xf8\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00aq\x01\x88X\x01\x00\x00\x00bq\x02NX\x01\x00\x00\x00cq\x03K\x02X\x01\x00\x00\x00dq\x04u.";
+        assert_eq!(
+            loads(p).unwrap().to_json(&mut Vec::new()),
+            Ok(json!({"1.5": "a", "true": "b", "null": "c", "2": "d"}))
+        );
+        // pickle.dumps({(1, 2): 'a'}, protocol=2): a tuple key has no JSON form.
+        let p = b"\x80\x02}q\x00K\x01K\x02\x86q\x01X\x01\x00\x00\x00aq\x02s.";
+        assert!(loads(p).unwrap().to_json(&mut Vec::new()).is_err());
+    }
+
+    /// Finding G: a million nested marks, each closed into a tuple (the result was dropped
+    /// recursively, a stack overflow).
+    #[test]
+    fn a_million_nested_marks_never_recurse() {
+        on_small_stack(|| {
+            const N: usize = 1_000_000;
+            let mut p = vec![b'('; N];
+            p.extend(std::iter::repeat_n(b't', N));
+            p.push(b'.');
+            assert_eq!(loads(&p), Err(PickleError::TooLarge));
+            // Marks left on the stack are no nesting.
+            let mut p = vec![b'('; N - 1];
+            p.extend(b"N.");
+            assert_eq!(loads(&p).unwrap().root(), &Node::None);
+            // The stack itself is bounded.
+            assert_eq!(
+                loads(&vec![b'('; MAX_NODES + 1]),
+                Err(PickleError::TooLarge)
+            );
+        });
+    }
+
+    /// Finding G: a million nested lists, bottom-up (as pickle writes nesting) and top-down
+    /// through the memo (which the check while reading cannot see).
+    #[test]
+    fn a_million_nested_lists_never_recurse() {
+        on_small_stack(|| {
+            const N: usize = 1_000_000;
+            let mut p = vec![b']'; N];
+            p.extend(std::iter::repeat_n(b'a', N - 1));
+            p.push(b'.');
+            assert_eq!(loads(&p), Err(PickleError::TooLarge));
+            // Read (the nesting seen at insertion is 1), refused when converted, formatted and
+            // dropped flat.
+            let mut p = top_down_chain(N as u32 - 2, 0);
+            p.push(b'.');
+            let v = loads(&p).unwrap();
+            assert_eq!(v.nodes().len(), N - 1);
+            assert_eq!(v.to_json(&mut Vec::new()), Err(PickleError::TooLarge));
+            assert!(format!("{:?}", v.root()).starts_with("List("));
+            drop(v);
+        });
+    }
+
+    /// Finding G: an emit whose data nests 200k deep.
+    #[test]
+    fn an_emit_nested_200k_deep_is_refused_and_dropped_flat() {
+        on_small_stack(|| {
+            const N: usize = 200_000;
+            let mut deep = vec![b']'; N];
+            deep.extend(std::iter::repeat_n(b'a', N - 1));
+            assert_eq!(loads(&emit_with(&deep)), Err(PickleError::TooLarge));
+            let v = loads(&emit_with(&top_down_chain(N as u32, 1))).unwrap();
+            assert_eq!(v.get("method").and_then(Node::as_str), Some("emit"));
+            assert_eq!(v.to_json(&mut Vec::new()), Err(PickleError::TooLarge));
+            assert!(!format!("{v:?}").is_empty());
+            drop(v);
+            // Just under the limit is fine: 128 levels below the message's dict.
+            let mut ok = vec![b']'; MAX_DEPTH];
+            ok.extend(std::iter::repeat_n(b'a', MAX_DEPTH - 1));
+            let v = loads(&emit_with(&ok)).unwrap().to_json(&mut Vec::new());
+            assert!(v.is_ok());
+            let mut over = vec![b']'; MAX_DEPTH + 1];
+            over.extend(std::iter::repeat_n(b'a', MAX_DEPTH));
+            assert_eq!(loads(&emit_with(&over)), Err(PickleError::TooLarge));
+        });
+    }
+
+    /// Finding H: an emit whose data is `L = [L, 10 MB of bytes]`, refused and then freed (it
+    /// was a reference cycle, leaked for good). The buffer must be held by nothing once the
+    /// pickle is dropped.
+    #[test]
+    fn a_self_containing_list_is_refused_and_freed() {
+        const BIG: usize = 10 << 20;
+        let mut data = b"]\x94(h\x01B".to_vec();
+        data.extend((BIG as u32).to_le_bytes());
+        data.extend(vec![7u8; BIG]);
+        data.extend(b"e");
+        let p = emit_with(&data);
+        for _ in 0..40 {
+            let v = loads(&p).unwrap();
+            let mut bins = Vec::new();
+            assert_eq!(
+                v.to_json(&mut bins),
+                Err(PickleError::Malformed("a container that contains itself"))
+            );
+            let big = v
+                .nodes()
+                .iter()
+                .find_map(|n| match n {
+                    Node::Bytes(b) => Some(b.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!(big.len(), BIG);
+            drop(bins);
+            drop(v);
+            assert!(big.is_unique(), "the buffer outlived its pickle");
+        }
+    }
+
+    /// A big value referred to over and over through the memo is copied each time it is met:
+    /// bounded by MAX_OUTPUT (it was not: 1000 references to 8 MB were 8 GB of attachments).
+    #[test]
+    fn repeated_references_to_big_values_are_bounded() {
+        const BIG: usize = 8 << 20;
+        for op in [b'B', b'X'] {
+            let mut p = vec![op];
+            p.extend((BIG as u32).to_le_bytes());
+            p.extend(vec![b'a'; BIG]);
+            p.extend(b"\x94(");
+            for _ in 0..1000 {
+                p.extend(b"h\x00");
+            }
+            p.extend(b"l.");
+            let v = loads(&p).unwrap();
+            assert_eq!(v.to_json(&mut Vec::new()), Err(PickleError::TooLarge));
+        }
+        // A few references are fine, and attachments share the buffer.
+        let mut p = b"B".to_vec();
+        p.extend((BIG as u32).to_le_bytes());
+        p.extend(vec![1u8; BIG]);
+        p.extend(b"\x94h\x00\x86.");
+        let mut bins = Vec::new();
+        let v = loads(&p).unwrap().to_json(&mut bins).unwrap();
+        assert_eq!(
+            v,
+            json!([{"_placeholder": true, "num": 0}, {"_placeholder": true, "num": 1}])
+        );
+        assert_eq!(bins[0].as_ptr(), bins[1].as_ptr());
+    }
+
+    #[test]
+    fn reading_is_bounded_by_max_nodes() {
+        // Values, container slots and memo entries.
+        let p = vec![b'N'; MAX_NODES + 1];
+        assert_eq!(loads(&p), Err(PickleError::TooLarge));
+        let mut p = b"N\x940]".to_vec();
+        for _ in 0..=MAX_NODES {
+            p.extend(b"h\x00a");
+        }
+        assert_eq!(loads(&p), Err(PickleError::TooLarge));
+        let mut p = b"N".to_vec();
+        for k in 0..=MAX_NODES as u32 {
+            p.push(b'r');
+            p.extend(k.to_le_bytes());
+        }
+        assert_eq!(loads(&p), Err(PickleError::TooLarge));
     }
 }
