@@ -195,62 +195,40 @@ pub(crate) fn opts_from(v: Option<&Value>) -> BroadcastOptions {
     }
 }
 
-/// What Node sends about a socket in answer to REMOTE_FETCH.
+/// What Node sends about a socket in answer to REMOTE_FETCH: `{id, handshake, rooms, data}`.
 pub(crate) fn socket_json(info: &SocketInfo) -> Value {
-    let handshake = match &info.local {
-        Some(socket) => {
-            let req = socket.request();
-            let headers: serde_json::Map<String, Value> = req
-                .headers
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str().to_owned(), json!(v.to_str().ok()?))))
-                .collect();
-            let query: serde_json::Map<String, Value> = req
-                .uri
-                .query()
-                .unwrap_or("")
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (k.to_owned(), json!(v))
-                })
-                .collect();
-            json!({
-                "headers": headers,
-                "address": req.remote_addr.map(|a| a.ip().to_string()),
-                "xdomain": req.headers.contains_key("origin"),
-                "secure": false,
-                "url": req.uri.to_string(),
-                "query": query,
-                "auth": info.auth,
-            })
-        }
-        None => json!({ "auth": info.auth }),
-    };
-    json!({ "id": info.id, "handshake": handshake, "rooms": info.rooms, "data": null })
+    json!({
+        "id": info.id,
+        "handshake": serde_json::to_value(&info.handshake).unwrap_or(Value::Null),
+        "rooms": info.rooms,
+        "data": info.data,
+    })
 }
 
+/// A socket of another node, from its REMOTE_FETCH description.
 pub(crate) fn socket_from(nsp: &str, v: &Value) -> Option<SocketInfo> {
-    Some(SocketInfo {
-        id: v.get("id")?.as_str()?.to_owned(),
-        nsp: nsp.to_owned(),
-        rooms: v
-            .get("rooms")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        auth: v
-            .get("handshake")
-            .and_then(|h| h.get("auth"))
-            .cloned()
-            .unwrap_or(Value::Null),
-        local: None,
-    })
+    let rooms = v
+        .get("rooms")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Node's handshake has these fields; a missing or odd one is left at its default.
+    let handshake = v
+        .get("handshake")
+        .cloned()
+        .and_then(|h| serde_json::from_value(h).ok())
+        .unwrap_or_default();
+    Some(SocketInfo::remote(
+        v.get("id")?.as_str()?.to_owned(),
+        nsp.to_owned(),
+        rooms,
+        v.get("data").cloned().unwrap_or(Value::Null),
+        handshake,
+    ))
 }
 
 impl<W: Wire> Adapter for RedisAdapter<W> {

@@ -53,6 +53,8 @@ mod node;
 pub mod pickle;
 mod python;
 mod sharded;
+#[cfg(test)]
+mod wire_tests;
 
 use node::Node;
 use socketlet::adapter::AdapterFactory;
