@@ -62,6 +62,7 @@ impl TransportKind {
 /// The handshake request of a session, kept for the layer above (auth from headers or query,
 /// origin checks, logging).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RequestInfo {
     /// The handshake's URI, query included.
     pub uri: Uri,
@@ -69,6 +70,8 @@ pub struct RequestInfo {
     pub headers: HeaderMap,
     /// The peer's address, when the server knows it.
     pub remote_addr: Option<SocketAddr>,
+    /// When the handshake came.
+    pub issued: std::time::SystemTime,
 }
 
 impl RequestInfo {
@@ -100,7 +103,35 @@ impl RequestInfo {
             uri,
             headers,
             remote_addr: req.extensions().get::<RemoteAddr>().map(|a| a.0),
+            issued: std::time::SystemTime::now(),
         }
+    }
+
+    /// The client's address: the peer's, or, when the peer is one of `trusted` proxies, the
+    /// last address in `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends
+    /// the address it got the request from, so the addresses left of the first untrusted one
+    /// from the right are the client's own claims).
+    pub fn client_address(&self, trusted: &crate::TrustedProxies) -> Option<std::net::IpAddr> {
+        let peer = self.remote_addr.map(|a| a.ip())?;
+        if !trusted.trusts(Some(peer)) {
+            return Some(peer);
+        }
+        let forwarded: Vec<std::net::IpAddr> = self
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        let mut client = peer;
+        for addr in forwarded.iter().rev() {
+            client = *addr;
+            if !trusted.trusts(Some(*addr)) {
+                break;
+            }
+        }
+        Some(client)
     }
 }
 
@@ -472,6 +503,42 @@ mod tests {
         assert_eq!(tokens, ["secret", "second"]);
         assert!(tokens[0].is_sensitive());
         assert_eq!(info.remote_addr, None);
+    }
+
+    #[test]
+    fn the_client_address_is_read_from_trusted_proxies_only() {
+        let info = |peer: &str, forwarded: &[&str]| {
+            let mut req = http::Request::builder().uri("/");
+            for f in forwarded {
+                req = req.header("x-forwarded-for", *f);
+            }
+            let mut req = req.body(()).unwrap();
+            req.extensions_mut()
+                .insert(RemoteAddr(peer.parse().unwrap()));
+            RequestInfo::detached(&req)
+        };
+        let trusted = crate::TrustedProxies::default();
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        // Straight from a client: its own address, whatever it claims.
+        assert_eq!(
+            info("203.0.113.9:1000", &["198.51.100.1"]).client_address(&trusted),
+            ip("203.0.113.9")
+        );
+        // Through nginx on the same host.
+        assert_eq!(
+            info("127.0.0.1:1000", &["198.51.100.1"]).client_address(&trusted),
+            ip("198.51.100.1")
+        );
+        // A client that sends its own header through the proxy: the proxy's entry counts.
+        assert_eq!(
+            info("127.0.0.1:1000", &["10.9.9.9, 198.51.100.1"]).client_address(&trusted),
+            ip("198.51.100.1")
+        );
+        // No header: the peer.
+        assert_eq!(
+            info("127.0.0.1:1000", &[]).client_address(&trusted),
+            ip("127.0.0.1")
+        );
     }
 
     #[test]

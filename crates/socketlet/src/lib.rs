@@ -58,6 +58,7 @@ mod data;
 mod error;
 mod extensions;
 pub mod handler;
+mod info;
 mod local;
 mod namespace;
 pub mod observer;
@@ -83,7 +84,8 @@ pub use observer::Observer;
 pub use operators::{AckResponses, BroadcastOperator};
 pub use server::{SocketIo, WeakSocketIo};
 pub use service::{BoxError, NotFound, ResponseBody, SocketIoLayer, SocketIoService};
-pub use socket::{AnyEvent, Socket, SocketInfo};
+pub use info::{Handshake, SocketInfo};
+pub use socket::{AnyEvent, Socket};
 pub use socketlet_engine::{
     bind, serve, AllowedHosts, Cookie, Cors, EngineConfig, IpNet, RemoteAddr, RequestInfo,
     TransportKind, Transports, TrustedProxies,

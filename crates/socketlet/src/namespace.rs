@@ -8,7 +8,8 @@ use crate::handler::HandlerFuture;
 use crate::local::LocalNamespace;
 use crate::observer::Hub;
 use crate::operators::BroadcastOperator;
-use crate::socket::{Socket, SocketInfo};
+use crate::info::SocketInfo;
+use crate::socket::Socket;
 use socketlet_engine::sync::{read, write};
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +33,8 @@ pub(crate) struct Handlers {
 
 pub(crate) struct NsInner {
     handlers: Arc<Handlers>,
+    /// The engine's trusted proxies, for the client address in handshakes.
+    trusted: socketlet_engine::TrustedProxies,
     local: LocalNamespace,
     adapter: Arc<dyn Adapter>,
     ack_timeout: Duration,
@@ -60,10 +63,12 @@ impl Namespace {
         adapter: Arc<dyn Adapter>,
         ack_timeout: Duration,
         hub: Arc<Hub>,
+        trusted: socketlet_engine::TrustedProxies,
     ) -> Namespace {
         Namespace {
             inner: Arc::new(NsInner {
                 handlers,
+                trusted,
                 local: LocalNamespace::new(name, hub),
                 adapter,
                 ack_timeout,
@@ -119,6 +124,10 @@ impl Namespace {
     /// This node's part of the namespace: its sockets and rooms (what adapters work on).
     pub fn local(&self) -> &LocalNamespace {
         &self.inner.local
+    }
+
+    pub(crate) fn trusted_proxies(&self) -> &socketlet_engine::TrustedProxies {
+        &self.inner.trusted
     }
 
     pub(crate) fn ack_timeout(&self) -> Duration {

@@ -4,7 +4,8 @@ use crate::adapter::{AdapterError, BroadcastOptions, Disconnect, Room};
 use crate::data::{Data, IntoArgs};
 use crate::error::EmitError;
 use crate::namespace::Namespace;
-use crate::socket::{SocketInfo, RESERVED_EVENTS};
+use crate::info::SocketInfo;
+use crate::socket::RESERVED_EVENTS;
 use socketlet_socketio_proto::{Packet, PacketData};
 use std::time::Duration;
 

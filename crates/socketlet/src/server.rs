@@ -70,6 +70,7 @@ impl ServerInner {
             (self.config.adapter)(name),
             self.config.ack_timeout,
             self.hub.clone(),
+            self.config.engine.trusted_proxies.clone(),
         )
     }
 
@@ -236,6 +237,15 @@ impl SocketIo {
         }
     }
 
+    /// The namespace a client connecting to `name` joins: a static one, or a child of a
+    /// dynamic namespace whose predicate accepts the name (created if needed, with the parent's
+    /// middlewares and handlers). `None` when no client could connect to `name`. Unlike
+    /// [`SocketIo::of`], it never makes a static namespace (which would bypass a dynamic
+    /// parent's middlewares).
+    pub fn resolve(&self, name: &str) -> Option<Namespace> {
+        self.inner.namespace_for(name)
+    }
+
     /// The namespace `name` if it exists (unlike [`SocketIo::of`], never creates one).
     pub fn namespace(&self, name: &str) -> Option<Namespace> {
         read(&self.inner.namespaces).get(name).cloned()
@@ -281,6 +291,7 @@ impl SocketIo {
             parent,
             self.inner.config.ack_timeout,
             self.inner.hub.clone(),
+            self.inner.config.engine.trusted_proxies.clone(),
         )
     }
 

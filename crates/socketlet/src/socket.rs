@@ -5,6 +5,7 @@ use crate::client::{Client, Handoff};
 use crate::data::{Data, IntoArgs};
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::extensions::Extensions;
+use crate::info::{Handshake, SocketInfo};
 use crate::handler::{boxed, refuse, AckSender, BoxedHandler, EventParts, Handler, HandlerFuture};
 use crate::namespace::Namespace;
 use crate::operators::BroadcastOperator;
@@ -74,21 +75,6 @@ enum AckTx {
     Many(mpsc::Sender<(String, Data)>),
 }
 
-/// A description of a socket, possibly on another node (what `fetch_sockets` returns).
-#[derive(Debug, Clone)]
-pub struct SocketInfo {
-    /// The socket id.
-    pub id: String,
-    /// The namespace.
-    pub nsp: String,
-    /// The rooms it is in, its own id included.
-    pub rooms: Vec<Room>,
-    /// The auth payload it connected with (`{}` if none).
-    pub auth: Value,
-    /// The socket itself when it is on this node.
-    pub local: Option<Socket>,
-}
-
 /// `repr(C)` keeps the fields a delivery reads (`engine`, `connected`, `has_outgoing`) first,
 /// on the cache line of the `Arc`'s counts, which a broadcast touches anyway when it clones its
 /// receivers: a fan-out to 10k sockets then misses one line per receiver here, instead of up
@@ -119,6 +105,10 @@ pub(crate) struct SocketInner {
     rooms: Mutex<HashSet<Room>>,
     acks: Mutex<HashMap<u64, AckTx>>,
     extensions: Extensions,
+    /// Node's `socket.data`: seen by `fetch_sockets` on every node.
+    data: Mutex<Value>,
+    /// Handlers of events that have none of their own.
+    fallback: RwLock<Option<EventHandlers>>,
 }
 
 /// One client connected to one namespace. Cheap to clone, `Send + 'static`: keep it in a
@@ -180,6 +170,8 @@ impl Socket {
                 rooms: Mutex::new(HashSet::new()),
                 acks: Mutex::new(HashMap::new()),
                 extensions: Extensions::default(),
+                data: Mutex::new(Value::Null),
+                fallback: RwLock::new(None),
             }),
         }
     }
@@ -277,6 +269,26 @@ impl Socket {
             }
         };
         map.insert(name, handlers);
+    }
+
+    /// Adds a handler of the events that have no handler of their own (a catch-all that can
+    /// answer acks, unlike [`Socket::on_any`]). Several fallbacks run in order, as handlers do.
+    pub fn on_fallback<H, T>(&self, handler: H)
+    where
+        H: Handler<T>,
+        T: 'static,
+    {
+        let handler = boxed(handler);
+        let mut slot = write(&self.inner.fallback);
+        *slot = Some(match slot.take() {
+            None => EventHandlers::One(handler),
+            Some(EventHandlers::One(first)) => EventHandlers::Many(Arc::new([first, handler])),
+            Some(EventHandlers::Many(list)) => {
+                let mut all = list.to_vec();
+                all.push(handler);
+                EventHandlers::Many(all.into())
+            }
+        });
     }
 
     /// Adds a listener called with every incoming event, before its handlers.
@@ -482,9 +494,25 @@ impl Socket {
             id: self.inner.id.clone(),
             nsp: self.ns().name().to_owned(),
             rooms: self.rooms(),
-            auth: self.inner.auth.clone(),
+            data: self.data(),
+            handshake: Handshake::of(self),
             local: Some(self.clone()),
         }
+    }
+
+    /// The socket's data (Node's `socket.data`): any JSON the application keeps on it, which
+    /// [`fetch_sockets`](crate::BroadcastOperator::fetch_sockets) shows on every node of a
+    /// cluster. `null` until set. For state of this node only, of any type, see
+    /// [`Socket::extensions`].
+    pub fn data(&self) -> Value {
+        lock(&self.inner.data).clone()
+    }
+
+    /// Replaces the socket's data (see [`Socket::data`]).
+    pub fn set_data(&self, data: impl serde::Serialize) -> Result<(), EmitError> {
+        let data = serde_json::to_value(data)?;
+        *lock(&self.inner.data) = data;
+        Ok(())
     }
 
     // ---- crate-internal plumbing ----
@@ -611,7 +639,7 @@ impl Socket {
             }
         }
         let handlers = read(&self.inner.handlers).get(&name).cloned();
-        let Some(handlers) = handlers else {
+        let Some(handlers) = handlers.or_else(|| read(&self.inner.fallback).clone()) else {
             return;
         };
         let mut parts = EventParts::new(self.clone(), name, data, AckSender::new(self, id));
@@ -672,6 +700,7 @@ impl Socket {
         self.ns().adapter().room_deleted(local, self.id(), true);
         lock(&self.inner.acks).clear();
         write(&self.inner.handlers).clear();
+        *write(&self.inner.fallback) = None;
         *write(&self.inner.any_incoming) = Arc::new([]);
         *write(&self.inner.any_outgoing) = Arc::new([]);
         tracing::debug!(id = %self.id(), nsp = %self.ns().name(), %reason, "socket disconnected");

@@ -16,7 +16,7 @@ pub(crate) use parent::ParentAdapter;
 use crate::data::Data;
 pub use crate::local::{LocalAcks, LocalNamespace};
 use crate::operators::AckResponses;
-use crate::socket::SocketInfo;
+use crate::info::SocketInfo;
 use socketlet_socketio_proto::Packet;
 use std::fmt;
 use std::future::Future;

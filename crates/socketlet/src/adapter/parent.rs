@@ -6,7 +6,7 @@ use super::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Disconnect, Loca
 use crate::data::Data;
 use crate::namespace::Namespace;
 use crate::operators::AckResponses;
-use crate::socket::SocketInfo;
+use crate::info::SocketInfo;
 use futures_util::future::join_all;
 use socketlet_engine::sync::{read, write};
 use socketlet_socketio_proto::Packet;
