@@ -125,6 +125,55 @@ struct Args {
     /// Set the `io` cookie on handshakes, for load balancers that stick by cookie.
     #[arg(long, env = "SOCKETLET_COOKIE")]
     cookie: bool,
+    /// A key of the server API (`Authorization: Bearer KEY`); repeat it (or separate with
+    /// commas) to have several while rotating. Without a key the API is off.
+    #[arg(
+        long = "api-key",
+        env = "SOCKETLET_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    api_keys: Vec<String>,
+    /// Serve the API on this address of its own (a private interface, say) instead of under
+    /// /api/ on --addr.
+    #[arg(long, env = "SOCKETLET_API_ADDR")]
+    api_addr: Option<SocketAddr>,
+    /// URL the connect hook POSTs to on each namespace CONNECT; its answer accepts (user,
+    /// rooms, data) or refuses the connection. With any hook, the demo is off and every
+    /// namespace a client asks for goes through the hooks.
+    #[arg(long, env = "SOCKETLET_HOOK_CONNECT")]
+    hook_connect: Option<http::Uri>,
+    /// URL the event hook POSTs client events to; its answer is the ack.
+    #[arg(long, env = "SOCKETLET_HOOK_EVENT")]
+    hook_event: Option<http::Uri>,
+    /// The events the event hook gets (repeat or separate with commas). Default: all.
+    #[arg(
+        long = "hook-events",
+        env = "SOCKETLET_HOOK_EVENTS",
+        value_delimiter = ','
+    )]
+    hook_events: Vec<String>,
+    /// URL the disconnect hook POSTs to once per socket.
+    #[arg(long, env = "SOCKETLET_HOOK_DISCONNECT")]
+    hook_disconnect: Option<http::Uri>,
+    /// The secret hook requests are signed with (X-Socketlet-Signature: hex HMAC-SHA256 of
+    /// "<X-Socketlet-Timestamp>.<body>").
+    #[arg(long, env = "SOCKETLET_HOOK_SECRET", hide_env_values = true)]
+    hook_secret: Option<String>,
+    /// Milliseconds a hook may take to answer.
+    #[arg(long, env = "SOCKETLET_HOOK_TIMEOUT", default_value_t = 5000)]
+    hook_timeout: u64,
+    /// A request header passed to the connect hook (repeat); default: user-agent,
+    /// accept-language, origin, referer.
+    #[arg(
+        long = "hook-header",
+        env = "SOCKETLET_HOOK_HEADERS",
+        value_delimiter = ','
+    )]
+    hook_headers: Vec<http::HeaderName>,
+    /// Pass the Cookie header to the connect hook (a session cookie then authenticates users).
+    #[arg(long, env = "SOCKETLET_HOOK_FORWARD_COOKIE")]
+    hook_forward_cookie: bool,
     /// Seconds running jobs get to finish on shutdown (SIGTERM or ctrl-c).
     #[arg(long, env = "SOCKETLET_SHUTDOWN_GRACE", default_value_t = 30.0)]
     shutdown_grace: f64,
@@ -257,16 +306,17 @@ impl StopSignals {
 struct Static {
     /// `<path>/`: the bundle's files are under it.
     bundle_prefix: String,
-    /// The demo page, rendered for the path once, when the server starts.
-    index: Bytes,
+    /// The demo page, rendered for the path once, when the server starts (none when the
+    /// demo is off).
+    index: Option<Bytes>,
 }
 
 impl Static {
     /// For a server whose Socket.IO path is `path` (as the engine normalised it).
-    fn new(path: &str) -> Static {
+    fn new(path: &str, demo: bool) -> Static {
         Static {
             bundle_prefix: format!("{}/", path.trim_end_matches('/')),
-            index: Bytes::from(assets::index_html(path)),
+            index: demo.then(|| Bytes::from(assets::index_html(path))),
         }
     }
 }
@@ -302,12 +352,12 @@ impl<B> tower_service::Service<Request<B>> for Static {
                 "text/plain",
                 Bytes::from_static(b"Method Not Allowed"),
             )
-        } else if path == "/" || path == "/index.html" {
-            respond(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                self.index.clone(),
-            )
+        } else if let Some(index) = self
+            .index
+            .as_ref()
+            .filter(|_| path == "/" || path == "/index.html")
+        {
+            respond(StatusCode::OK, "text/html; charset=utf-8", index.clone())
         } else if let Some((bytes, content_type)) = path
             .strip_prefix(self.bundle_prefix.as_str())
             .and_then(assets::client_file)
@@ -390,6 +440,49 @@ fn demo(io: &SocketIo, console: vm::Console) {
     });
 }
 
+/// The gateway of the binary: its API and whether hooks are on.
+struct BinaryGateway {
+    api: socketlet_gateway::Gateway,
+    hooks: bool,
+}
+
+impl BinaryGateway {
+    /// Whether the backend's hooks run the namespaces (then the demo is off).
+    fn hooked(&self) -> bool {
+        self.hooks
+    }
+}
+
+/// The server API and the hooks, from the flags.
+fn gateway(args: &Args, io: &SocketIo) -> BinaryGateway {
+    use socketlet_gateway::{EventFilter, GatewayConfig, HookConfig};
+    let mut hooks = HookConfig::default()
+        .with_connect(args.hook_connect.clone())
+        .with_event(args.hook_event.clone())
+        .with_disconnect(args.hook_disconnect.clone())
+        .with_secret(args.hook_secret.clone())
+        .with_timeout(Duration::from_millis(args.hook_timeout))
+        .with_forward_cookie(args.hook_forward_cookie);
+    if !args.hook_events.is_empty() {
+        hooks = hooks.with_events(EventFilter::Only(args.hook_events.clone()));
+    }
+    if !args.hook_headers.is_empty() {
+        hooks = hooks.with_headers(args.hook_headers.clone());
+    }
+    let any = hooks.any();
+    let config = GatewayConfig::default()
+        .with_api_keys(args.api_keys.iter().filter(|k| !k.is_empty()).cloned())
+        .with_hooks(hooks);
+    let gateway = socketlet_gateway::Gateway::new(io, config);
+    if any {
+        gateway.attach_all();
+    }
+    BinaryGateway {
+        api: gateway,
+        hooks: any,
+    }
+}
+
 /// A reason the server could not start, as one sentence for the person who started it.
 #[derive(Debug)]
 struct StartError(String);
@@ -469,12 +562,30 @@ async fn run(args: Args) -> Result<(), StartError> {
     }
     let console = console(&args).map_err(StartError)?;
     let jobs = console.jobs.clone();
-    demo(&io, console);
+    let gateway = gateway(&args, &io);
+    let demo_on = !gateway.hooked();
+    if demo_on {
+        demo(&io, console);
+    }
 
-    let service =
-        socketlet::SocketIoService::with_inner(io.clone(), Static::new(&io.config().engine.path));
+    let statics = Static::new(&io.config().engine.path, demo_on);
+    let api_on_main = gateway.api.api_enabled() && args.api_addr.is_none();
+    let main_inner = gateway.api.api_service(statics).with_api(api_on_main);
+    let service = socketlet::SocketIoService::with_inner(io.clone(), main_inner);
     let listener = socketlet::bind(args.addr)
         .map_err(|e| StartError(format!("cannot listen on {} (--addr): {e}", args.addr)))?;
+    let api_listener = match args.api_addr {
+        Some(addr) if gateway.api.api_enabled() => Some(
+            socketlet::bind(addr)
+                .map_err(|e| StartError(format!("cannot listen on {addr} (--api-addr): {e}")))?,
+        ),
+        Some(_) => {
+            return Err(StartError(
+                "--api-addr needs an API key (--api-key)".to_owned(),
+            ))
+        }
+        None => None,
+    };
     let local = listener.local_addr().unwrap_or(args.addr);
     // Signals are caught from here on: a SIGTERM right after the line below stops gracefully.
     let mut signals = StopSignals::new();
@@ -484,6 +595,19 @@ async fn run(args: Args) -> Result<(), StartError> {
         io.config().engine.path,
         assets::CLIENT_VERSION.unwrap_or("not embedded")
     );
+    if let Some(api_listener) = api_listener {
+        let api_local = api_listener.local_addr().ok();
+        println!(
+            "socketlet API listening on http://{}",
+            api_local.map_or(String::from("?"), |a| a.to_string())
+        );
+        let api = gateway.api.api_service(socketlet::NotFound);
+        tokio::spawn(async move {
+            if let Err(e) = socketlet::serve(api_listener, api, std::future::pending()).await {
+                tracing::error!("the API listener failed: {e}");
+            }
+        });
+    }
     socketlet::serve(listener, service, signals.next())
         .await
         .map_err(|e| StartError(format!("the listener on {local} failed: {e}")))?;
