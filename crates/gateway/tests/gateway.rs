@@ -531,3 +531,67 @@ async fn events_go_to_the_backend_in_order_and_its_answer_is_the_ack() {
         json!({"sid": id, "nsp": "/", "user": "42", "reason": "server namespace disconnect"})
     );
 }
+
+#[tokio::test]
+async fn a_socket_with_too_many_events_waiting_is_refused_and_others_go_on() {
+    // The backend answers "hold" after a second; every other event at once.
+    let backend = Backend::start(|seen: &Seen| match seen.body["event"].as_str() {
+        Some("hold") => (
+            200,
+            json!({"result": {"ack": ["held"]}}),
+            Duration::from_millis(1000),
+        ),
+        _ => (200, json!({"result": {"ack": ["ok"]}}), Duration::ZERO),
+    })
+    .await;
+    let hooks = HookConfig::default()
+        .with_event(backend.uri("/event"))
+        .with_max_queued_events(2);
+    let (io, _gateway) = server(hooks);
+    let (client, _) = connected(&io).await;
+    let (other, _) = connected(&io).await;
+    // Four events in one request: two fit the socket's queue, the others are refused at once.
+    let burst: Vec<String> = (1..=4).map(|i| format!(r#"42{i}["hold"]"#)).collect();
+    client.send(&burst.join("\u{1e}")).await;
+    let refusal = |id| {
+        format!(r#"43{id}[{{"error":{{"message":"too many events waiting for the backend"}}}}]"#)
+    };
+    assert_eq!(client.recv().await, [refusal(3), refusal(4)]);
+    // Another socket is not held up by the first one's backlog.
+    other.send(r#"429["quick"]"#).await;
+    assert_eq!(other.recv_one().await, r#"439["ok"]"#);
+    // The accepted ones are answered in order.
+    let mut acks = Vec::new();
+    while acks.len() < 2 {
+        acks.extend(client.recv().await);
+    }
+    assert_eq!(acks, [r#"431["held"]"#, r#"432["held"]"#]);
+}
+
+#[tokio::test]
+async fn a_hook_answering_after_the_client_left_harms_nothing() {
+    let backend = Backend::start(|seen: &Seen| match seen.path.as_str() {
+        "/event" => (
+            200,
+            json!({"result": {"ack": ["late"], "join": ["r"], "emit": [{"event": "e", "rooms": ["r"]}]}}),
+            Duration::from_millis(500),
+        ),
+        _ => (200, json!({}), Duration::ZERO),
+    })
+    .await;
+    let hooks = HookConfig::default()
+        .with_event(backend.uri("/event"))
+        .with_disconnect(backend.uri("/disconnect"));
+    let (io, gateway) = server(hooks);
+    let (client, _) = connected(&io).await;
+    client.send(r#"421["slow"]"#).await;
+    // The client leaves while the backend thinks.
+    client.send("1").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(backend.seen("/event").len(), 1);
+    assert_eq!(backend.seen("/disconnect").len(), 1);
+    // Nothing of the late answer stuck: no room was made for a socket that is gone.
+    let (_, rooms) = api(&gateway, "rooms", Some(KEY), "{}").await;
+    assert_eq!(rooms, json!([]));
+    assert_eq!(io.of("/").local().socket_count(), 0);
+}
