@@ -63,6 +63,14 @@ struct Args {
     /// Milliseconds to wait for a heartbeat answer.
     #[arg(long, env = "SOCKETLET_PING_TIMEOUT", default_value_t = 20_000)]
     ping_timeout: u64,
+    /// Milliseconds a polling POST's body may take to arrive (slower ones get 408).
+    #[arg(long, env = "SOCKETLET_MAX_BODY_TIME_MS", default_value_t = 30_000)]
+    max_body_time_ms: u64,
+    /// How packets are written: `json` (every client's default) or `msgpack`
+    /// (socket.io-msgpack-parser, python-socketio's serializer='msgpack'; v5 clients only).
+    /// Clients must use the same.
+    #[arg(long, env = "SOCKETLET_PARSER", default_value = "json")]
+    parser: ParserKind,
     /// Refuse Engine.IO v3 clients (socket.io-client 1.x/2.x, python-socketio 4.x).
     #[arg(long, env = "SOCKETLET_NO_EIO3")]
     no_eio3: bool,
@@ -177,6 +185,12 @@ struct Args {
     /// Seconds running jobs get to finish on shutdown (SIGTERM or ctrl-c).
     #[arg(long, env = "SOCKETLET_SHUTDOWN_GRACE", default_value_t = 30.0)]
     shutdown_grace: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ParserKind {
+    Json,
+    Msgpack,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -534,12 +548,17 @@ async fn run(args: Args) -> Result<(), StartError> {
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
         .allow_eio3(!args.no_eio3)
+        .parser(match args.parser {
+            ParserKind::Json => socketlet::Parser::Json,
+            ParserKind::Msgpack => socketlet::Parser::Msgpack,
+        })
         .cors(cors)
         .engine(|e| {
             e.with_cookie(cookie)
                 .with_trusted_proxies(trusted_proxies)
                 .with_allowed_hosts(allowed_hosts)
                 .with_allow_jsonp(args.allow_jsonp)
+                .with_max_body_time(Duration::from_millis(args.max_body_time_ms))
         });
     let cluster = match &args.redis {
         Some(url) => {

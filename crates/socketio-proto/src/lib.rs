@@ -8,12 +8,15 @@
 //!   attachments) into packets. Waiting for attachments is a normal state, not an error; the count,
 //!   size and time of attachments are bounded by [`DecoderLimits`].
 //! - [`binary`]: the `{"_placeholder":true,"num":N}` markers that stand for attachments in JSON.
+//! - [`msgpack`]: the msgpack parser (`socket.io-msgpack-parser`), one binary message per
+//!   packet, binary inline.
 //!
 //! The wire codec is the same for v4 and v5; what differs (the CONNECT answer, the error payload)
 //! is content chosen by the server, with [`ProtocolVersion`] as the value that decides it.
 
 pub mod binary;
 pub mod decoder;
+pub mod msgpack;
 pub mod packet;
 
 pub use decoder::{Decoder, DecoderLimits, ParseError};

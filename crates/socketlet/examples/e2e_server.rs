@@ -34,6 +34,9 @@ struct Cli {
     /// Serve JSONP polling (off by default).
     #[arg(long)]
     allow_jsonp: bool,
+    /// Write packets with the msgpack parser (socket.io-msgpack-parser) instead of JSON.
+    #[arg(long)]
+    msgpack: bool,
 }
 
 fn sorted_rooms(socket: &Socket) -> Value {
@@ -188,7 +191,12 @@ async fn main() -> std::io::Result<()> {
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
         .cors(cors)
-        .engine(|e| e.with_allow_jsonp(args.allow_jsonp));
+        .engine(|e| e.with_allow_jsonp(args.allow_jsonp))
+        .parser(if args.msgpack {
+            socketlet::Parser::Msgpack
+        } else {
+            socketlet::Parser::Json
+        });
     let cluster = match &args.redis {
         Some(url) => {
             let config = socketlet_redis::RedisConfig::new(url.clone())

@@ -4,6 +4,7 @@
 //! them: CONNECT runs the namespace's middlewares, EVENT and ACK go to the socket of their
 //! namespace, anything malformed closes the connection.
 
+use crate::config::Parser;
 use crate::data::Data;
 use crate::error::{ConnectError, DisconnectReason, EmitError};
 use crate::runner::{run_boxed, run_detached};
@@ -34,6 +35,9 @@ pub(crate) enum Handoff {
 pub(crate) struct Client {
     engine: Arc<EngineSocket>,
     protocol: ProtocolVersion,
+    parser: Parser,
+    /// The bounds on binary data (the msgpack parser checks them per packet).
+    limits: socketlet_socketio_proto::DecoderLimits,
     decoder: Mutex<Inbound>,
     /// Connected namespaces; `None` once the connection closed (no socket may join then).
     nsps: Mutex<Option<HashMap<String, Socket>>>,
@@ -49,23 +53,56 @@ struct Inbound {
     bytes: usize,
 }
 
-/// Hands an encoded packet and its attachments to the engine session `engine` as one unit
+/// A packet encoded for the wire, once, whoever it goes to.
+#[derive(Clone)]
+pub(crate) enum Encoded<'a> {
+    /// The JSON parser: the text, then one binary message per attachment.
+    Text(Str, &'a [Bytes]),
+    /// The msgpack parser: one binary message, attachments inline.
+    Binary(Bytes),
+}
+
+impl<'a> Encoded<'a> {
+    /// Encodes `packet` with `parser`.
+    pub(crate) fn new(packet: &'a Packet, parser: Parser) -> Encoded<'a> {
+        match parser {
+            Parser::Json => Encoded::Text(Str::from(packet.encode()), &packet.attachments),
+            Parser::Msgpack => Encoded::Binary(Bytes::from(
+                socketlet_socketio_proto::msgpack::encode(packet),
+            )),
+        }
+    }
+
+    /// Its size on the wire, attachments included.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Encoded::Text(text, bins) => text.len() + bins.iter().map(Bytes::len).sum::<usize>(),
+            Encoded::Binary(b) => b.len(),
+        }
+    }
+}
+
+/// Hands an encoded packet (and its attachments) to the engine session `engine` as one unit
 /// (sockets call this with their own handle on the session, which saves a broadcast one
 /// pointer to follow per receiver).
 pub(crate) fn send_encoded(
     engine: &Arc<EngineSocket>,
-    text: Str,
-    bins: &[Bytes],
+    encoded: &Encoded<'_>,
     handoff: Handoff,
 ) -> Result<(), EmitError> {
-    let text = Message::Text(text);
-    if bins.is_empty() {
-        deliver(engine, std::iter::once(text), handoff)
-    } else {
-        let msgs: Vec<Message> = std::iter::once(text)
-            .chain(bins.iter().cloned().map(Message::Binary))
-            .collect();
-        deliver(engine, msgs, handoff)
+    match encoded {
+        Encoded::Text(text, []) => deliver(
+            engine,
+            std::iter::once(Message::Text(text.clone())),
+            handoff,
+        ),
+        Encoded::Text(text, bins) => {
+            let msgs: Vec<Message> = std::iter::once(Message::Text(text.clone()))
+                .chain(bins.iter().cloned().map(Message::Binary))
+                .collect();
+            deliver(engine, msgs, handoff)
+        }
+        Encoded::Binary(b) => deliver(engine, std::iter::once(Message::Binary(b.clone())), handoff),
     }
 }
 
@@ -100,6 +137,8 @@ impl Client {
         Arc::new(Client {
             engine,
             protocol,
+            parser: server.config.parser,
+            limits: server.config.decoder.clone(),
             decoder: Mutex::new(Inbound {
                 decoder: Decoder::new(server.config.decoder.clone()),
                 bytes: 0,
@@ -135,12 +174,7 @@ impl Client {
         } else {
             Handoff::Now
         };
-        send_encoded(
-            &self.engine,
-            Str::from(packet.encode()),
-            &packet.attachments,
-            handoff,
-        )
+        send_encoded(&self.engine, &Encoded::new(packet, self.parser), handoff)
     }
 
     pub(crate) fn forget_namespace(&self, nsp: &str) {
@@ -164,14 +198,21 @@ impl Client {
         let now = tokio::time::Instant::now().into_std();
         let decoded = {
             let mut inbound = lock(&self.decoder);
-            let decoded = match msg {
-                Message::Text(text) => {
+            let decoded = match (self.parser, msg) {
+                (Parser::Json, Message::Text(text)) => {
                     inbound.bytes += text.len();
                     inbound.decoder.decode_text(&text, now)
                 }
-                Message::Binary(data) => {
+                (Parser::Json, Message::Binary(data)) => {
                     inbound.bytes += data.len();
                     inbound.decoder.decode_binary(data, now)
+                }
+                (Parser::Msgpack, Message::Binary(data)) => {
+                    inbound.bytes += data.len();
+                    socketlet_socketio_proto::msgpack::decode(&data, &self.limits).map(Some)
+                }
+                (Parser::Msgpack, Message::Text(_)) => {
+                    Err(socketlet_socketio_proto::ParseError::UnexpectedText)
                 }
             };
             decoded.map(|p| p.map(|p| (p, std::mem::take(&mut inbound.bytes))))

@@ -16,6 +16,7 @@ use std::time::Duration;
 /// | `connect_timeout` | 45 s | `connectTimeout` |
 /// | `ack_timeout` | 30 s (Node: none; acks here always end) | - |
 /// | `decoder` | 10 attachments, 1e6 bytes, 10 s | - |
+/// | `parser` | JSON | `parser` |
 /// | `adapter` | in memory | `adapter` |
 #[derive(Clone)]
 #[non_exhaustive]
@@ -28,6 +29,9 @@ pub struct SocketIoConfig {
     pub ack_timeout: Duration,
     /// Bounds on binary attachments.
     pub decoder: DecoderLimits,
+    /// How packets are written on the wire. Clients must use the same (there is no
+    /// negotiation, as in Node).
+    pub parser: Parser,
     /// Makes each namespace's adapter.
     pub adapter: AdapterFactory,
 }
@@ -39,6 +43,7 @@ impl std::fmt::Debug for SocketIoConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("ack_timeout", &self.ack_timeout)
             .field("decoder", &self.decoder)
+            .field("parser", &self.parser)
             .finish_non_exhaustive()
     }
 }
@@ -50,9 +55,25 @@ impl Default for SocketIoConfig {
             connect_timeout: Duration::from_millis(45_000),
             ack_timeout: Duration::from_secs(30),
             decoder: DecoderLimits::default(),
+            parser: Parser::Json,
             adapter: Arc::new(|_nsp: &str| Arc::new(MemoryAdapter) as Arc<dyn crate::Adapter>),
         }
     }
+}
+
+/// How Socket.IO packets are written on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Parser {
+    /// Socket.IO's own format: JSON text, binary attachments in messages of their own (the
+    /// default parser of every client).
+    #[default]
+    Json,
+    /// One msgpack message per packet, binary inline: `socket.io-msgpack-parser` (the client's
+    /// `parser` option, or `socket.io.msgpack.min.js`) and python-socketio's
+    /// `serializer='msgpack'`. Protocol v5 clients only (socket.io-client 3.x and later,
+    /// python-socketio 5.x); a client that sends text is refused.
+    Msgpack,
 }
 
 /// Builds a [`SocketIo`] server.
@@ -150,6 +171,12 @@ impl Builder {
     /// Bounds on binary attachments.
     pub fn decoder_limits(mut self, limits: DecoderLimits) -> Self {
         self.config.decoder = limits;
+        self
+    }
+
+    /// How packets are written on the wire (default: JSON).
+    pub fn parser(mut self, parser: Parser) -> Self {
+        self.config.parser = parser;
         self
     }
 

@@ -72,19 +72,19 @@ pub use adapter::{
     Adapter, AdapterError, BroadcastOptions, Disconnect, LocalAcks, LocalNamespace, MemoryAdapter,
     Room,
 };
-pub use config::{Builder, SocketIoConfig};
+pub use config::{Builder, Parser, SocketIoConfig};
 pub use data::{Data, IntoArgs};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use extensions::Extensions;
 pub use handler::{
     AckSender, Args, ArgsError, Event, EventName, EventParts, FromEvent, Handler, TryArgs,
 };
+pub use info::{Handshake, SocketInfo};
 pub use namespace::Namespace;
 pub use observer::Observer;
 pub use operators::{AckResponses, BroadcastOperator};
 pub use server::{SocketIo, WeakSocketIo};
 pub use service::{BoxError, NotFound, ResponseBody, SocketIoLayer, SocketIoService};
-pub use info::{Handshake, SocketInfo};
 pub use socket::{AnyEvent, Socket};
 pub use socketlet_engine::{
     bind, serve, AllowedHosts, Cookie, Cors, EngineConfig, IpNet, RemoteAddr, RequestInfo,

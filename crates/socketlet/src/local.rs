@@ -3,11 +3,12 @@
 //! application uses [`crate::Namespace`], which has one.
 
 use crate::adapter::{BroadcastOptions, Disconnect, Room};
-use crate::client::Handoff;
+use crate::client::{Encoded, Handoff};
+use crate::config::Parser;
 use crate::data::Data;
+use crate::info::SocketInfo;
 use crate::observer::Hub;
 use crate::operators::AckResponses;
-use crate::info::SocketInfo;
 use crate::socket::Socket;
 use socketlet_engine::sync::{read, write};
 use socketlet_engine::Sid;
@@ -31,6 +32,7 @@ struct LocalInner {
     rooms: RwLock<HashMap<Room, HashSet<Sid>>>,
     next_ack: AtomicU64,
     hub: Arc<Hub>,
+    parser: Parser,
 }
 
 impl std::fmt::Debug for LocalNamespace {
@@ -52,7 +54,7 @@ fn own_room_socket(room: &str, sockets: &HashMap<Sid, Socket>) -> Option<Sid> {
 }
 
 impl LocalNamespace {
-    pub(crate) fn new(name: String, hub: Arc<Hub>) -> LocalNamespace {
+    pub(crate) fn new(name: String, hub: Arc<Hub>, parser: Parser) -> LocalNamespace {
         LocalNamespace {
             inner: Arc::new(LocalInner {
                 name,
@@ -60,6 +62,7 @@ impl LocalNamespace {
                 rooms: RwLock::new(HashMap::new()),
                 next_ack: AtomicU64::new(0),
                 hub,
+                parser,
             }),
         }
     }
@@ -67,6 +70,10 @@ impl LocalNamespace {
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    pub(crate) fn parser(&self) -> Parser {
+        self.inner.parser
     }
 
     pub(crate) fn hub(&self) -> &Arc<Hub> {
@@ -226,18 +233,18 @@ impl LocalNamespace {
         if targets.is_empty() {
             return;
         }
-        let text = socketlet_engine::proto::Str::from(packet.encode());
+        let encoded = Encoded::new(packet, self.inner.parser);
         let fanout = Fanout::new(targets.len(), opts.volatile);
         for (i, s) in targets.iter().enumerate() {
             warm_ahead(&targets[i..], i);
             s.notify_outgoing(packet);
             // A socket that fails here is closing or was closed for falling behind; the
             // broadcast goes on for the others.
-            let _ = s.send_encoded(text.clone(), &packet.attachments, fanout.handoff(i));
+            let _ = s.send_encoded(&encoded, fanout.handoff(i));
         }
         self.inner
             .hub
-            .broadcast_sent(self.name(), packet, targets.len(), text.len());
+            .broadcast_sent(self.name(), packet, targets.len(), encoded.len());
     }
 
     /// Delivers an event expecting acks to the targeted sockets of this node, and returns the
@@ -249,7 +256,7 @@ impl LocalNamespace {
             *ack_id = Some(id);
         }
         let (tx, rx) = tokio::sync::mpsc::channel(targets.len().max(1));
-        let text = socketlet_engine::proto::Str::from(packet.encode());
+        let encoded = Encoded::new(&packet, self.inner.parser);
         let fanout = Fanout::new(targets.len(), opts.volatile);
         let mut expected = Vec::with_capacity(targets.len());
         let mut rest = targets.into_iter();
@@ -258,9 +265,7 @@ impl LocalNamespace {
             let Some(s) = rest.next() else { break };
             s.register_broadcast_ack(id, tx.clone());
             s.notify_outgoing(&packet);
-            if s.send_encoded(text.clone(), &packet.attachments, fanout.handoff(i))
-                .is_ok()
-            {
+            if s.send_encoded(&encoded, fanout.handoff(i)).is_ok() {
                 expected.push(s);
             } else {
                 s.forget_ack(id);
@@ -268,7 +273,7 @@ impl LocalNamespace {
         }
         self.inner
             .hub
-            .broadcast_sent(self.name(), &packet, expected.len(), text.len());
+            .broadcast_sent(self.name(), &packet, expected.len(), encoded.len());
         LocalAcks {
             id,
             expected,

@@ -5,10 +5,10 @@ use crate::adapter::{Adapter, Room};
 use crate::data::{Data, IntoArgs};
 use crate::error::{ConnectError, EmitError};
 use crate::handler::HandlerFuture;
+use crate::info::SocketInfo;
 use crate::local::LocalNamespace;
 use crate::observer::Hub;
 use crate::operators::BroadcastOperator;
-use crate::info::SocketInfo;
 use crate::socket::Socket;
 use socketlet_engine::sync::{read, write};
 use std::future::Future;
@@ -64,12 +64,13 @@ impl Namespace {
         ack_timeout: Duration,
         hub: Arc<Hub>,
         trusted: socketlet_engine::TrustedProxies,
+        parser: crate::config::Parser,
     ) -> Namespace {
         Namespace {
             inner: Arc::new(NsInner {
                 handlers,
                 trusted,
-                local: LocalNamespace::new(name, hub),
+                local: LocalNamespace::new(name, hub, parser),
                 adapter,
                 ack_timeout,
             }),

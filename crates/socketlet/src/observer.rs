@@ -108,11 +108,14 @@ impl Hub {
         }
     }
 
-    pub(crate) fn broadcast_sent(&self, nsp: &str, packet: &Packet, receivers: usize, text: usize) {
-        self.each(|o| {
-            let bytes = text + packet.attachments.iter().map(|b| b.len()).sum::<usize>();
-            o.broadcast_sent(nsp, packet, receivers, bytes);
-        });
+    pub(crate) fn broadcast_sent(
+        &self,
+        nsp: &str,
+        packet: &Packet,
+        receivers: usize,
+        bytes: usize,
+    ) {
+        self.each(|o| o.broadcast_sent(nsp, packet, receivers, bytes));
     }
 }
 

@@ -3,8 +3,8 @@
 use crate::adapter::{AdapterError, BroadcastOptions, Disconnect, Room};
 use crate::data::{Data, IntoArgs};
 use crate::error::EmitError;
-use crate::namespace::Namespace;
 use crate::info::SocketInfo;
+use crate::namespace::Namespace;
 use crate::socket::RESERVED_EVENTS;
 use socketlet_socketio_proto::{Packet, PacketData};
 use std::time::Duration;

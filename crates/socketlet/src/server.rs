@@ -71,6 +71,7 @@ impl ServerInner {
             self.config.ack_timeout,
             self.hub.clone(),
             self.config.engine.trusted_proxies.clone(),
+            self.config.parser,
         )
     }
 
@@ -292,6 +293,7 @@ impl SocketIo {
             self.inner.config.ack_timeout,
             self.inner.hub.clone(),
             self.inner.config.engine.trusted_proxies.clone(),
+            self.inner.config.parser,
         )
     }
 

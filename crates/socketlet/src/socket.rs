@@ -1,18 +1,16 @@
 //! A socket: one client connected to one namespace.
 
 use crate::adapter::Room;
-use crate::client::{Client, Handoff};
+use crate::client::{Client, Encoded, Handoff};
 use crate::data::{Data, IntoArgs};
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::extensions::Extensions;
-use crate::info::{Handshake, SocketInfo};
 use crate::handler::{boxed, refuse, AckSender, BoxedHandler, EventParts, Handler, HandlerFuture};
+use crate::info::{Handshake, SocketInfo};
 use crate::namespace::Namespace;
 use crate::operators::BroadcastOperator;
 use crate::runner::run_boxed;
-use bytes::Bytes;
 use serde_json::Value;
-use socketlet_engine::proto::Str;
 use socketlet_engine::sync::{lock, read, write};
 use socketlet_engine::{RequestInfo, Sid, Socket as EngineSocket, TransportKind};
 use socketlet_socketio_proto::{Packet, PacketData, ProtocolVersion};
@@ -525,14 +523,14 @@ impl Socket {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
-        let text = Str::from(packet.encode());
-        let bytes = text.len() + packet.attachments.iter().map(Bytes::len).sum::<usize>();
+        let encoded = Encoded::new(packet, self.ns().local().parser());
+        let bytes = encoded.len();
         let handoff = if volatile {
             Handoff::Volatile
         } else {
             Handoff::Now
         };
-        crate::client::send_encoded(&self.inner.engine, text, &packet.attachments, handoff)?;
+        crate::client::send_encoded(&self.inner.engine, &encoded, handoff)?;
         self.ns()
             .local()
             .hub()
@@ -542,14 +540,13 @@ impl Socket {
 
     pub(crate) fn send_encoded(
         &self,
-        text: Str,
-        bins: &[Bytes],
+        encoded: &Encoded<'_>,
         handoff: Handoff,
     ) -> Result<(), EmitError> {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
-        crate::client::send_encoded(&self.inner.engine, text, bins, handoff)
+        crate::client::send_encoded(&self.inner.engine, encoded, handoff)
     }
 
     /// Reads what a delivery to this socket reads first (its own first line, then its engine

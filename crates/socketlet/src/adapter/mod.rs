@@ -14,9 +14,9 @@ pub use memory::MemoryAdapter;
 pub(crate) use parent::ParentAdapter;
 
 use crate::data::Data;
+use crate::info::SocketInfo;
 pub use crate::local::{LocalAcks, LocalNamespace};
 use crate::operators::AckResponses;
-use crate::info::SocketInfo;
 use socketlet_socketio_proto::Packet;
 use std::fmt;
 use std::future::Future;

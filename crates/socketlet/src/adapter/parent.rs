@@ -4,9 +4,9 @@
 
 use super::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Disconnect, LocalNamespace, Room};
 use crate::data::Data;
+use crate::info::SocketInfo;
 use crate::namespace::Namespace;
 use crate::operators::AckResponses;
-use crate::info::SocketInfo;
 use futures_util::future::join_all;
 use socketlet_engine::sync::{read, write};
 use socketlet_socketio_proto::Packet;
