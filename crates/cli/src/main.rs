@@ -71,12 +71,33 @@ struct Args {
     /// Clients must use the same.
     #[arg(long, env = "SOCKETLET_PARSER", default_value = "json")]
     parser: ParserKind,
+    /// Connection state recovery: a client that loses its connection and comes back within
+    /// this many seconds gets its socket back (id, rooms, data) and the events it missed
+    /// (socket.io-client 4.6 and later). 0: off.
+    #[arg(long, env = "SOCKETLET_RECOVERY_SECS", default_value_t = 0)]
+    recovery_secs: u64,
     /// Refuse Engine.IO v3 clients (socket.io-client 1.x/2.x, python-socketio 4.x).
     #[arg(long, env = "SOCKETLET_NO_EIO3")]
     no_eio3: bool,
-    /// How the VM console opens VMs: `simulated`, or `command` (runs --vm-command per VM).
+    /// How the VM console opens VMs: `simulated`, `command` (runs --vm-command per VM), or
+    /// `dramatiq` (Python dramatiq workers open them: see --dramatiq-broker).
     #[arg(long, env = "SOCKETLET_VM_PROVISIONER", default_value = "simulated")]
     vm_provisioner: ProvisionerKind,
+    /// With `--vm-provisioner dramatiq`: the broker of the dramatiq workers, `redis://...`
+    /// (RedisBroker) or `amqp://...` (RabbitmqBroker). Each VM of an `open_vms` request becomes
+    /// the message `open_vm_task(id, name, user_id)` on queue `default` (id: the job id; name:
+    /// the VM's; user_id: the user the connect hook set, else the socket id); the actor must
+    /// have `store_results=True` (and, for failures to show when they happen, few retries).
+    /// --vm-concurrency bounds how many VMs are in dramatiq at once; a VM handed to dramatiq
+    /// cannot be cancelled.
+    #[arg(long, env = "SOCKETLET_DRAMATIQ_BROKER", value_name = "URL")]
+    dramatiq_broker: Option<String>,
+    /// With `--vm-provisioner dramatiq`: the Redis of the workers' results backend
+    /// (`RedisBackend`, default namespace), e.g. redis://127.0.0.1:6379/0. What `open_vm_task`
+    /// returns is what the console shows; a failure shows as "actor raised <type>: <msg>".
+    /// Default: the broker's URL when it is a Redis.
+    #[arg(long, env = "SOCKETLET_DRAMATIQ_RESULTS", value_name = "URL")]
+    dramatiq_results: Option<String>,
     /// The program the command provisioner runs per VM, as `PROGRAM [--vm-command-arg...] --
     /// name vcpus memory_mb image` (the `--` ends its options: a VM's fields are never read as
     /// options), with VM_NAME, VM_VCPUS, VM_MEMORY_MB, VM_IMAGE in its environment. Names start
@@ -197,13 +218,59 @@ enum ParserKind {
 enum ProvisionerKind {
     Simulated,
     Command,
+    Dramatiq,
 }
 
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
 }
 
-fn console(args: &Args) -> Result<vm::Console, String> {
+/// The console of `--vm-provisioner dramatiq`: VMs open through Python dramatiq workers.
+async fn dramatiq_console(args: &Args, limits: vm::Limits) -> Result<vm::Console, String> {
+    let broker = args
+        .dramatiq_broker
+        .as_deref()
+        .ok_or("--vm-provisioner dramatiq needs --dramatiq-broker URL")?;
+    let results = match (
+        &args.dramatiq_results,
+        socketlet_dramatiq::BrokerKind::of(broker),
+    ) {
+        (Some(results), _) => results.as_str(),
+        (None, Some(socketlet_dramatiq::BrokerKind::Redis)) => broker,
+        (None, _) => {
+            return Err("--vm-provisioner dramatiq needs --dramatiq-results URL (a Redis)".into())
+        }
+    };
+    let config = vm::dramatiq_config(broker, results, args.vm_concurrency);
+    let backend = socketlet_dramatiq::DramatiqBackend::connect(config)
+        .await
+        .map_err(|e| format!("cannot use dramatiq (--dramatiq-broker, --dramatiq-results): {e}"))?;
+    let name = format!(
+        "dramatiq: {}(id, name, user_id) on queue {}",
+        vm::DRAMATIQ_ACTOR,
+        vm::DRAMATIQ_QUEUE
+    );
+    tracing::info!(
+        broker = %socketlet_dramatiq::redact(broker),
+        results = %socketlet_dramatiq::redact(results),
+        "VMs open through dramatiq workers"
+    );
+    Ok(vm::Console::on_backend(
+        backend,
+        limits,
+        secs(args.vm_deadline),
+        !args.vm_keep_connected,
+        name,
+        false,
+    ))
+}
+
+async fn console(args: &Args) -> Result<vm::Console, String> {
+    let limits = vm::Limits {
+        max_concurrent: args.vm_concurrency,
+        max_queued: args.vm_max_queued,
+        max_per_client: args.vm_max_per_client,
+    };
     let (provisioner, name, simulated): (std::sync::Arc<dyn provision::Provisioner>, String, bool) =
         match args.vm_provisioner {
             ProvisionerKind::Simulated => (
@@ -231,12 +298,8 @@ fn console(args: &Args) -> Result<vm::Console, String> {
                     false,
                 )
             }
+            ProvisionerKind::Dramatiq => return dramatiq_console(args, limits).await,
         };
-    let limits = vm::Limits {
-        max_concurrent: args.vm_concurrency,
-        max_queued: args.vm_max_queued,
-        max_per_client: args.vm_max_per_client,
-    };
     Ok(vm::Console::new(
         provisioner,
         limits,
@@ -560,6 +623,12 @@ async fn run(args: Args) -> Result<(), StartError> {
                 .with_allow_jsonp(args.allow_jsonp)
                 .with_max_body_time(Duration::from_millis(args.max_body_time_ms))
         });
+    if args.recovery_secs > 0 {
+        builder = builder.connection_state_recovery(
+            socketlet::RecoveryConfig::default()
+                .with_max_disconnection_duration(Duration::from_secs(args.recovery_secs)),
+        );
+    }
     let cluster = match &args.redis {
         Some(url) => {
             let config = socketlet_redis::RedisConfig::new(url.clone())
@@ -579,7 +648,7 @@ async fn run(args: Args) -> Result<(), StartError> {
     if let Some(cluster) = &cluster {
         cluster.attach(&io);
     }
-    let console = console(&args).map_err(StartError)?;
+    let console = console(&args).await.map_err(StartError)?;
     let jobs = console.jobs.clone();
     let gateway = gateway(&args, &io);
     let demo_on = !gateway.hooked();

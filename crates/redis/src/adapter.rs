@@ -192,6 +192,7 @@ pub(crate) fn opts_from(v: Option<&Value>) -> BroadcastOptions {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         local: true,
+        ..Default::default()
     }
 }
 

@@ -385,7 +385,7 @@ fn opts(rooms: &[&str], except: &[&str], volatile: bool) -> BroadcastOptions {
         rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
         except: except.iter().map(|r| (*r).to_owned()).collect(),
         volatile,
-        local: false,
+        ..Default::default()
     }
 }
 

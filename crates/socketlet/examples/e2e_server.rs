@@ -37,6 +37,9 @@ struct Cli {
     /// Write packets with the msgpack parser (socket.io-msgpack-parser) instead of JSON.
     #[arg(long)]
     msgpack: bool,
+    /// Connection state recovery, keeping sessions this many milliseconds (off without it).
+    #[arg(long)]
+    recovery_ms: Option<u64>,
 }
 
 fn sorted_rooms(socket: &Socket) -> Value {
@@ -58,10 +61,11 @@ async fn on_root_connect(socket: Socket) {
         socketlet::ProtocolVersion::V5 => 5,
         socketlet::ProtocolVersion::V4 => 4,
     };
-    let _ = socket.emit(
-        "welcome",
-        json!({"sid": socket.id(), "auth": socket.auth(), "protocol": protocol}),
-    );
+    let mut welcome = json!({"sid": socket.id(), "auth": socket.auth(), "protocol": protocol});
+    if socket.recovered() {
+        welcome["recovered"] = json!(true);
+    }
+    let _ = socket.emit("welcome", welcome);
     socket.on("echo", echo);
     socket.on(
         "ask-client",
@@ -197,6 +201,12 @@ async fn main() -> std::io::Result<()> {
         } else {
             socketlet::Parser::Json
         });
+    if let Some(ms) = args.recovery_ms {
+        builder = builder.connection_state_recovery(
+            socketlet::RecoveryConfig::default()
+                .with_max_disconnection_duration(Duration::from_millis(ms)),
+        );
+    }
     let cluster = match &args.redis {
         Some(url) => {
             let config = socketlet_redis::RedisConfig::new(url.clone())

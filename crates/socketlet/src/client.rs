@@ -314,10 +314,43 @@ impl Client {
             Some(Value::Object(o)) => Value::Object(o),
             _ => Value::Object(serde_json::Map::new()),
         };
-        let socket = Socket::new(ns.clone(), self.clone(), auth, query);
+        // Connection state recovery: a v5 client that comes back sends its private id and the
+        // offset of the last event it got, as strings, among its auth.
+        let recovery = ns
+            .recovery()
+            .filter(|_| self.protocol == ProtocolVersion::V5)
+            .cloned();
+        let claim = recovery.as_ref().and_then(|_| {
+            let pid = auth.get("pid")?.as_str()?.to_owned();
+            let offset = auth.get("offset")?.as_str()?.to_owned();
+            Some((pid, offset))
+        });
         let client = self.clone();
         run_detached(async move {
-            let middlewares = read(&ns.handlers().middlewares).clone();
+            let restored = match &claim {
+                Some((pid, offset)) => ns
+                    .adapter()
+                    .restore_session(ns.local(), pid, offset)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::debug!("session not restored: {e}");
+                        None
+                    }),
+                None => None,
+            };
+            let socket = Socket::new(
+                ns.clone(),
+                client.clone(),
+                auth,
+                query,
+                restored.as_ref().map(|r| &r.session),
+            );
+            let skip = socket.recovered() && recovery.as_ref().is_some_and(|r| r.skip_middlewares);
+            let middlewares = if skip {
+                Vec::new()
+            } else {
+                read(&ns.handlers().middlewares).clone()
+            };
             for mw in middlewares {
                 if let Err(e) = mw(socket.clone()).await {
                     tracing::debug!(nsp = %ns.name(), "connection refused: {e}");
@@ -340,11 +373,22 @@ impl Client {
             // The adapter and the observers hear of it with no lock held.
             ns.adapter().room_created(ns.local(), socket.id(), true);
             ns.local().hub().each(|o| o.socket_connected(&socket));
+            if let Some(restored) = restored.filter(|_| socket.recovered()) {
+                socket.join(restored.session.rooms);
+                // What it missed comes before the CONNECT answer (the client holds events until
+                // it is connected), with their offsets.
+                for packet in &restored.missed {
+                    let _ = socket.send_packet(packet, false);
+                }
+            }
             // As Node does: CONNECT first, then the connection handlers (whose emits follow it).
             let payload = match client.protocol {
                 ProtocolVersion::V5 => {
                     let mut o = serde_json::Map::new();
                     o.insert("sid".into(), Value::String(socket.id().to_owned()));
+                    if let Some(pid) = socket.pid() {
+                        o.insert("pid".into(), Value::String(pid.to_owned()));
+                    }
                     Some(Value::Object(o))
                 }
                 ProtocolVersion::V4 => None,

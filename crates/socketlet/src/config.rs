@@ -17,6 +17,7 @@ use std::time::Duration;
 /// | `ack_timeout` | 30 s (Node: none; acks here always end) | - |
 /// | `decoder` | 10 attachments, 1e6 bytes, 10 s | - |
 /// | `parser` | JSON | `parser` |
+/// | `recovery` | off | `connectionStateRecovery` |
 /// | `adapter` | in memory | `adapter` |
 #[derive(Clone)]
 #[non_exhaustive]
@@ -32,6 +33,8 @@ pub struct SocketIoConfig {
     /// How packets are written on the wire. Clients must use the same (there is no
     /// negotiation, as in Node).
     pub parser: Parser,
+    /// Connection state recovery, when on.
+    pub recovery: Option<RecoveryConfig>,
     /// Makes each namespace's adapter.
     pub adapter: AdapterFactory,
 }
@@ -44,6 +47,7 @@ impl std::fmt::Debug for SocketIoConfig {
             .field("ack_timeout", &self.ack_timeout)
             .field("decoder", &self.decoder)
             .field("parser", &self.parser)
+            .field("recovery", &self.recovery)
             .finish_non_exhaustive()
     }
 }
@@ -56,8 +60,82 @@ impl Default for SocketIoConfig {
             ack_timeout: Duration::from_secs(30),
             decoder: DecoderLimits::default(),
             parser: Parser::Json,
+            recovery: None,
             adapter: Arc::new(|_nsp: &str| Arc::new(MemoryAdapter) as Arc<dyn crate::Adapter>),
         }
+    }
+}
+
+/// Connection state recovery (Node's `connectionStateRecovery`): a client that loses its
+/// connection and comes back within `max_disconnection_duration` gets its socket back (id,
+/// rooms, data) and the events it missed. Off unless configured.
+///
+/// | setting | default |
+/// | --- | --- |
+/// | `max_disconnection_duration` | 2 min |
+/// | `skip_middlewares` | true |
+/// | `max_packets` | 10,000 (kept for missed-event replay, per namespace) |
+/// | `max_bytes` | 64 MiB (per namespace) |
+/// | `max_sessions` | 100,000 (per namespace) |
+///
+/// **When a bound is reached**, the oldest packets (or sessions) go; a client whose offset or
+/// session went recovers as a fresh socket, never with an error.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RecoveryConfig {
+    /// How long a disconnected socket's session, and the packets it may miss, are kept.
+    pub max_disconnection_duration: Duration,
+    /// A recovered socket skips the namespace's middlewares.
+    pub skip_middlewares: bool,
+    /// Packets kept for replay.
+    pub max_packets: usize,
+    /// Bytes of packets kept for replay (a rough measure: their JSON and attachments).
+    pub max_bytes: usize,
+    /// Sessions kept.
+    pub max_sessions: usize,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            max_disconnection_duration: Duration::from_secs(120),
+            skip_middlewares: true,
+            max_packets: 10_000,
+            max_bytes: 64 << 20,
+            max_sessions: 100_000,
+        }
+    }
+}
+
+impl RecoveryConfig {
+    /// Sets [`RecoveryConfig::max_disconnection_duration`].
+    pub fn with_max_disconnection_duration(mut self, d: Duration) -> Self {
+        self.max_disconnection_duration = d;
+        self
+    }
+
+    /// Sets [`RecoveryConfig::skip_middlewares`].
+    pub fn with_skip_middlewares(mut self, skip: bool) -> Self {
+        self.skip_middlewares = skip;
+        self
+    }
+
+    /// Sets [`RecoveryConfig::max_packets`].
+    pub fn with_max_packets(mut self, n: usize) -> Self {
+        self.max_packets = n;
+        self
+    }
+
+    /// Sets [`RecoveryConfig::max_bytes`].
+    pub fn with_max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
+        self
+    }
+
+    /// Sets [`RecoveryConfig::max_sessions`].
+    pub fn with_max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n;
+        self
     }
 }
 
@@ -171,6 +249,12 @@ impl Builder {
     /// Bounds on binary attachments.
     pub fn decoder_limits(mut self, limits: DecoderLimits) -> Self {
         self.config.decoder = limits;
+        self
+    }
+
+    /// Turns connection state recovery on (default: off).
+    pub fn connection_state_recovery(mut self, recovery: RecoveryConfig) -> Self {
+        self.config.recovery = Some(recovery);
         self
     }
 

@@ -166,6 +166,20 @@ impl DisconnectReason {
         }
     }
 
+    /// Whether a socket that left for this reason may recover its session (connection state
+    /// recovery): the transport went away or broke, or the server closed it; not when either
+    /// side left the namespace on purpose or the client broke the protocol.
+    pub fn is_recoverable(self) -> bool {
+        matches!(
+            self,
+            Self::TransportError
+                | Self::TransportClose
+                | Self::ForcedClose
+                | Self::PingTimeout
+                | Self::ServerShuttingDown
+        )
+    }
+
     pub(crate) fn from_engine(r: CloseReason) -> Self {
         match r {
             CloseReason::ClientClose | CloseReason::TransportClose => Self::TransportClose,

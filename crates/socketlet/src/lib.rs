@@ -72,7 +72,7 @@ pub use adapter::{
     Adapter, AdapterError, BroadcastOptions, Disconnect, LocalAcks, LocalNamespace, MemoryAdapter,
     Room,
 };
-pub use config::{Builder, Parser, SocketIoConfig};
+pub use config::{Builder, Parser, RecoveryConfig, SocketIoConfig};
 pub use data::{Data, IntoArgs};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use extensions::Extensions;

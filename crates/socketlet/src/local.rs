@@ -234,13 +234,22 @@ impl LocalNamespace {
             return;
         }
         let encoded = Encoded::new(packet, self.inner.parser);
+        // Protocol v4 clients cannot recover: they get the packet without its offset.
+        let without_offset = opts.offset.then(|| without_last_arg(packet));
+        let old = without_offset
+            .as_ref()
+            .map(|p| Encoded::new(p, self.inner.parser));
         let fanout = Fanout::new(targets.len(), opts.volatile);
         for (i, s) in targets.iter().enumerate() {
             warm_ahead(&targets[i..], i);
             s.notify_outgoing(packet);
+            let encoded = match &old {
+                Some(old) if s.protocol() == socketlet_socketio_proto::ProtocolVersion::V4 => old,
+                _ => &encoded,
+            };
             // A socket that fails here is closing or was closed for falling behind; the
             // broadcast goes on for the others.
-            let _ = s.send_encoded(&encoded, fanout.handoff(i));
+            let _ = s.send_encoded(encoded, fanout.handoff(i));
         }
         self.inner
             .hub
@@ -300,6 +309,15 @@ impl LocalNamespace {
             AckResponses::local(responses, acks.missing())
         }
     }
+}
+
+/// The packet without its last argument (a recovery offset).
+fn without_last_arg(packet: &Packet) -> Packet {
+    let mut copy = packet.clone();
+    if let PacketData::Event { args, .. } = &mut copy.data {
+        args.pop();
+    }
+    copy
 }
 
 /// The acks expected from a broadcast sent on this node (see

@@ -31,13 +31,32 @@ pub(crate) struct Handlers {
     pub(crate) server_side: RwLock<Vec<ServerSideHandler>>,
 }
 
+/// What every namespace of a server shares of its settings.
+#[derive(Clone)]
+pub(crate) struct NsSettings {
+    pub(crate) ack_timeout: Duration,
+    /// The engine's trusted proxies, for the client address in handshakes.
+    pub(crate) trusted: socketlet_engine::TrustedProxies,
+    pub(crate) parser: crate::config::Parser,
+    pub(crate) recovery: Option<crate::config::RecoveryConfig>,
+}
+
+impl NsSettings {
+    pub(crate) fn of(config: &crate::config::SocketIoConfig) -> NsSettings {
+        NsSettings {
+            ack_timeout: config.ack_timeout,
+            trusted: config.engine.trusted_proxies.clone(),
+            parser: config.parser,
+            recovery: config.recovery.clone(),
+        }
+    }
+}
+
 pub(crate) struct NsInner {
     handlers: Arc<Handlers>,
-    /// The engine's trusted proxies, for the client address in handshakes.
-    trusted: socketlet_engine::TrustedProxies,
+    settings: NsSettings,
     local: LocalNamespace,
     adapter: Arc<dyn Adapter>,
-    ack_timeout: Duration,
 }
 
 /// A namespace (`/`, `/admin`, ...). Cheap to clone; `Send + 'static`, so background tasks can
@@ -61,20 +80,29 @@ impl Namespace {
         name: String,
         handlers: Arc<Handlers>,
         adapter: Arc<dyn Adapter>,
-        ack_timeout: Duration,
+        settings: NsSettings,
         hub: Arc<Hub>,
-        trusted: socketlet_engine::TrustedProxies,
-        parser: crate::config::Parser,
     ) -> Namespace {
+        // With recovery on, an adapter that keeps no sessions gets an in-memory store.
+        let adapter = match &settings.recovery {
+            Some(recovery) if !adapter.keeps_sessions() => Arc::new(
+                crate::adapter::session::SessionAware::new(adapter, recovery.clone()),
+            ) as Arc<dyn Adapter>,
+            _ => adapter,
+        };
         Namespace {
             inner: Arc::new(NsInner {
                 handlers,
-                trusted,
-                local: LocalNamespace::new(name, hub, parser),
+                local: LocalNamespace::new(name, hub, settings.parser),
+                settings,
                 adapter,
-                ack_timeout,
             }),
         }
+    }
+
+    /// Connection state recovery, when on.
+    pub(crate) fn recovery(&self) -> Option<&crate::config::RecoveryConfig> {
+        self.inner.settings.recovery.as_ref()
     }
 
     /// The namespace's name, starting with `/`.
@@ -128,11 +156,11 @@ impl Namespace {
     }
 
     pub(crate) fn trusted_proxies(&self) -> &socketlet_engine::TrustedProxies {
-        &self.inner.trusted
+        &self.inner.settings.trusted
     }
 
     pub(crate) fn ack_timeout(&self) -> Duration {
-        self.inner.ack_timeout
+        self.inner.settings.ack_timeout
     }
 
     /// A broadcast to every socket of the namespace.

@@ -5,7 +5,7 @@ use crate::client::Client;
 use crate::config::{Builder, SocketIoConfig};
 use crate::data::IntoArgs;
 use crate::error::EmitError;
-use crate::namespace::{Handlers, Namespace, NamespacePredicate};
+use crate::namespace::{Handlers, Namespace, NamespacePredicate, NsSettings};
 use crate::observer::{Hub, Observer};
 use crate::operators::BroadcastOperator;
 use crate::service::SocketIoService;
@@ -68,10 +68,8 @@ impl ServerInner {
             name.to_owned(),
             handlers,
             (self.config.adapter)(name),
-            self.config.ack_timeout,
+            NsSettings::of(&self.config),
             self.hub.clone(),
-            self.config.engine.trusted_proxies.clone(),
-            self.config.parser,
         )
     }
 
@@ -286,15 +284,10 @@ impl SocketIo {
             handlers: handlers.clone(),
             parent: parent.clone(),
         });
-        Namespace::new(
-            name,
-            handlers,
-            parent,
-            self.inner.config.ack_timeout,
-            self.inner.hub.clone(),
-            self.inner.config.engine.trusted_proxies.clone(),
-            self.inner.config.parser,
-        )
+        // The parent keeps no sessions: recovery belongs to each child.
+        let mut settings = NsSettings::of(&self.inner.config);
+        settings.recovery = None;
+        Namespace::new(name, handlers, parent, settings, self.inner.hub.clone())
     }
 
     /// Adds an observer: it hears of connections, sockets, rooms and packets from now on (see

@@ -107,6 +107,10 @@ pub(crate) struct SocketInner {
     data: Mutex<Value>,
     /// Handlers of events that have none of their own.
     fallback: RwLock<Option<EventHandlers>>,
+    /// The private id of connection state recovery (v5 clients, recovery on).
+    pid: Option<String>,
+    /// This socket was recovered.
+    recovered: bool,
 }
 
 /// One client connected to one namespace. Cheap to clone, `Send + 'static`: keep it in a
@@ -127,28 +131,41 @@ impl std::fmt::Debug for Socket {
 }
 
 impl Socket {
+    /// A new socket, or (with `restored`) the socket of a recovered session: its id and private
+    /// id come back.
     pub(crate) fn new(
         ns: Namespace,
         client: Arc<Client>,
         auth: Value,
         nsp_query: Option<String>,
+        restored: Option<&crate::adapter::Session>,
     ) -> Socket {
-        let (sid, id) = match client.protocol() {
-            ProtocolVersion::V5 => {
+        let recovering = ns.recovery().is_some() && client.protocol() == ProtocolVersion::V5;
+        let (sid, id, pid) = match (client.protocol(), restored) {
+            (ProtocolVersion::V5, Some(session)) => match Sid::parse(&session.sid) {
+                Some(sid) => (sid, session.sid.clone(), Some(session.pid.clone())),
+                None => {
+                    let sid = Sid::random();
+                    (sid, sid.to_string(), Some(Sid::random().to_string()))
+                }
+            },
+            (ProtocolVersion::V5, None) => {
                 let sid = Sid::random();
-                (sid, sid.to_string())
+                let pid = recovering.then(|| Sid::random().to_string());
+                (sid, sid.to_string(), pid)
             }
             // Protocol v4 (socket.io 2.x): the id derives from the connection's id.
-            ProtocolVersion::V4 => {
+            (ProtocolVersion::V4, _) => {
                 let sid = client.engine().sid();
                 let id = if ns.name() == "/" {
                     sid.to_string()
                 } else {
                     format!("{}#{}", ns.name(), sid)
                 };
-                (sid, id)
+                (sid, id, None)
             }
         };
+        let recovered = restored.is_some_and(|s| s.sid == id);
         Socket {
             inner: Arc::new(SocketInner {
                 engine: client.engine().clone(),
@@ -168,10 +185,28 @@ impl Socket {
                 rooms: Mutex::new(HashSet::new()),
                 acks: Mutex::new(HashMap::new()),
                 extensions: Extensions::default(),
-                data: Mutex::new(Value::Null),
+                data: Mutex::new(
+                    restored
+                        .filter(|_| recovered)
+                        .map_or(Value::Null, |s| s.data.clone()),
+                ),
                 fallback: RwLock::new(None),
+                pid,
+                recovered,
             }),
         }
+    }
+
+    /// Whether this socket is a recovered one: the client came back within the recovery
+    /// window with its private id, and got its id, rooms and data back, and the events it
+    /// missed (connection state recovery; Node's `socket.recovered`).
+    pub fn recovered(&self) -> bool {
+        self.inner.recovered
+    }
+
+    /// The private id a client presents to recover its session (connection state recovery).
+    pub(crate) fn pid(&self) -> Option<&str> {
+        self.inner.pid.as_deref()
     }
 
     /// The socket id as clients see it.
@@ -333,6 +368,22 @@ impl Socket {
     /// attachments; see [`args!`](crate::args)).
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
         let packet = self.event_packet(event, args.into_args()?, None)?;
+        if self.inner.pid.is_some() {
+            // Connection state recovery: through the adapter to the socket's own room, so that
+            // the packet gets an offset and is kept for replay (as Node does).
+            if !self.connected() {
+                return Err(EmitError::Disconnected);
+            }
+            let opts = crate::adapter::BroadcastOptions {
+                rooms: vec![self.inner.id.clone()],
+                ..Default::default()
+            };
+            return self
+                .ns()
+                .adapter()
+                .broadcast(self.ns().local(), packet, opts)
+                .map_err(EmitError::Adapter);
+        }
         self.notify_outgoing(&packet);
         self.send_packet(&packet, false)
     }
@@ -684,6 +735,17 @@ impl Socket {
             let _ = self.inner.client.send_packet(&packet, false);
         }
         self.inner.client.forget_namespace(self.ns().name());
+        if let Some(pid) = self.pid().filter(|_| reason.is_recoverable()) {
+            let session = crate::adapter::Session::new(
+                self.inner.id.clone(),
+                pid.to_owned(),
+                self.rooms(),
+                self.data(),
+            );
+            self.ns()
+                .adapter()
+                .persist_session(self.ns().local(), session);
+        }
         let handlers = std::mem::replace(&mut *write(&self.inner.on_disconnect), Arc::new([]));
         for h in handlers.iter() {
             run_boxed(h(self.clone(), reason));

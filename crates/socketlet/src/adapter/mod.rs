@@ -9,9 +9,11 @@
 
 mod memory;
 mod parent;
+pub mod session;
 
 pub use memory::MemoryAdapter;
 pub(crate) use parent::ParentAdapter;
+pub use session::{Restored, Session};
 
 use crate::data::Data;
 use crate::info::SocketInfo;
@@ -42,6 +44,9 @@ pub struct BroadcastOptions {
     pub volatile: bool,
     /// This node only (no cluster delivery).
     pub local: bool,
+    /// The packet's last argument is a connection-recovery offset (set by the adapter that
+    /// appended it): protocol v4 clients, which cannot recover, get the packet without it.
+    pub offset: bool,
 }
 
 /// An adapter failure: the part of an operation that had to cross nodes did not complete. The
@@ -209,6 +214,31 @@ pub trait Adapter: Send + Sync + 'static {
     /// The last socket of this node left a room (see [`Adapter::room_created`]).
     fn room_deleted(&self, local: &LocalNamespace, room: &str, private: bool) {
         let _ = (local, room, private);
+    }
+
+    /// Whether the adapter keeps connection-recovery sessions and packets itself (the Redis
+    /// Streams adapter does). When it does not and recovery is on, the server wraps it with an
+    /// in-memory store ([`session`]). Default: false.
+    fn keeps_sessions(&self) -> bool {
+        false
+    }
+
+    /// Keeps a session of a socket that left for a recoverable reason (connection state
+    /// recovery). Default: nothing.
+    fn persist_session(&self, local: &LocalNamespace, session: Session) {
+        let _ = (local, session);
+    }
+
+    /// Gives back the session of `pid`, with the events it missed after `offset`, if both are
+    /// still known; `None` otherwise (the client then gets a fresh socket). Default: `None`.
+    fn restore_session(
+        &self,
+        local: &LocalNamespace,
+        pid: &str,
+        offset: &str,
+    ) -> BoxFuture<'static, Result<Option<Restored>, AdapterError>> {
+        let _ = (local, pid, offset);
+        Box::pin(std::future::ready(Ok(None)))
     }
 }
 

@@ -1,0 +1,311 @@
+//! Connection state recovery in memory: what the server keeps of a disconnected socket, and
+//! the packets it may have missed, on this node.
+//!
+//! [`SessionAware`] wraps a namespace's adapter when recovery is on and the adapter keeps no
+//! sessions of its own: every broadcast of an event without an ack that is not volatile gets
+//! an offset appended as its last argument and is logged; a socket that leaves for a
+//! recoverable reason is persisted; a client that comes back with its `pid` and the last
+//! offset it saw gets its socket back, and the packets it missed.
+//!
+//! Bounded: packets are kept at most `max_disconnection_duration`, and at most
+//! `max_packets` / `max_bytes` of them. **When full**, the oldest go; a session whose offset
+//! went with them recovers as a fresh socket (never an error). Sessions: at most
+//! `max_sessions`, the oldest dropped first.
+
+use super::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Disconnect, LocalNamespace, Room};
+use crate::config::RecoveryConfig;
+use crate::data::Data;
+use crate::info::SocketInfo;
+use crate::operators::AckResponses;
+use serde_json::Value;
+use socketlet_engine::sync::lock;
+use socketlet_socketio_proto::{Packet, PacketData};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What is kept of a socket that left for a reason it may recover from.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Session {
+    /// The socket id, given back on recovery.
+    pub sid: String,
+    /// The private id the client presents to recover (never shown to other clients).
+    pub pid: String,
+    /// Its rooms, its own id included.
+    pub rooms: Vec<Room>,
+    /// Its data ([`crate::Socket::data`]).
+    pub data: Value,
+}
+
+impl Session {
+    /// A session.
+    pub fn new(sid: String, pid: String, rooms: Vec<Room>, data: Value) -> Self {
+        Session {
+            sid,
+            pid,
+            rooms,
+            data,
+        }
+    }
+}
+
+/// A session given back, with the events it missed (each with its offset as its last
+/// argument), oldest first.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Restored {
+    /// The session.
+    pub session: Session,
+    /// The events broadcast to its rooms while it was away.
+    pub missed: Vec<Packet>,
+}
+
+impl Restored {
+    /// A restored session.
+    pub fn new(session: Session, missed: Vec<Packet>) -> Self {
+        Restored { session, missed }
+    }
+}
+
+/// Whether a packet broadcast with `opts` reaches a socket in `rooms` (Node's rule).
+pub fn reaches(rooms: &[Room], opts: &BroadcastOptions) -> bool {
+    let included = opts.rooms.is_empty() || rooms.iter().any(|r| opts.rooms.contains(r));
+    let excluded = rooms.iter().any(|r| opts.except.contains(r));
+    included && !excluded
+}
+
+/// Whether a broadcast is logged for recovery: an event, without an ack, not volatile.
+pub fn is_recoverable(packet: &Packet, opts: &BroadcastOptions) -> bool {
+    matches!(packet.data, PacketData::Event { id: None, .. }) && !opts.volatile
+}
+
+/// Appends `offset` as the packet's last argument.
+pub fn append_offset(packet: &mut Packet, offset: &str) {
+    if let PacketData::Event { args, .. } = &mut packet.data {
+        args.push(Value::from(offset));
+    }
+}
+
+struct Logged {
+    packet: Packet,
+    rooms: Vec<Room>,
+    except: Vec<Room>,
+    at: Instant,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Store {
+    /// Packets in offset order: the first has offset `first`.
+    packets: VecDeque<Logged>,
+    first: u64,
+    bytes: usize,
+    sessions: HashMap<String, (Session, Instant)>,
+    /// Pids in the order they were persisted, to drop the oldest first.
+    order: VecDeque<String>,
+}
+
+/// The in-memory session store around an adapter (see the [module docs](self)).
+pub(crate) struct SessionAware {
+    inner: Arc<dyn Adapter>,
+    config: RecoveryConfig,
+    store: Mutex<Store>,
+}
+
+/// The rough size of a packet, for the byte bound.
+fn size(packet: &Packet) -> usize {
+    let args = match &packet.data {
+        PacketData::Event { name, args, .. } => {
+            name.len() + args.iter().map(|a| a.to_string().len()).sum::<usize>()
+        }
+        _ => 0,
+    };
+    64 + args + packet.attachments.iter().map(|b| b.len()).sum::<usize>()
+}
+
+impl SessionAware {
+    pub(crate) fn new(inner: Arc<dyn Adapter>, config: RecoveryConfig) -> Self {
+        SessionAware {
+            inner,
+            config,
+            store: Mutex::new(Store::default()),
+        }
+    }
+
+    /// Drops what is too old, or past the bounds.
+    fn prune(&self, store: &mut Store, now: Instant) {
+        let max_age = self.config.max_disconnection_duration;
+        while let Some(oldest) = store.packets.front() {
+            let old = now.duration_since(oldest.at) > max_age;
+            let full = store.packets.len() > self.config.max_packets
+                || store.bytes > self.config.max_bytes;
+            if !old && !full {
+                break;
+            }
+            store.bytes -= oldest.bytes;
+            store.packets.pop_front();
+            store.first += 1;
+        }
+        while let Some(pid) = store.order.front() {
+            let gone = match store.sessions.get(pid) {
+                None => true,
+                Some((_, at)) => now.duration_since(*at) > max_age,
+            };
+            if !gone && store.sessions.len() <= self.config.max_sessions {
+                break;
+            }
+            if let Some(pid) = store.order.pop_front() {
+                store.sessions.remove(&pid);
+            }
+        }
+    }
+
+    /// Logs a broadcast; the offset appended to it.
+    fn log(&self, packet: &mut Packet, opts: &BroadcastOptions) {
+        let now = Instant::now();
+        let mut store = lock(&self.store);
+        let offset = store.first + store.packets.len() as u64;
+        append_offset(packet, &offset.to_string());
+        let bytes = size(packet);
+        store.bytes += bytes;
+        store.packets.push_back(Logged {
+            packet: packet.clone(),
+            rooms: opts.rooms.clone(),
+            except: opts.except.clone(),
+            at: now,
+            bytes,
+        });
+        self.prune(&mut store, now);
+    }
+}
+
+impl Adapter for SessionAware {
+    fn broadcast(
+        &self,
+        local: &LocalNamespace,
+        mut packet: Packet,
+        opts: BroadcastOptions,
+    ) -> Result<(), AdapterError> {
+        let mut opts = opts;
+        if is_recoverable(&packet, &opts) {
+            self.log(&mut packet, &opts);
+            opts.offset = true;
+        }
+        self.inner.broadcast(local, packet, opts)
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        local: &LocalNamespace,
+        packet: Packet,
+        opts: BroadcastOptions,
+        timeout: Duration,
+    ) -> BoxFuture<'static, AckResponses> {
+        self.inner.broadcast_with_ack(local, packet, opts, timeout)
+    }
+
+    fn fetch_sockets(
+        &self,
+        local: &LocalNamespace,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
+        self.inner.fetch_sockets(local, opts)
+    }
+
+    fn add_sockets(
+        &self,
+        local: &LocalNamespace,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        self.inner.add_sockets(local, opts, rooms)
+    }
+
+    fn del_sockets(
+        &self,
+        local: &LocalNamespace,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        self.inner.del_sockets(local, opts, rooms)
+    }
+
+    fn disconnect_sockets(
+        &self,
+        local: &LocalNamespace,
+        opts: BroadcastOptions,
+        how: Disconnect,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        self.inner.disconnect_sockets(local, opts, how)
+    }
+
+    fn server_side_emit(
+        &self,
+        local: &LocalNamespace,
+        event: &str,
+        data: Data,
+    ) -> Result<(), AdapterError> {
+        self.inner.server_side_emit(local, event, data)
+    }
+
+    fn room_created(&self, local: &LocalNamespace, room: &str, private: bool) {
+        self.inner.room_created(local, room, private);
+    }
+
+    fn room_deleted(&self, local: &LocalNamespace, room: &str, private: bool) {
+        self.inner.room_deleted(local, room, private);
+    }
+
+    fn keeps_sessions(&self) -> bool {
+        true
+    }
+
+    fn persist_session(&self, _local: &LocalNamespace, session: Session) {
+        let now = Instant::now();
+        let mut store = lock(&self.store);
+        store.order.push_back(session.pid.clone());
+        store.sessions.insert(session.pid.clone(), (session, now));
+        self.prune(&mut store, now);
+    }
+
+    fn restore_session(
+        &self,
+        _local: &LocalNamespace,
+        pid: &str,
+        offset: &str,
+    ) -> BoxFuture<'static, Result<Option<Restored>, AdapterError>> {
+        let now = Instant::now();
+        let mut store = lock(&self.store);
+        self.prune(&mut store, now);
+        let restored = (|| {
+            let (session, _) = store.sessions.remove(pid)?;
+            let offset: u64 = offset.parse().ok()?;
+            // The packet of the offset must still be there (else the client missed packets
+            // that are gone).
+            let index = usize::try_from(offset.checked_sub(store.first)?).ok()?;
+            if index >= store.packets.len() {
+                return None;
+            }
+            let missed = store
+                .packets
+                .iter()
+                .skip(index + 1)
+                .filter(|p| {
+                    reaches(
+                        &session.rooms,
+                        &BroadcastOptions {
+                            rooms: p.rooms.clone(),
+                            except: p.except.clone(),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .map(|p| p.packet.clone())
+                .collect();
+            Some(Restored { session, missed })
+        })();
+        Box::pin(std::future::ready(Ok(restored)))
+    }
+}
