@@ -345,7 +345,7 @@ impl Socket {
             if st.outbox.len() + msgs.len() > self.max_buffered {
                 drop(st);
                 tracing::warn!(sid = %self.sid, "outbox full, closing a client that fell behind");
-                self.close_with(CloseReason::TransportError, false);
+                self.close_with(CloseReason::SlowClient, false);
                 return Err(SendError::Full);
             }
             if direct {
@@ -407,7 +407,7 @@ impl Socket {
         if st.outbox.len() >= self.max_buffered {
             drop(st);
             tracing::warn!(sid = %self.sid, "outbox full of control packets, closing the client");
-            self.close_with(CloseReason::TransportError, false);
+            self.close_with(CloseReason::SlowClient, false);
             return;
         }
         let wake = st.push(packet);

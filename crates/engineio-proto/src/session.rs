@@ -42,6 +42,9 @@ pub enum CloseReason {
     TransportClose,
     /// The client broke the protocol (bad packet, overlapping polls, payload too large).
     TransportError,
+    /// The client fell too far behind: its queue of packets to read was full. (Node has no
+    /// such reason; its name is "transport error".)
+    SlowClient,
     /// The server is shutting down.
     ServerShutdown,
 }
@@ -54,7 +57,7 @@ impl CloseReason {
             Self::ServerClose => "forced close",
             Self::PingTimeout => "ping timeout",
             Self::TransportClose => "transport close",
-            Self::TransportError => "transport error",
+            Self::TransportError | Self::SlowClient => "transport error",
             Self::ServerShutdown => "server shutting down",
         }
     }

@@ -116,8 +116,11 @@ where
 {
     let sent = match handoff {
         Handoff::Volatile => {
-            engine.send_volatile(msgs);
-            return Ok(());
+            return if engine.send_volatile(msgs) {
+                Ok(())
+            } else {
+                Err(EmitError::Dropped)
+            };
         }
         Handoff::Now => engine.send_all(msgs),
         Handoff::Queued => engine.queue_all(msgs),

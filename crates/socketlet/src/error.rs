@@ -57,10 +57,14 @@ pub enum EmitError {
     /// The arguments do not serialize to JSON (a map with non-string keys, say). Nothing is
     /// sent; the connection goes on.
     Serialize(String),
+    /// A volatile emit was dropped: the client could not take it right now. The connection
+    /// goes on.
+    Dropped,
 }
 
 impl EmitError {
-    /// Whether the socket's connection is over because of this error.
+    /// Whether the socket's connection is over because of this error (not for a dropped
+    /// volatile event, a reserved name, arguments that do not serialize, or a cluster error).
     pub fn ends_connection(&self) -> bool {
         matches!(self, EmitError::Disconnected | EmitError::BufferFull)
     }
@@ -74,6 +78,7 @@ impl fmt::Display for EmitError {
             EmitError::ReservedEvent(e) => write!(f, "\"{e}\" is a reserved event name"),
             EmitError::Adapter(e) => write!(f, "adapter error: {e}"),
             EmitError::Serialize(e) => write!(f, "the arguments do not serialize: {e}"),
+            EmitError::Dropped => f.write_str("volatile event dropped: the client was not ready"),
         }
     }
 }

@@ -99,8 +99,8 @@ pub use socketlet_socketio_proto as socketio_proto;
 /// messages, for an application that serves plain Engine.IO too.
 pub mod engine {
     pub use socketlet_engine::{
-        sync, CloseReason, Engine, EngineHandler, EngineService, Message, SendError, Sid,
-        Socket as Connection, WeakEngine,
+        sync, CloseReason, Engine, EngineHandler, EngineService, Message,
+        ProtocolVersion as EngineProtocol, SendError, Sid, Socket as Connection, WeakEngine,
     };
 }
 

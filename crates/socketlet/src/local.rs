@@ -240,6 +240,7 @@ impl LocalNamespace {
             .as_ref()
             .map(|p| Encoded::new(p, self.inner.parser));
         let fanout = Fanout::new(targets.len(), opts.volatile);
+        let mut dropped = 0;
         for (i, s) in targets.iter().enumerate() {
             warm_ahead(&targets[i..], i);
             s.notify_outgoing(packet);
@@ -249,7 +250,16 @@ impl LocalNamespace {
             };
             // A socket that fails here is closing or was closed for falling behind; the
             // broadcast goes on for the others.
-            let _ = s.send_encoded(encoded, fanout.handoff(i));
+            if let Err(crate::error::EmitError::Dropped) =
+                s.send_encoded(encoded, fanout.handoff(i))
+            {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.inner
+                .hub
+                .each(|o| o.volatile_dropped(self.name(), dropped));
         }
         self.inner
             .hub

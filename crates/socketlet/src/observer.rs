@@ -75,6 +75,13 @@ pub trait Observer: Send + Sync + 'static {
     /// A packet was broadcast to `receivers` sockets of namespace `nsp` on this node, encoded
     /// once in `bytes` bytes (attachments included).
     fn broadcast_sent(&self, nsp: &str, packet: &Packet, receivers: usize, bytes: usize) {}
+
+    /// `count` volatile packets of namespace `nsp` were dropped: their clients could not take
+    /// them right then.
+    fn volatile_dropped(&self, nsp: &str, count: usize) {}
+
+    /// A socket did not answer an ack in time ([`Socket::emit_with_ack`]).
+    fn ack_timed_out(&self, socket: &Socket) {}
 }
 
 /// The observers of one server, shared by its namespaces and clients.

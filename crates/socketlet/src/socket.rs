@@ -425,7 +425,10 @@ impl Socket {
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(data)) => Ok(data),
             Ok(Err(_)) => Err(AckError::Disconnected),
-            Err(_) => Err(AckError::Timeout),
+            Err(_) => {
+                self.ns().local().hub().each(|o| o.ack_timed_out(self));
+                Err(AckError::Timeout)
+            }
         }
     }
 
@@ -581,7 +584,15 @@ impl Socket {
         } else {
             Handoff::Now
         };
-        crate::client::send_encoded(&self.inner.engine, &encoded, handoff)?;
+        if let Err(e) = crate::client::send_encoded(&self.inner.engine, &encoded, handoff) {
+            if let EmitError::Dropped = e {
+                self.ns()
+                    .local()
+                    .hub()
+                    .each(|o| o.volatile_dropped(self.ns().name(), 1));
+            }
+            return Err(e);
+        }
         self.ns()
             .local()
             .hub()

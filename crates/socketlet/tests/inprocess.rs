@@ -9,6 +9,7 @@ use common::*;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use socketlet::{ConnectError, Cors, DisconnectReason, EmitError, Event, Socket, SocketIo};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -851,14 +852,49 @@ async fn upgrade_timeout_keeps_the_session_on_polling() {
 
 // ---- 12. The bounded outbox ----
 
+/// An observer that notes connection closes and volatile drops.
+#[derive(Default)]
+struct CloseLog {
+    reasons: std::sync::Mutex<Vec<socketlet::engine::CloseReason>>,
+    dropped: std::sync::Mutex<usize>,
+}
+
+impl socketlet::Observer for CloseLog {
+    fn connection_closed(
+        &self,
+        _connection: &Arc<socketlet::engine::Connection>,
+        reason: socketlet::engine::CloseReason,
+    ) {
+        self.reasons.lock().unwrap().push(reason);
+    }
+
+    fn volatile_dropped(&self, _nsp: &str, count: usize) {
+        *self.dropped.lock().unwrap() += count;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn full_outbox_disconnects_a_client_that_never_reads() {
     let io = SocketIo::builder()
         .engine(|e| e.with_max_buffered_packets(4))
         .build();
     let (mut sockets, mut reasons) = echo_server(&io);
+    let closes = Arc::new(CloseLog::default());
+    io.observe(closes.clone());
     let (_client, _id) = connected(&io).await;
     let socket = next(&mut sockets).await;
+
+    // Nothing waits for it: a volatile event is dropped, and observers hear of it.
+    assert!(matches!(
+        socket.volatile().emit("tick", json!(-1)),
+        Err(EmitError::Dropped)
+    ));
+    io.of("/")
+        .broadcast()
+        .volatile()
+        .emit("tick", json!(-1))
+        .unwrap();
+    assert_eq!(*closes.dropped.lock().unwrap(), 2);
 
     // The client never GETs again: four events fit, the fifth does not.
     for i in 0..4 {
@@ -870,6 +906,11 @@ async fn full_outbox_disconnects_a_client_that_never_reads() {
     ));
     assert_eq!(next(&mut reasons).await, DisconnectReason::TransportError);
     assert!(!socket.connected());
+    // Clients see "transport error" as Node says it; observers know it was a slow client.
+    assert_eq!(
+        *closes.reasons.lock().unwrap(),
+        [socketlet::engine::CloseReason::SlowClient]
+    );
     assert!(matches!(
         socket.emit("tick", json!(5)),
         Err(EmitError::Disconnected)
