@@ -151,6 +151,16 @@ struct Args {
     /// cluster must use the same setting.
     #[arg(long, env = "SOCKETLET_REDIS_SHARDED", value_name = "MODE")]
     redis_sharded: Option<socketlet_redis::SubscriptionMode>,
+    /// With --redis: use Redis Streams as Node's @socket.io/redis-streams-adapter 0.3 does
+    /// (stream `socket.io`, requests over pub/sub). With --recovery-secs, recovery sessions are
+    /// kept in Redis and clients recover on any node. Not with --redis-sharded.
+    #[arg(
+        long,
+        env = "SOCKETLET_REDIS_STREAMS",
+        conflicts_with = "redis_sharded",
+        requires = "redis"
+    )]
+    redis_streams: bool,
     /// Set the `io` cookie on handshakes, for load balancers that stick by cookie.
     #[arg(long, env = "SOCKETLET_COOKIE")]
     cookie: bool,
@@ -241,7 +251,7 @@ async fn dramatiq_console(args: &Args, limits: vm::Limits) -> Result<vm::Console
             return Err("--vm-provisioner dramatiq needs --dramatiq-results URL (a Redis)".into())
         }
     };
-    let config = vm::dramatiq_config(broker, results, args.vm_concurrency);
+    let config = vm::dramatiq_config(broker, results, args.vm_concurrency, secs(args.vm_deadline));
     let backend = socketlet_dramatiq::DramatiqBackend::connect(config)
         .await
         .map_err(|e| format!("cannot use dramatiq (--dramatiq-broker, --dramatiq-results): {e}"))?;
@@ -634,7 +644,11 @@ async fn run(args: Args) -> Result<(), StartError> {
             let config = socketlet_redis::RedisConfig::new(url.clone())
                 .with_python_channel(args.python_channel.clone())
                 .with_accept_pickle(args.accept_pickle)
-                .with_sharded(args.redis_sharded);
+                .with_sharded(args.redis_sharded)
+                .with_streams(
+                    args.redis_streams
+                        .then(socketlet_redis::StreamsConfig::default),
+                );
             let cluster = socketlet_redis::RedisCluster::connect(config)
                 .await
                 .map_err(|e| StartError(format!("cannot reach Redis at {url} (--redis): {e}")))?;

@@ -20,11 +20,20 @@
 //! `{"error": "too many VMs at once: ..."}` or `{"error": "the server is busy: ..."}`. When a
 //! client leaves (or is disconnected after its `vm_response`), its VMs that have not started
 //! opening are cancelled and never open; the ones opening finish.
+//!
+//! The VMs open through a [`Provisioner`] in this process ([`Console::new`]) or, with
+//! `--vm-provisioner dramatiq`, through Python dramatiq workers ([`dramatiq_config`]): each VM
+//! is a message `open_vm_task(id, name, user_id)`, and the actor's stored result is the VM's
+//! `value` in `vm_response` (its failure, `"actor raised <type>: <msg>"`). There a VM is
+//! "started" once its message is handed to dramatiq (it can no longer be cancelled), and
+//! `--vm-concurrency` bounds how many are in dramatiq at once.
 
 use crate::provision::{Provisioner, VmConfig};
 use serde_json::{json, Value};
 use socketlet::{AckSender, Data, Socket};
-use socketlet_jobs::{InProcessBackend, JobError, JobEvent, JobGroup, JobId, Jobs, Outcome};
+use socketlet_jobs::{
+    InProcessBackend, JobBackend, JobError, JobEvent, JobGroup, JobId, Jobs, Outcome,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,6 +108,28 @@ impl Console {
                     provisioner.open(vm, ctx).await
                 }
             });
+        Console::on_backend(
+            backend,
+            limits,
+            deadline,
+            disconnect_after,
+            provisioner_name,
+            simulated,
+        )
+    }
+
+    /// A console whose `open_vm` jobs go to `backend` (e.g. a [`DramatiqBackend`] made with
+    /// [`dramatiq_config`]), within `limits` (the backend bounds how many run at once).
+    ///
+    /// [`DramatiqBackend`]: socketlet_dramatiq::DramatiqBackend
+    pub fn on_backend(
+        backend: impl JobBackend,
+        limits: Limits,
+        deadline: Duration,
+        disconnect_after: bool,
+        provisioner_name: String,
+        simulated: bool,
+    ) -> Console {
         Console {
             jobs: Jobs::new(backend).with_max_queued(limits.max_queued),
             max_per_client: limits.max_per_client.max(1),
@@ -155,9 +186,8 @@ impl Console {
     }
 
     async fn open(&self, socket: Socket, group: &JobGroup, vms: Vec<VmConfig>, ack: AckSender) {
-        let inputs = vms
-            .iter()
-            .map(|vm| ("open_vm", serde_json::to_value(vm).unwrap_or(Value::Null)));
+        let user_id = user_id(&socket.data(), socket.id());
+        let inputs = vms.iter().map(|vm| ("open_vm", job_input(vm, &user_id)));
         let batch = match group.submit_batch(inputs) {
             Ok(batch) => batch,
             Err(e) => {
@@ -206,6 +236,65 @@ impl Console {
             socket.disconnect();
         }
     }
+}
+
+/// Who opens the VMs: the socket's data `user` when the gateway's connect hook set one, else
+/// the socket's id.
+fn user_id(data: &Value, socket_id: &str) -> Value {
+    match data.get("user") {
+        Some(user) if !user.is_null() => user.clone(),
+        _ => json!(socket_id),
+    }
+}
+
+/// An `open_vm` job's input: the VM's fields and `user_id` (a provisioner reads the fields; the
+/// dramatiq actor gets `name` and `user_id`).
+fn job_input(vm: &VmConfig, user_id: &Value) -> Value {
+    let mut input = serde_json::to_value(vm).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut input {
+        fields.insert("user_id".into(), user_id.clone());
+    }
+    input
+}
+
+/// The queue of the dramatiq actor that opens VMs (dramatiq's default queue).
+pub const DRAMATIQ_QUEUE: &str = "default";
+
+/// The dramatiq actor that opens VMs, as the story's Python code had it:
+/// `@dramatiq.actor(store_results=True) def open_vm_task(id, name, user_id)`.
+pub const DRAMATIQ_ACTOR: &str = "open_vm_task";
+
+/// The console's `open_vm` jobs as dramatiq messages: each VM of an `open_vms` request becomes
+/// `open_vm_task(id, name, user_id)` on queue `default` (`id`: the job's id, e.g. `job-7`, unique
+/// within this server process; `name`: the VM's; `user_id`: the socket's data `user` when the
+/// gateway's connect hook set one, else the socket's id), sent through the broker at
+/// `broker_url` (`redis://` or `amqp://`); what the actor returns, read from the Redis results
+/// backend at `results_url`, is what the console shows. At most `max_in_flight` VMs are in
+/// dramatiq at once, each awaited for `deadline` at most (a request's deadline: past it, its
+/// `vm_response` went out, and awaiting longer would only keep others waiting).
+pub fn dramatiq_config(
+    broker_url: &str,
+    results_url: &str,
+    max_in_flight: u32,
+    deadline: Duration,
+) -> socketlet_dramatiq::DramatiqConfig {
+    socketlet_dramatiq::DramatiqConfig::new(broker_url, results_url)
+        .with_actor("open_vm", dramatiq_actor())
+        .with_max_in_flight(max_in_flight as usize)
+        .with_result_timeout(deadline)
+}
+
+/// `open_vm_task(id, name, user_id)` on queue `default`, from an `open_vm` job's input.
+pub fn dramatiq_actor() -> socketlet_dramatiq::Actor {
+    socketlet_dramatiq::Actor::new(DRAMATIQ_QUEUE, DRAMATIQ_ACTOR).with_call(|id, input| {
+        let name = input.get("name").cloned().unwrap_or(Value::Null);
+        let user_id = input.get("user_id").cloned().unwrap_or(Value::Null);
+        Ok(socketlet_dramatiq::Call::args(vec![
+            json!(id),
+            name,
+            user_id,
+        ]))
+    })
 }
 
 /// What the client is told when its request is refused.
@@ -342,6 +431,35 @@ mod tests {
             vm_json("web-2", "/etc/passwd")
         ]);
         assert!(parse_request(Some(&mixed), &images).is_err());
+    }
+
+    /// `--vm-provisioner dramatiq`: a VM is the story's `open_vm_task(id, name, user_id)`, the
+    /// user being the gateway's when it set one, else the socket.
+    #[test]
+    fn a_vm_is_the_storys_open_vm_task_message() {
+        assert_eq!(user_id(&Value::Null, "sid-1"), json!("sid-1"));
+        assert_eq!(
+            user_id(&json!({"user": null, "data": {}}), "sid-1"),
+            json!("sid-1")
+        );
+        assert_eq!(user_id(&json!({"user": "alice"}), "sid-1"), json!("alice"));
+        assert_eq!(user_id(&json!({"user": 42}), "sid-1"), json!(42));
+        let vm = catalog()[0].clone();
+        let input = job_input(&vm, &json!("alice"));
+        assert_eq!(input["user_id"], "alice");
+        let back: VmConfig = serde_json::from_value(input.clone()).expect("a VM");
+        assert_eq!(back, vm, "the provisioners still read the VM");
+        let (message, delay) = dramatiq_actor()
+            .message(&JobId("job-3".into()), input)
+            .expect("a message");
+        assert_eq!(message.queue_name, "default");
+        assert_eq!(message.actor_name, "open_vm_task");
+        assert_eq!(
+            message.args,
+            [json!("job-3"), json!("web-1"), json!("alice")]
+        );
+        assert!(message.kwargs.is_empty() && message.options.is_empty());
+        assert_eq!(delay, None);
     }
 
     #[test]
