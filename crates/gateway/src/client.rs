@@ -1,6 +1,7 @@
 //! The HTTP client of the hooks: a keep-alive pool, signed requests, a timeout and a bound on
 //! requests in flight.
 
+use crate::config::HookObserver;
 use bytes::Bytes;
 use hmac::{KeyInit, Mac};
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
@@ -51,6 +52,20 @@ impl fmt::Display for HookError {
 
 impl std::error::Error for HookError {}
 
+impl HookError {
+    /// A short name of the failure, for metrics: `timeout`, `busy`, `unreachable`, `status`
+    /// or `bad_answer`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HookError::Timeout => "timeout",
+            HookError::Busy => "busy",
+            HookError::Unreachable(_) => "unreachable",
+            HookError::Status(_) => "status",
+            HookError::BadAnswer(_) => "bad_answer",
+        }
+    }
+}
+
 /// Signs `body` sent at `timestamp` (Unix seconds) with `secret`: hex of
 /// HMAC-SHA256(secret, "<timestamp>.<body>").
 pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
@@ -73,10 +88,16 @@ pub(crate) struct HookClient {
     secret: Option<Arc<[u8]>>,
     timeout: Duration,
     permits: Arc<Semaphore>,
+    observer: Option<HookObserver>,
 }
 
 impl HookClient {
-    pub(crate) fn new(secret: Option<&str>, timeout: Duration, max_in_flight: usize) -> Self {
+    pub(crate) fn new(
+        secret: Option<&str>,
+        timeout: Duration,
+        max_in_flight: usize,
+        observer: Option<HookObserver>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
@@ -88,12 +109,35 @@ impl HookClient {
             secret: secret.map(|s| Arc::from(s.as_bytes())),
             timeout,
             permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            observer,
         }
     }
 
-    /// POSTs `body` to `url` and returns the JSON answer.
-    pub(crate) async fn post(&self, url: &Uri, body: &Value) -> Result<Value, HookError> {
+    /// POSTs `body` to the `hook` at `url` and returns the JSON answer.
+    pub(crate) async fn post(
+        &self,
+        hook: &'static str,
+        url: &Uri,
+        body: &Value,
+    ) -> Result<Value, HookError> {
         let started = tokio::time::Instant::now();
+        let answer = self.post_timed(started, url, body).await;
+        if let Some(HookObserver(observe)) = &self.observer {
+            let outcome = match &answer {
+                Ok(_) => "ok",
+                Err(e) => e.kind(),
+            };
+            observe(hook, outcome, started.elapsed());
+        }
+        answer
+    }
+
+    async fn post_timed(
+        &self,
+        started: tokio::time::Instant,
+        url: &Uri,
+        body: &Value,
+    ) -> Result<Value, HookError> {
         let permit = tokio::time::timeout(self.timeout, self.permits.acquire())
             .await
             .map_err(|_| HookError::Busy)?

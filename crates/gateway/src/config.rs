@@ -1,6 +1,7 @@
 //! The gateway's settings, with their defaults.
 
 use http::{HeaderName, Uri};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings of the gateway: the server API and the backend hooks.
@@ -113,6 +114,20 @@ pub struct HookConfig {
     /// Pass the `Cookie` header too (so that a session cookie, Django's say, authenticates the
     /// user).
     pub forward_cookie: bool,
+    /// Told of every hook request once it is over (for metrics).
+    pub observer: Option<HookObserver>,
+}
+
+/// Told of every hook request once it is over: which hook (`connect`, `event`, `disconnect`),
+/// the outcome (`ok`, or the [`crate::HookError::kind`] of the failure) and how long it took.
+/// It runs on the request's task, with no lock held: keep it short.
+#[derive(Clone)]
+pub struct HookObserver(pub Arc<dyn Fn(&str, &str, Duration) + Send + Sync>);
+
+impl std::fmt::Debug for HookObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookObserver")
+    }
 }
 
 impl Default for HookConfig {
@@ -133,6 +148,7 @@ impl Default for HookConfig {
                 http::header::REFERER,
             ],
             forward_cookie: false,
+            observer: None,
         }
     }
 }
@@ -195,6 +211,15 @@ impl HookConfig {
     /// Sets [`HookConfig::forward_cookie`].
     pub fn with_forward_cookie(mut self, forward: bool) -> Self {
         self.forward_cookie = forward;
+        self
+    }
+
+    /// Sets [`HookConfig::observer`].
+    pub fn with_observer(
+        mut self,
+        observer: impl Fn(&str, &str, Duration) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(HookObserver(Arc::new(observer)));
         self
     }
 

@@ -126,6 +126,7 @@ impl Hooks {
             config.secret.as_deref(),
             config.timeout,
             config.max_in_flight,
+            config.observer.clone(),
         );
         Arc::new(Hooks { config, client })
     }
@@ -187,7 +188,7 @@ impl Hooks {
         });
         let answer = self
             .client
-            .post(url, &request)
+            .post("connect", url, &request)
             .await
             .and_then(|v| {
                 serde_json::from_value::<ConnectAnswer>(v)
@@ -283,10 +284,14 @@ impl Hooks {
                 "args": args,
                 "binary": binary,
             });
-            let answer = self.client.post(&url, &request).await.and_then(|v| {
-                serde_json::from_value::<EventAnswer>(v)
-                    .map_err(|e| HookError::BadAnswer(e.to_string()))
-            });
+            let answer = self
+                .client
+                .post("event", &url, &request)
+                .await
+                .and_then(|v| {
+                    serde_json::from_value::<EventAnswer>(v)
+                        .map_err(|e| HookError::BadAnswer(e.to_string()))
+                });
             match answer {
                 Ok(EventAnswer {
                     error: Some(refusal),
@@ -365,7 +370,7 @@ impl Hooks {
             "user": session.get("user").cloned().unwrap_or(Value::Null),
             "reason": reason.as_str(),
         });
-        if let Err(e) = self.client.post(url, &request).await {
+        if let Err(e) = self.client.post("disconnect", url, &request).await {
             tracing::warn!(id = %socket.id(), "disconnect hook failed: {e}");
         }
     }

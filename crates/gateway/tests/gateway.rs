@@ -390,9 +390,16 @@ async fn the_connect_hook_refuses_and_a_failing_backend_refuses_with_a_generic_m
         _ => (200, json!({"result": {}}), Duration::ZERO),
     })
     .await;
+    let calls: Arc<Mutex<Vec<(String, String, Duration)>>> = Arc::default();
+    let log = calls.clone();
     let hooks = HookConfig::default()
         .with_connect(backend.uri("/connect"))
-        .with_timeout(Duration::from_millis(500));
+        .with_timeout(Duration::from_millis(500))
+        .with_observer(move |hook, outcome, took| {
+            log.lock()
+                .unwrap()
+                .push((hook.into(), outcome.into(), took));
+        });
     let (io, _gateway) = server(hooks);
     let attempt = |token: &'static str| {
         let io = io.clone();
@@ -414,6 +421,26 @@ async fn the_connect_hook_refuses_and_a_failing_backend_refuses_with_a_generic_m
         );
     }
     assert!(attempt("ok").await.starts_with("40{"));
+    // The observer heard of every call: a refusal is an answer ("ok"), the others failed.
+    let outcomes: Vec<(String, String)> = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(hook, outcome, _)| (hook.clone(), outcome.clone()))
+        .collect();
+    let expected = [
+        ("connect", "ok"),
+        ("connect", "timeout"),
+        ("connect", "status"),
+        ("connect", "bad_answer"),
+        ("connect", "ok"),
+    ];
+    assert_eq!(
+        outcomes,
+        expected.map(|(h, o)| (h.to_owned(), o.to_owned())).to_vec()
+    );
+    let slow = calls.lock().unwrap()[1].2;
+    assert!(slow >= Duration::from_millis(450), "{slow:?}");
     // Nobody listening at all.
     let hooks = HookConfig::default()
         .with_connect(Some("http://127.0.0.1:9/connect".parse().unwrap()))

@@ -1,0 +1,148 @@
+//! Operating socketlet: Prometheus metrics ([`Metrics`], an [`socketlet::Observer`]) and health
+//! checks, served by [`OpsService`] in front of any service.
+//!
+//! ```no_run
+//! use socketlet::SocketIo;
+//! use socketlet_ops::{Health, Metrics, OpsService};
+//! use std::sync::Arc;
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let io = SocketIo::new();
+//! let metrics = Metrics::new();
+//! io.observe(Arc::new(metrics.clone()));
+//! let service = OpsService::new(io.service(), Health::new()).with_metrics(metrics);
+//! let listener = socketlet::bind("127.0.0.1:3000".parse().unwrap())?;
+//! socketlet::serve(listener, service, std::future::pending()).await
+//! # }
+//! ```
+//!
+//! # How this crate is built
+//!
+//! `metrics.rs`: the counters and gauges, fed by the server's observer interface (one atomic
+//! add per packet; labelled series change only when connections come and go), plus gauges read
+//! at scrape time. `health.rs`: liveness and readiness. `lib.rs`: the service that answers
+//! `/metrics`, `/health/live` and `/health/ready` and passes everything else on.
+
+mod health;
+mod metrics;
+
+pub use health::{Health, ReadyCheck};
+pub use metrics::{Metrics, MAX_NAMESPACE_LABELS};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use socketlet::{BoxError, ResponseBody};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// Answers `/health/live`, `/health/ready` and (with metrics) `/metrics`; passes every other
+/// request to `inner`.
+#[derive(Clone, Debug)]
+pub struct OpsService<S> {
+    inner: S,
+    health: Health,
+    metrics: Option<Metrics>,
+}
+
+impl<S> OpsService<S> {
+    /// Health checks in front of `inner`.
+    pub fn new(inner: S, health: Health) -> Self {
+        OpsService {
+            inner,
+            health,
+            metrics: None,
+        }
+    }
+
+    /// Also answers `/metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ResponseBody> {
+    let mut res = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
+impl<S, B, RB> Service<Request<B>> for OpsService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+    B: Send + 'static,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match req.uri().path() {
+            "/health/live" => {
+                return Box::pin(async {
+                    Ok(text(
+                        StatusCode::OK,
+                        "text/plain; charset=utf-8",
+                        "ok\n".into(),
+                    ))
+                })
+            }
+            "/health/ready" => {
+                let health = self.health.clone();
+                return Box::pin(async move {
+                    Ok(match health.ready().await {
+                        Ok(()) => text(
+                            StatusCode::OK,
+                            "text/plain; charset=utf-8",
+                            "ready\n".into(),
+                        ),
+                        Err(why) => text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "text/plain; charset=utf-8",
+                            format!("not ready: {why}\n"),
+                        ),
+                    })
+                });
+            }
+            "/metrics" if self.metrics.is_some() => {
+                let body = self
+                    .metrics
+                    .as_ref()
+                    .map(Metrics::render)
+                    .unwrap_or_default();
+                return Box::pin(async move {
+                    Ok(text(
+                        StatusCode::OK,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        body,
+                    ))
+                });
+            }
+            _ => {}
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let fut = inner.call(req);
+        Box::pin(async move {
+            let res = fut.await?;
+            Ok(res.map(|b| b.map_err(Into::into).boxed_unsync()))
+        })
+    }
+}
