@@ -10,6 +10,7 @@ use clap::Parser;
 use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 use socketlet::{AckSender, Cors, Data, Socket, SocketIo};
+use socketlet_ops::{Health, Metrics, OpsService};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
@@ -216,6 +217,11 @@ struct Args {
     /// Seconds running jobs get to finish on shutdown (SIGTERM or ctrl-c).
     #[arg(long, env = "SOCKETLET_SHUTDOWN_GRACE", default_value_t = 30.0)]
     shutdown_grace: f64,
+    /// Serve Prometheus metrics at /metrics: on --api-addr when there is one, else on --addr.
+    /// Off by default, for on a public port they tell anyone the server's load. (/health/live
+    /// and /health/ready are always served.)
+    #[arg(long, env = "SOCKETLET_METRICS")]
+    metrics: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -541,7 +547,7 @@ impl BinaryGateway {
 }
 
 /// The server API and the hooks, from the flags.
-fn gateway(args: &Args, io: &SocketIo) -> BinaryGateway {
+fn gateway(args: &Args, io: &SocketIo, metrics: Option<&Metrics>) -> BinaryGateway {
     use socketlet_gateway::{EventFilter, GatewayConfig, HookConfig};
     let mut hooks = HookConfig::default()
         .with_connect(args.hook_connect.clone())
@@ -556,6 +562,11 @@ fn gateway(args: &Args, io: &SocketIo) -> BinaryGateway {
     if !args.hook_headers.is_empty() {
         hooks = hooks.with_headers(args.hook_headers.clone());
     }
+    if let Some(metrics) = metrics {
+        let metrics = metrics.clone();
+        hooks = hooks
+            .with_observer(move |hook, outcome, took| metrics.hook_called(hook, outcome, took));
+    }
     let any = hooks.any();
     let config = GatewayConfig::default()
         .with_api_keys(args.api_keys.iter().filter(|k| !k.is_empty()).cloned())
@@ -568,6 +579,35 @@ fn gateway(args: &Args, io: &SocketIo) -> BinaryGateway {
         api: gateway,
         hooks: any,
     }
+}
+
+/// The jobs' states as metrics: `socketlet_jobs{state="queued"|"running"}` now, and totals of
+/// jobs done, failed and cancelled.
+fn job_metrics(metrics: &Metrics, jobs: &socketlet_jobs::Jobs) {
+    let j = jobs.clone();
+    metrics.gauge_fn("jobs_queued", "Jobs waiting for a slot", move || {
+        j.stats().queued as i64
+    });
+    let j = jobs.clone();
+    metrics.gauge_fn("jobs_running", "Jobs running", move || {
+        j.stats().running as i64
+    });
+    let j = jobs.clone();
+    metrics.counter_fn("jobs_done", "Jobs finished with a result", move || {
+        j.stats().done
+    });
+    let j = jobs.clone();
+    metrics.counter_fn(
+        "jobs_failed",
+        "Jobs failed (errors, deadlines, shutdown)",
+        move || j.stats().failed,
+    );
+    let j = jobs.clone();
+    metrics.counter_fn(
+        "jobs_cancelled",
+        "Jobs cancelled before they started",
+        move || j.stats().cancelled,
+    );
 }
 
 /// A reason the server could not start, as one sentence for the person who started it.
@@ -662,9 +702,30 @@ async fn run(args: Args) -> Result<(), StartError> {
     if let Some(cluster) = &cluster {
         cluster.attach(&io);
     }
+    let health = Health::new();
+    let metrics = args.metrics.then(Metrics::new);
+    if let Some(metrics) = &metrics {
+        io.observe(std::sync::Arc::new(metrics.clone()));
+    }
+    if let Some(cluster) = &cluster {
+        let cluster = cluster.clone();
+        health.check("redis", move || {
+            let cluster = cluster.clone();
+            async move {
+                cluster
+                    .server_count()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        });
+    }
     let console = console(&args).await.map_err(StartError)?;
     let jobs = console.jobs.clone();
-    let gateway = gateway(&args, &io);
+    if let Some(metrics) = &metrics {
+        job_metrics(metrics, &jobs);
+    }
+    let gateway = gateway(&args, &io, metrics.as_ref());
     let demo_on = !gateway.hooked();
     if demo_on {
         demo(&io, console);
@@ -674,6 +735,10 @@ async fn run(args: Args) -> Result<(), StartError> {
     let api_on_main = gateway.api.api_enabled() && args.api_addr.is_none();
     let main_inner = gateway.api.api_service(statics).with_api(api_on_main);
     let service = socketlet::SocketIoService::with_inner(io.clone(), main_inner);
+    let mut service = OpsService::new(service, health.clone());
+    if let (Some(metrics), None) = (&metrics, args.api_addr) {
+        service = service.with_metrics(metrics.clone());
+    }
     let listener = socketlet::bind(args.addr)
         .map_err(|e| StartError(format!("cannot listen on {} (--addr): {e}", args.addr)))?;
     let api_listener = match args.api_addr {
@@ -703,7 +768,10 @@ async fn run(args: Args) -> Result<(), StartError> {
             "socketlet API listening on http://{}",
             api_local.map_or(String::from("?"), |a| a.to_string())
         );
-        let api = gateway.api.api_service(socketlet::NotFound);
+        let mut api = OpsService::new(gateway.api.api_service(socketlet::NotFound), health.clone());
+        if let Some(metrics) = &metrics {
+            api = api.with_metrics(metrics.clone());
+        }
         tokio::spawn(async move {
             if let Err(e) = socketlet::serve(api_listener, api, std::future::pending()).await {
                 tracing::error!("the API listener failed: {e}");
@@ -715,6 +783,7 @@ async fn run(args: Args) -> Result<(), StartError> {
         .map_err(|e| StartError(format!("the listener on {local} failed: {e}")))?;
     // Graceful shutdown: no new connections; clients are told; running jobs get the grace period
     // (their results still reach clients that stay); then every connection closes.
+    health.drain();
     let grace = secs(args.shutdown_grace);
     tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down");
     let _ = io.emit(

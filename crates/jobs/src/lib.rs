@@ -251,11 +251,32 @@ const RUNNING: u8 = 1;
 const ENDED: u8 = 2;
 const CANCELLED: u8 = 3;
 
-/// The server-wide count of queued jobs and its bound.
-#[derive(Debug)]
+/// The server-wide count of queued jobs and its bound, and the counts behind [`JobStats`].
+#[derive(Debug, Default)]
 struct QueueBound {
     queued: AtomicUsize,
     max_queued: AtomicUsize,
+    running: AtomicUsize,
+    done: AtomicU64,
+    failed: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+/// How many jobs of a [`Jobs`] are in each state: now (queued, running) and since it was made
+/// (done, failed, cancelled). For metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobStats {
+    /// Waiting for a slot now.
+    pub queued: usize,
+    /// Running now.
+    pub running: usize,
+    /// Finished with a result.
+    pub done: u64,
+    /// Failed (an error, or abandoned at shutdown).
+    pub failed: u64,
+    /// Cancelled before they started.
+    pub cancelled: u64,
 }
 
 /// A group's count of queued and running jobs, its bound, and its jobs (to cancel them).
@@ -306,8 +327,14 @@ impl JobCore {
 
     /// Gives back the job's place in the bounds as it leaves phase `from`.
     fn release(&self, from: u8) {
-        if from == QUEUED {
-            self.queue.queued.fetch_sub(1, Ordering::AcqRel);
+        match from {
+            QUEUED => {
+                self.queue.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+            RUNNING => {
+                self.queue.running.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
         }
         if from == QUEUED || from == RUNNING {
             if let Some(group) = &self.group {
@@ -326,6 +353,7 @@ impl JobCore {
         }
         // No longer queued; still counted in its group, which bounds queued and running jobs.
         self.queue.queued.fetch_sub(1, Ordering::AcqRel);
+        self.queue.running.fetch_add(1, Ordering::AcqRel);
         self.send(JobEventKind::Started);
         true
     }
@@ -338,6 +366,11 @@ impl JobCore {
             });
         if let Ok(from) = ended {
             self.release(from);
+            let total = match kind {
+                JobEventKind::Done { .. } => &self.queue.done,
+                _ => &self.queue.failed,
+            };
+            total.fetch_add(1, Ordering::Relaxed);
             self.send(kind);
         }
     }
@@ -351,6 +384,7 @@ impl JobCore {
             return false;
         }
         self.release(QUEUED);
+        self.queue.cancelled.fetch_add(1, Ordering::Relaxed);
         self.send(JobEventKind::Cancelled);
         true
     }
@@ -361,6 +395,9 @@ impl Drop for JobCore {
         // Abandoned without an end (a backend dropped it, or shutdown aborted it): its place in
         // the bounds goes back. No event: its batch sees the channel close.
         let phase = *self.phase.get_mut();
+        if phase == QUEUED || phase == RUNNING {
+            self.queue.failed.fetch_add(1, Ordering::Relaxed);
+        }
         self.release(phase);
     }
 }
@@ -688,8 +725,8 @@ impl Jobs {
             next_id: Arc::new(AtomicU64::new(1)),
             closing: Arc::default(),
             queue: Arc::new(QueueBound {
-                queued: AtomicUsize::new(0),
                 max_queued: AtomicUsize::new(DEFAULT_MAX_QUEUED),
+                ..QueueBound::default()
             }),
         }
     }
@@ -712,6 +749,17 @@ impl Jobs {
     /// How many jobs wait for a slot now, server-wide.
     pub fn queued(&self) -> usize {
         self.queue.queued.load(Ordering::Acquire)
+    }
+
+    /// How many jobs are in each state.
+    pub fn stats(&self) -> JobStats {
+        JobStats {
+            queued: self.queue.queued.load(Ordering::Acquire),
+            running: self.queue.running.load(Ordering::Acquire),
+            done: self.queue.done.load(Ordering::Relaxed),
+            failed: self.queue.failed.load(Ordering::Relaxed),
+            cancelled: self.queue.cancelled.load(Ordering::Relaxed),
+        }
     }
 
     /// A new group (e.g. one per client) that may have at most `max_active` jobs queued or

@@ -50,6 +50,11 @@ fn backend(slots: u32, gauge: Arc<Gauge>) -> InProcessBackend {
     })
 }
 
+/// Lets every task run until all are idle (the clock is paused: the sleep ends only then).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
 fn secs(n: u64) -> Value {
     json!({ "secs": n })
 }
@@ -105,6 +110,8 @@ async fn a_failure_is_seen_the_moment_it_happens_and_not_retried() {
     assert_eq!(results[0].1, Outcome::Done(json!({"slept": 10})));
     assert_eq!(results[1].1, Outcome::Failed("disk full".into()));
     assert_eq!(gauge.finished.load(Ordering::SeqCst), 2, "no retry");
+    let stats = jobs.stats();
+    assert_eq!((stats.done, stats.failed, stats.running), (1, 1, 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -337,6 +344,9 @@ async fn a_batch_can_cancel_its_queued_jobs_while_it_is_awaited() {
         .unwrap();
     let canceller = batch.canceller();
     let mut events = Vec::new();
+    settle().await;
+    let stats = jobs.stats();
+    assert_eq!((stats.queued, stats.running), (1, 1), "{stats:?}");
     let (results, cancelled) = tokio::join!(
         batch.wait(t0 + Duration::from_secs(60), |e| events
             .push(e.kind.clone())),
@@ -377,5 +387,17 @@ async fn a_batch_can_cancel_its_queued_jobs_while_it_is_awaited() {
     assert_eq!(
         serde_json::to_value(&results[1].1).unwrap(),
         json!({"status": "cancelled"})
+    );
+    let stats = jobs.stats();
+    assert_eq!(
+        (
+            stats.queued,
+            stats.running,
+            stats.done,
+            stats.failed,
+            stats.cancelled
+        ),
+        (0, 0, 2, 0, 2),
+        "{stats:?}"
     );
 }
