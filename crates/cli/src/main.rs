@@ -2,6 +2,7 @@
 //! client bundle at `/socket.io/socket.io.js`.
 
 mod assets;
+mod config;
 mod provision;
 mod vm;
 
@@ -20,6 +21,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    /// A TOML file of settings: every flag below is a key (its long name with `_` for `-`;
+    /// lists in the plural, e.g. `cors_origins = [...]`). Flags and environment variables win
+    /// over the file.
+    #[arg(long, env = "SOCKETLET_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Check the settings, print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Print the table of options (file key, flag, environment variable, default) and exit.
+    #[arg(long)]
+    print_options: bool,
     /// Address to listen on.
     #[arg(long, env = "SOCKETLET_ADDR", default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
@@ -58,6 +70,65 @@ struct Args {
     /// the visitor's cookies and read it.
     #[arg(long, env = "SOCKETLET_ALLOW_JSONP")]
     allow_jsonp: bool,
+    /// Send `Access-Control-Allow-Credentials: true` to accepted cross-origin requests
+    /// (cookies then go along). True by default, as python-socketio: socket.io 2.x clients
+    /// poll with credentials and fail without it (Node's default is false).
+    #[arg(
+        long,
+        env = "SOCKETLET_CORS_CREDENTIALS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    cors_credentials: bool,
+    /// The transports clients may use: `polling`, `websocket` (separate with commas).
+    #[arg(
+        long,
+        env = "SOCKETLET_TRANSPORTS",
+        value_delimiter = ',',
+        default_value = "polling,websocket"
+    )]
+    transports: Vec<TransportName>,
+    /// The largest HTTP body or WebSocket message a client may send, in bytes (Node's
+    /// maxHttpBufferSize).
+    #[arg(long, env = "SOCKETLET_MAX_PAYLOAD", default_value_t = 1_000_000)]
+    max_payload: u64,
+    /// Milliseconds a client may take to join a namespace after its connection opens.
+    #[arg(long, env = "SOCKETLET_CONNECT_TIMEOUT", default_value_t = 45_000)]
+    connect_timeout: u64,
+    /// Milliseconds an upgrade from polling to WebSocket may take.
+    #[arg(long, env = "SOCKETLET_UPGRADE_TIMEOUT", default_value_t = 10_000)]
+    upgrade_timeout: u64,
+    /// Packets queued for one client that does not read; past it the client is disconnected
+    /// as too slow.
+    #[arg(long, env = "SOCKETLET_MAX_BUFFERED_PACKETS", default_value_t = 4096)]
+    max_buffered_packets: usize,
+    /// Engine.IO sessions at once; handshakes past it are refused until some end.
+    #[arg(long, env = "SOCKETLET_MAX_SESSIONS", default_value_t = 100_000)]
+    max_sessions: usize,
+    /// Threads of the async runtime. Default: one per core.
+    #[arg(long, env = "SOCKETLET_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+    /// How logs (on standard error) are written: `text` (no colours unless to a terminal) or
+    /// `json` (one object per line). RUST_LOG picks what is logged (default: info).
+    #[arg(long, env = "SOCKETLET_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// A PEM file of the certificate chain: serve HTTPS and WSS (with --tls-key).
+    #[arg(
+        long,
+        env = "SOCKETLET_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// A PEM file of the certificate's private key (with --tls-cert).
+    #[arg(
+        long,
+        env = "SOCKETLET_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
     /// Milliseconds between heartbeats.
     #[arg(long, env = "SOCKETLET_PING_INTERVAL", default_value_t = 25_000)]
     ping_interval: u64,
@@ -222,6 +293,18 @@ struct Args {
     /// and /health/ready are always served.)
     #[arg(long, env = "SOCKETLET_METRICS")]
     metrics: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TransportName {
+    Polling,
+    Websocket,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -621,30 +704,129 @@ impl std::fmt::Display for StartError {
 }
 
 fn main() -> std::process::ExitCode {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours for a person at a terminal; none in files and log collectors.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let args = Args::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let loaded = match config::load(std::env::args_os().collect()) {
+        Ok(loaded) => loaded,
+        Err(config::LoadError::Clap(e)) => e.exit(),
+        Err(config::LoadError::File(e)) => {
+            eprintln!("socketlet: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let args = &loaded.args;
+    if args.print_options {
+        print!("{}", config::options_table());
+        return std::process::ExitCode::SUCCESS;
+    }
+    if args.check_config {
+        if let Err(e) = check(args) {
+            eprintln!("socketlet: {e}");
+            return std::process::ExitCode::from(2);
+        }
+        print!("{}", config::effective(&loaded));
+        return std::process::ExitCode::SUCCESS;
+    }
+    init_logs(args.log_format);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = args.worker_threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("socketlet: cannot start the async runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(loaded.args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("socketlet: {e}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Logs on standard error: text (colours for a person at a terminal only) or JSON lines.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
+}
+
+/// What `--check-config` checks beyond each value's type: the settings that only make sense
+/// together, and the files they name.
+fn check(args: &Args) -> Result<(), StartError> {
+    trusted_proxies(&args.trusted_proxies)?;
+    transports(&args.transports)?;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        tls_config(cert, key)?;
+    }
+    if args.api_addr.is_some() && args.api_keys.iter().all(|k| k.is_empty()) {
+        return Err(StartError("--api-addr needs an API key (--api-key)".into()));
+    }
+    if args.vm_provisioner == ProvisionerKind::Command && args.vm_command.is_none() {
+        return Err(StartError(
+            "--vm-provisioner command needs --vm-command PROGRAM".into(),
+        ));
+    }
+    if args.vm_provisioner == ProvisionerKind::Dramatiq && args.dramatiq_broker.is_none() {
+        return Err(StartError(
+            "--vm-provisioner dramatiq needs --dramatiq-broker URL".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `--transports`: at least one.
+fn transports(list: &[TransportName]) -> Result<socketlet::Transports, StartError> {
+    let polling = list.contains(&TransportName::Polling);
+    let websocket = list.contains(&TransportName::Websocket);
+    match (polling, websocket) {
+        (true, true) => Ok(socketlet::Transports::ALL),
+        (true, false) => Ok(socketlet::Transports::POLLING_ONLY),
+        (false, true) => Ok(socketlet::Transports::WEBSOCKET_ONLY),
+        (false, false) => Err(StartError(
+            "--transports needs polling, websocket or both".into(),
+        )),
+    }
+}
+
+/// `--tls-cert` and `--tls-key`: a rustls server configuration.
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<std::sync::Arc<socketlet::rustls::ServerConfig>, StartError> {
+    use socketlet::rustls::pki_types::pem::PemObject;
+    use socketlet::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| StartError(format!("cannot read {} (--tls-cert): {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(StartError(format!(
+            "{} (--tls-cert) holds no certificate",
+            cert.display()
+        )));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| StartError(format!("cannot read {} (--tls-key): {e}", key.display())))?;
+    // rustls' process-wide provider: ring, the one built in.
+    let config = socketlet::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| {
+            StartError(format!(
+                "the certificate (--tls-cert) and key (--tls-key) do not work: {e}"
+            ))
+        })?;
+    Ok(std::sync::Arc::new(config))
 }
 
 async fn run(args: Args) -> Result<(), StartError> {
@@ -656,10 +838,19 @@ async fn run(args: Args) -> Result<(), StartError> {
     let cookie = args.cookie.then(socketlet::Cookie::default);
     let trusted_proxies = trusted_proxies(&args.trusted_proxies)?;
     let allowed_hosts = allowed_hosts(&args.allowed_hosts, args.addr);
+    let transports = transports(&args.transports)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+        _ => None,
+    };
     let mut builder = SocketIo::builder()
         .path(args.path.clone())
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
+        .upgrade_timeout(Duration::from_millis(args.upgrade_timeout))
+        .connect_timeout(Duration::from_millis(args.connect_timeout))
+        .max_payload(args.max_payload)
+        .transports(transports)
         .allow_eio3(!args.no_eio3)
         .parser(match args.parser {
             ParserKind::Json => socketlet::Parser::Json,
@@ -672,6 +863,9 @@ async fn run(args: Args) -> Result<(), StartError> {
                 .with_allowed_hosts(allowed_hosts)
                 .with_allow_jsonp(args.allow_jsonp)
                 .with_max_body_time(Duration::from_millis(args.max_body_time_ms))
+                .with_cors_credentials(args.cors_credentials)
+                .with_max_buffered_packets(args.max_buffered_packets)
+                .with_max_sessions(args.max_sessions)
         });
     if args.recovery_secs > 0 {
         builder = builder.connection_state_recovery(
@@ -756,9 +950,16 @@ async fn run(args: Args) -> Result<(), StartError> {
     let local = listener.local_addr().unwrap_or(args.addr);
     // Signals are caught from here on: a SIGTERM right after the line below stops gracefully.
     let mut signals = StopSignals::new();
+    tracing::info!(
+        addr = %local,
+        tls = tls.is_some(),
+        path = %io.config().engine.path,
+        "listening"
+    );
     // One line on standard output (logs go to standard error), for people and scripts alike.
     println!(
-        "socketlet listening on http://{local} (Socket.IO at {}, client bundle {})",
+        "socketlet listening on {}://{local} (Socket.IO at {}, client bundle {})",
+        if tls.is_some() { "https" } else { "http" },
         io.config().engine.path,
         assets::CLIENT_VERSION.unwrap_or("not embedded")
     );
@@ -778,9 +979,11 @@ async fn run(args: Args) -> Result<(), StartError> {
             }
         });
     }
-    socketlet::serve(listener, service, signals.next())
-        .await
-        .map_err(|e| StartError(format!("the listener on {local} failed: {e}")))?;
+    match tls {
+        Some(tls) => socketlet::serve_tls(listener, service, tls, signals.next()).await,
+        None => socketlet::serve(listener, service, signals.next()).await,
+    }
+    .map_err(|e| StartError(format!("the listener on {local} failed: {e}")))?;
     // Graceful shutdown: no new connections; clients are told; running jobs get the grace period
     // (their results still reach clients that stay); then every connection closes.
     health.drain();

@@ -100,3 +100,127 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     assert!(!stderr.is_empty(), "no log lines at info");
     assert!(!stderr.contains('\u{1b}'), "ANSI codes in {stderr:?}");
 }
+
+/// A file in the temporary directory, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("socketlet-startup-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("a temporary file");
+        TempFile(path)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn check_config_shows_flag_over_environment_over_file_over_default() {
+    let file = TempFile::new(
+        "precedence.toml",
+        "ping_interval = 1000\nping_timeout = 2000\nupgrade_timeout = 3000\nhook_secret = \"shh\"\n",
+    );
+    let out = Command::new(BIN)
+        .args([
+            "--config",
+            file.arg(),
+            "--check-config",
+            "--ping-interval",
+            "10",
+        ])
+        .env("SOCKETLET_PING_INTERVAL", "20")
+        .env("SOCKETLET_PING_TIMEOUT", "30")
+        .output()
+        .expect("the socketlet binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "ping_interval = 10  # flag",
+        "ping_timeout = 30  # environment",
+        "upgrade_timeout = 3000  # file",
+        "connect_timeout = 45000  # default",
+        "hook_secret = \"****\"  # file",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no {line:?} in\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("shh"), "{stdout}");
+}
+
+#[test]
+fn check_config_refuses_what_would_not_start() {
+    let file = TempFile::new("unknown.toml", "adress = \"127.0.0.1:1\"\n");
+    let (status, stderr) = run(&["--config", file.arg(), "--check-config"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "socketlet: {}: unknown key `adress` (`socketlet --print-options` lists them)",
+            file.arg()
+        )
+    );
+    let (status, stderr) = run(&["--check-config", "--trusted-proxy", "10.0.0.0/99"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("socketlet: --trusted-proxy: "),
+        "{stderr}"
+    );
+    let (status, stderr) = run(&[
+        "--check-config",
+        "--tls-cert",
+        "/nonexistent/cert.pem",
+        "--tls-key",
+        "/nonexistent/key.pem",
+    ]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("socketlet: cannot read /nonexistent/cert.pem (--tls-cert): "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut child = Command::new(BIN)
+        .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the socketlet binary runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the listening line");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("exit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(
+            value["level"].is_string() && value["fields"].is_object(),
+            "{line}"
+        );
+    }
+}

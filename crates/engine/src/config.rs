@@ -85,6 +85,7 @@ impl Default for Cookie {
 /// | `compression_threshold` | `Some(1024)` | `httpCompression.threshold` |
 /// | `cookie` | `None` | `cookie` |
 /// | `cors` | same origin (python-engineio's default) | `cors` |
+/// | `cors_credentials` | true (python-engineio's; Node: false) | `cors.credentials` |
 /// | `trusted_proxies` | loopback | - |
 /// | `allowed_hosts` | any | - |
 /// | `allow_eio3` | true (Node: false) | `allowEIO3` |
@@ -120,6 +121,11 @@ pub struct EngineConfig {
     pub cookie: Option<Cookie>,
     /// Which origins may connect.
     pub cors: Cors,
+    /// Whether accepted cross-origin requests may carry cookies
+    /// (`Access-Control-Allow-Credentials: true`). Default: true, as python-socketio's
+    /// `cors_credentials`: Node's `cors` default is false, but engine.io-client 3.x (socket.io
+    /// 2.x) polls with `withCredentials` on, and its requests fail without it.
+    pub cors_credentials: bool,
     /// Peers whose `X-Forwarded-*` headers are believed (by the same-origin check, and for the
     /// client's address). From any other peer they are ignored: anyone can send them.
     pub trusted_proxies: TrustedProxies,
@@ -171,6 +177,7 @@ impl Default for EngineConfig {
             compression_threshold: Some(1024),
             cookie: None,
             cors: Cors::default(),
+            cors_credentials: true,
             trusted_proxies: TrustedProxies::default(),
             allowed_hosts: AllowedHosts::default(),
             allow_eio3: true,
@@ -199,6 +206,7 @@ impl fmt::Debug for EngineConfig {
             .field("compression_threshold", &self.compression_threshold)
             .field("cookie", &self.cookie)
             .field("cors", &self.cors)
+            .field("cors_credentials", &self.cors_credentials)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("allow_eio3", &self.allow_eio3)
@@ -279,6 +287,12 @@ impl EngineConfig {
     /// Sets [`EngineConfig::cors`].
     pub fn with_cors(mut self, cors: Cors) -> Self {
         self.cors = cors;
+        self
+    }
+
+    /// Sets [`EngineConfig::cors_credentials`].
+    pub fn with_cors_credentials(mut self, credentials: bool) -> Self {
+        self.cors_credentials = credentials;
         self
     }
 

@@ -10,7 +10,7 @@
 //!
 //! The check applies to every request carrying `Origin`, WebSocket upgrades included; a request
 //! without `Origin` is not restricted. An accepted cross-origin request gets the origin echoed
-//! back (never `*`), credentials allowed, and for preflights the methods `OPTIONS, GET, POST` and
+//! back (never `*`), credentials allowed unless `cors_credentials` is off, and for preflights the methods `OPTIONS, GET, POST` and
 //! the requested headers.
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -104,18 +104,22 @@ fn same_origin(headers: &HeaderMap, origin: &str, forwarded: bool) -> bool {
         == Some(host)
 }
 
-/// Adds the CORS headers for an accepted `origin` to a response.
+/// Adds the CORS headers for an accepted `origin` to a response (with
+/// `Access-Control-Allow-Credentials: true` when `credentials`).
 pub(crate) fn apply(
     out: &mut HeaderMap,
     origin: &HeaderValue,
     request: &HeaderMap,
     preflight: bool,
+    credentials: bool,
 ) {
     out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-    out.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
+    if credentials {
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
     if preflight {
         out.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -215,10 +219,22 @@ mod tests {
             &HeaderValue::from_static("https://a.test"),
             &req,
             true,
+            true,
         );
         assert_eq!(out["access-control-allow-origin"], "https://a.test");
         assert_eq!(out["access-control-allow-credentials"], "true");
         assert_eq!(out["access-control-allow-methods"], "OPTIONS, GET, POST");
         assert_eq!(out["access-control-allow-headers"], "x-token");
+        let mut out = HeaderMap::new();
+        apply(
+            &mut out,
+            &HeaderValue::from_static("https://a.test"),
+            &req,
+            false,
+            false,
+        );
+        assert_eq!(out["access-control-allow-origin"], "https://a.test");
+        assert!(!out.contains_key("access-control-allow-credentials"));
+        assert!(!out.contains_key("access-control-allow-methods"));
     }
 }

@@ -187,7 +187,13 @@ impl Engine {
             self.route(req).await
         };
         if let (Some(origin), Some(h)) = (origin, req_headers) {
-            cors::apply(res.headers_mut(), &origin, &h, preflight);
+            cors::apply(
+                res.headers_mut(),
+                &origin,
+                &h,
+                preflight,
+                self.config().cors_credentials,
+            );
         }
         res
     }

@@ -40,8 +40,13 @@ pub use engine::{Engine, EngineHandler, WeakEngine};
 pub use error::SendError;
 pub use proxy::{AllowedHosts, IpNet, TrustedProxies};
 pub use query::percent_decode;
+#[cfg(feature = "tls")]
+pub use service::serve_tls;
 pub use service::{bind, serve, EngineService};
 pub use socket::{Message, RemoteAddr, RequestInfo, Sid, Socket, TransportKind};
 pub use socketlet_engineio_proto as proto;
 pub use socketlet_engineio_proto::session::CloseReason;
 pub use socketlet_engineio_proto::ProtocolVersion;
+/// rustls, for [`serve_tls`]'s configuration (certificates, keys, protocol versions).
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;

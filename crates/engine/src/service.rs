@@ -85,6 +85,69 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     F: Future<Output = ()> + Send,
 {
+    accept_loop(listener, shutdown, move |stream, peer| {
+        let service = service.clone();
+        async move { serve_connection(stream, peer, service).await }
+    })
+    .await
+}
+
+/// How long a client may take over its TLS handshake.
+#[cfg(feature = "tls")]
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// As [`serve`], over TLS: HTTPS and WSS with `tls` (a rustls server configuration; its ALPN
+/// protocols are set to `http/1.1` when empty). A handshake that fails or takes longer than
+/// 10 s ends that connection only.
+#[cfg(feature = "tls")]
+pub async fn serve_tls<S, B, F>(
+    listener: TcpListener,
+    service: S,
+    tls: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: Future<Output = ()> + Send,
+{
+    let tls = if tls.alpn_protocols.is_empty() {
+        let mut config = (*tls).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        std::sync::Arc::new(config)
+    } else {
+        tls
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    accept_loop(listener, shutdown, move |stream, peer| {
+        let (acceptor, service) = (acceptor.clone(), service.clone());
+        async move {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, peer, service).await,
+                Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    })
+    .await
+}
+
+/// Accepts connections until `shutdown`, each handed to `handle` on a task of its own.
+async fn accept_loop<F, H, Fut>(
+    listener: TcpListener,
+    shutdown: F,
+    handle: H,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send,
+    H: Fn(tokio::net::TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -100,24 +163,36 @@ where
             _ = &mut shutdown => return Ok(()),
         };
         let _ = stream.set_nodelay(true);
-        let svc = service.clone();
-        tokio::spawn(async move {
-            let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(RemoteAddr(peer));
-                let mut svc = svc.clone();
-                async move {
-                    std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
-                    svc.call(req).await
-                }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), hyper_svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::trace!(%peer, "connection ended: {e}");
-            }
-        });
+        tokio::spawn(handle(stream, peer));
+    }
+}
+
+/// Serves one HTTP/1.1 connection (with upgrades) until it ends.
+async fn serve_connection<I, S, B>(io: I, peer: SocketAddr, service: S)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(RemoteAddr(peer));
+        let mut svc = service.clone();
+        async move {
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+            svc.call(req).await
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(io), hyper_svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::trace!(%peer, "connection ended: {e}");
     }
 }

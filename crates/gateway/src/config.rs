@@ -122,7 +122,10 @@ pub struct HookConfig {
 /// the outcome (`ok`, or the [`crate::HookError::kind`] of the failure) and how long it took.
 /// It runs on the request's task, with no lock held: keep it short.
 #[derive(Clone)]
-pub struct HookObserver(pub Arc<dyn Fn(&str, &str, Duration) + Send + Sync>);
+pub struct HookObserver(pub Arc<HookObserverFn>);
+
+/// The function of a [`HookObserver`]: `(hook, outcome, elapsed)`.
+pub type HookObserverFn = dyn Fn(&str, &str, Duration) + Send + Sync;
 
 impl std::fmt::Debug for HookObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

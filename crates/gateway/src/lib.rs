@@ -40,7 +40,7 @@ mod hooks;
 
 pub use api::{ApiError, OPENAPI};
 pub use client::{sign, HookError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-pub use config::{EventFilter, GatewayConfig, HookConfig, HookObserver};
+pub use config::{EventFilter, GatewayConfig, HookConfig, HookObserver, HookObserverFn};
 pub use data::WireError;
 
 use bytes::Bytes;

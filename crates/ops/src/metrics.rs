@@ -7,7 +7,7 @@
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
@@ -49,12 +49,21 @@ struct HookName {
     hook: String,
 }
 
-/// A gauge read when scraped (a queue's depth, whether Redis is reachable...).
-type GaugeFn = Arc<dyn Fn() -> i64 + Send + Sync>;
+/// A value read when scraped (a queue's depth, whether Redis is reachable, jobs done...).
+type ReadFn = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-/// The gauges read at scrape time.
+/// A series read at scrape time: its name, help, whether it is a counter, and how to read it.
+#[derive(Clone)]
+struct Reading {
+    name: String,
+    help: String,
+    counter: bool,
+    read: ReadFn,
+}
+
+/// The series read at scrape time.
 #[derive(Default)]
-struct Readings(Mutex<Vec<(String, String, GaugeFn)>>);
+struct Readings(Mutex<Vec<Reading>>);
 
 impl std::fmt::Debug for Readings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,10 +75,27 @@ impl Collector for Readings {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         // Read outside the lock: a reading is the caller's code.
         let readings = socketlet::engine::sync::lock(&self.0).clone();
-        for (name, help, read) in readings.iter() {
-            let gauge = ConstGauge::new(read());
-            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
-            gauge.encode(metric)?;
+        for reading in readings {
+            let value = (reading.read)();
+            if reading.counter {
+                let counter = ConstCounter::new(value.max(0) as u64);
+                let metric = encoder.encode_descriptor(
+                    &reading.name,
+                    &reading.help,
+                    None,
+                    counter.metric_type(),
+                )?;
+                counter.encode(metric)?;
+            } else {
+                let gauge = ConstGauge::new(value);
+                let metric = encoder.encode_descriptor(
+                    &reading.name,
+                    &reading.help,
+                    None,
+                    gauge.metric_type(),
+                )?;
+                gauge.encode(metric)?;
+            }
         }
         Ok(())
     }
@@ -249,19 +275,37 @@ impl Metrics {
         }
     }
 
-    /// Adds a gauge read at every scrape: `socketlet_<name>`, the value `read` returns.
+    /// Adds a gauge read at every scrape: `socketlet_<name>`, the value `read` returns. `read`
+    /// runs on the scraping request's task with no lock held.
     pub fn gauge_fn(
         &self,
         name: impl Into<String>,
         help: impl Into<String>,
         read: impl Fn() -> i64 + Send + Sync + 'static,
     ) {
+        self.add_reading(name.into(), help.into(), false, Arc::new(read));
+    }
+
+    /// Adds a counter read at every scrape: `socketlet_<name>_total`, the value `read` returns
+    /// (a total that only grows, like jobs done).
+    pub fn counter_fn(
+        &self,
+        name: impl Into<String>,
+        help: impl Into<String>,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        let read = move || i64::try_from(read()).unwrap_or(i64::MAX);
+        self.add_reading(name.into(), help.into(), true, Arc::new(read));
+    }
+
+    fn add_reading(&self, name: String, help: String, counter: bool, read: ReadFn) {
         // The registry's prefix (`socketlet_`) is put in front when encoding.
-        socketlet::engine::sync::lock(&self.inner.readings.0).push((
-            name.into(),
-            help.into(),
-            Arc::new(read),
-        ));
+        socketlet::engine::sync::lock(&self.inner.readings.0).push(Reading {
+            name,
+            help,
+            counter,
+            read,
+        });
     }
 
     /// Records a backend hook call (`hook`: connect, event, disconnect; `outcome`: ok, refused,

@@ -187,6 +187,13 @@ async fn gauges_read_at_scrape_time_and_hook_timings() {
     assert_eq!(value(&metrics.render(), "socketlet_jobs_queued"), Some(3.0));
     depth.store(7, Ordering::Relaxed);
     assert_eq!(value(&metrics.render(), "socketlet_jobs_queued"), Some(7.0));
+    metrics.counter_fn("jobs_done", "Jobs done", || 12);
+    let scrape = metrics.render();
+    assert_eq!(value(&scrape, "socketlet_jobs_done_total"), Some(12.0));
+    assert!(
+        scrape.contains("# TYPE socketlet_jobs_done counter"),
+        "{scrape}"
+    );
 
     metrics.hook_called("connect", "ok", std::time::Duration::from_millis(3));
     metrics.hook_called("connect", "timeout", std::time::Duration::from_secs(5));
@@ -247,7 +254,7 @@ async fn health_is_live_ready_until_a_check_fails_or_the_server_drains() {
 
     // A check that never answers fails after its timeout.
     let stuck = Health::new();
-    stuck.check("stuck", || std::future::pending::<Result<(), String>>());
+    stuck.check("stuck", std::future::pending::<Result<(), String>>);
     let ready = ops_get(&io, &stuck, None, "/health/ready").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(

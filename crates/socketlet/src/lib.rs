@@ -90,6 +90,9 @@ pub use socketlet_engine::{
     bind, serve, AllowedHosts, Cookie, Cors, EngineConfig, IpNet, RemoteAddr, RequestInfo,
     TransportKind, Transports, TrustedProxies,
 };
+/// HTTPS and WSS on the listener (feature `tls`), and rustls to configure them.
+#[cfg(feature = "tls")]
+pub use socketlet_engine::{rustls, serve_tls};
 pub use socketlet_socketio_proto::{DecoderLimits, ProtocolVersion};
 
 /// The wire format of Socket.IO packets (the sans-I/O `socketlet-socketio-proto` crate).

@@ -271,7 +271,7 @@ export async function startE2eServer({
 
 /**
  * Starts the `socketlet` binary on a free port of 127.0.0.1 (`--addr 127.0.0.1:0`, then `args`)
- * and resolves once it printed `socketlet listening on http://127.0.0.1:<port> …` (`line`), to the
+ * and resolves once it printed `socketlet listening on http(s)://127.0.0.1:<port> …` (`line`), to the
  * handle of `spawnProcess` with `port` and `url`. Other options go to `spawnProcess`.
  */
 export async function startSocketlet({
@@ -287,9 +287,9 @@ export async function startSocketlet({
     ...opts,
     logPrefix,
     label,
-    ready: /^socketlet listening on http:\/\/127\.0\.0\.1:(\d+)/,
+    ready: /^socketlet listening on (https?):\/\/127\.0\.0\.1:(\d+)/,
     env: { RUST_LOG: process.env.RUST_LOG || rustLog, ...env },
   });
-  const p = Number(handle.match[1]);
-  return { ...handle, port: p, url: `http://127.0.0.1:${p}` };
+  const p = Number(handle.match[2]);
+  return { ...handle, port: p, url: `${handle.match[1]}://127.0.0.1:${p}` };
 }
