@@ -224,3 +224,10 @@ fn json_logs_are_one_object_per_line() {
         );
     }
 }
+
+#[test]
+fn the_example_config_file_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/socketlet.toml");
+    let (status, stderr) = run(&["--config", example, "--check-config"]);
+    assert!(status.success(), "{stderr}");
+}
