@@ -27,6 +27,14 @@
 //! [`SubscriptionMode`]. A node speaks to one Redis endpoint (a standalone Redis 7): it is not a
 //! Redis Cluster client and does not follow `MOVED` redirections.
 //!
+//! # Redis Streams, and connection state recovery across nodes
+//!
+//! With [`RedisConfig::with_streams`], nodes speak the format of Node's
+//! `@socket.io/redis-streams-adapter` 0.3.x instead (see [`StreamsConfig`]): broadcasts and room
+//! operations are entries of a Redis stream that every node reads, requests that want answers
+//! go over pub/sub, and the adapter keeps connection-recovery sessions in Redis, so that a
+//! client that lost its connection to one node recovers on any other (a Node one included).
+//!
 //! # Faults
 //!
 //! When Redis goes away, every node keeps serving its own clients: local delivery never waits
@@ -43,6 +51,8 @@
 //!   nodes' answers), over a wire format:
 //! - `classic.rs`: classic pub/sub, and the answers to other nodes' requests;
 //! - `sharded.rs`: Redis 7 sharded pub/sub ([`RedisConfig::sharded`]), likewise.
+//! - `streams.rs`: Redis Streams ([`RedisConfig::streams`]): its own adapter (stream entries,
+//!   readers, sessions), the sharded format's messages over classic pub/sub for requests.
 //! - `msgpack.rs`: Node's msgpack packets to and from socketlet's JSON with placeholders.
 //! - `python.rs` and `pickle.rs`: python-socketio's message queue.
 
@@ -53,8 +63,25 @@ mod node;
 pub mod pickle;
 mod python;
 mod sharded;
+mod streams;
+#[cfg(test)]
+mod streams_tests;
 #[cfg(test)]
 mod wire_tests;
+
+pub use streams::StreamsConfig;
+
+/// What arrives from Redis, read without acting on it ([`incoming::parse_incoming`], which a
+/// node's dispatch runs first): the entry point of the fuzz target
+/// `fuzz/fuzz_targets/redis_requests.rs`. Not part of the API.
+#[doc(hidden)]
+pub mod incoming {
+    pub use crate::classic::{Broadcast, Request, RequestKind};
+    pub use crate::node::{parse_incoming, Answer, Incoming};
+    pub use crate::python::{PyMessage, PyMethod, Refused};
+    pub use crate::sharded::{Message, MessageKind};
+    pub use crate::streams::parse_entry;
+}
 
 use node::Node;
 use socketlet::adapter::AdapterFactory;
@@ -89,6 +116,13 @@ pub struct RedisConfig {
     /// `@socket.io/redis-emitter` publishes classic messages only; python-socketio's channel
     /// works in both modes. Default: `None`.
     pub sharded: Option<SubscriptionMode>,
+    /// Use Redis Streams in the format of Node's `@socket.io/redis-streams-adapter` 0.3.x, with
+    /// these settings; `None` for pub/sub only. Not with [`RedisConfig::sharded`] (connecting
+    /// fails). Keeps connection state recovery sessions in Redis (when recovery is on), so that
+    /// clients recover on any node. As with Node's streams adapter, what Node's
+    /// `@socket.io/redis-emitter` publishes (classic pub/sub) is not heard; python-socketio's
+    /// channel still is. Default: `None`.
+    pub streams: Option<StreamsConfig>,
 }
 
 /// Which sharded channels a node subscribes to (Node's `subscriptionMode`).
@@ -147,6 +181,7 @@ impl RedisConfig {
             accept_pickle: false,
             publish_queue: 65_536,
             sharded: None,
+            streams: None,
         }
     }
 
@@ -174,6 +209,12 @@ impl RedisConfig {
         self
     }
 
+    /// Sets [`RedisConfig::streams`].
+    pub fn with_streams(mut self, streams: Option<StreamsConfig>) -> Self {
+        self.streams = streams;
+        self
+    }
+
     /// Sets [`RedisConfig::accept_pickle`].
     pub fn with_accept_pickle(mut self, accept: bool) -> Self {
         self.accept_pickle = accept;
@@ -185,21 +226,41 @@ impl RedisConfig {
 #[derive(Clone, Debug)]
 pub struct RedisCluster {
     node: Arc<Node>,
+    /// The stream writer and readers, in streams mode.
+    streams: Option<Arc<streams::Streams>>,
 }
 
 impl RedisCluster {
     /// Connects to Redis (the first connection must succeed; later outages are survived).
     pub async fn connect(config: RedisConfig) -> Result<RedisCluster, redis::RedisError> {
-        Ok(RedisCluster {
-            node: Node::connect(config).await?,
-        })
+        if config.streams.is_some() && config.sharded.is_some() {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "Redis Streams and sharded pub/sub are exclusive",
+            )));
+        }
+        let node = Node::connect(config).await?;
+        let streams = node
+            .config
+            .streams
+            .clone()
+            .map(|c| streams::Streams::start(&node, c));
+        Ok(RedisCluster { node, streams })
     }
 
     /// The adapter factory to give the server (`SocketIo::builder().adapter(...)`).
     pub fn adapter_factory(&self) -> AdapterFactory {
         let node = self.node.clone();
+        let streams = self.streams.clone();
         Arc::new(move |nsp: &str| {
             node.register_namespace(nsp);
+            if let Some(streams) = &streams {
+                return Arc::new(streams::StreamsAdapter::new(
+                    node.clone(),
+                    streams.clone(),
+                    nsp,
+                )) as Arc<dyn socketlet::Adapter>;
+            }
             match node.config.sharded {
                 Some(mode) => Arc::new(adapter::RedisAdapter::new(
                     node.clone(),
@@ -221,6 +282,9 @@ impl RedisCluster {
         for nsp in io.namespace_names() {
             self.node.register_namespace(&nsp);
         }
+        if let Some(streams) = &self.streams {
+            streams.attach();
+        }
     }
 
     /// This node's id in the cluster (6 characters, as Node's adapter uses).
@@ -228,7 +292,8 @@ impl RedisCluster {
         self.node.uid()
     }
 
-    /// How many nodes the cluster has now (subscribers of `/`'s request channel).
+    /// How many nodes the cluster has now (subscribers of `/`'s request channel; in streams
+    /// mode, of `/`'s public channel).
     pub async fn server_count(&self) -> Result<usize, socketlet::AdapterError> {
         self.node.server_count("/").await
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
 /// An answer from another node: its JSON (attachments moved out for msgpack answers).
-pub(crate) type Answer = (Value, Vec<bytes::Bytes>);
+pub type Answer = (Value, Vec<bytes::Bytes>);
 
 /// Room for answers to one request.
 const ANSWERS_PER_REQUEST: usize = 4096;
@@ -83,6 +83,30 @@ impl Node {
         &self.uid
     }
 
+    /// The Redis client (for connections of their own, as the streams readers' blocking ones).
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// Runs a command on the shared command connection (tried again once on a fresh
+    /// connection after a failure).
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        timeout: Duration,
+    ) -> Result<T, QueryError> {
+        self.commands.query(cmd, timeout).await
+    }
+
+    /// Runs a pipeline on the shared command connection (not tried again after a timeout).
+    pub(crate) async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+        timeout: Duration,
+    ) -> Result<T, QueryError> {
+        self.commands.query_pipe(pipe, timeout).await
+    }
+
     pub(crate) fn attach(self: &Arc<Self>, io: &SocketIo) {
         if self.io.set(io.downgrade()).is_ok() {
             tokio::spawn(run_subscriber(Arc::downgrade(self)));
@@ -142,6 +166,9 @@ impl Node {
         let mut cmd = redis::cmd("PUBSUB");
         if self.config.sharded.is_some() {
             cmd.arg("SHARDNUMSUB").arg(self.broadcast_channel(nsp));
+        } else if self.config.streams.is_some() {
+            // The streams adapter counts the subscribers of the namespace's public channel.
+            cmd.arg("NUMSUB").arg(self.broadcast_channel(nsp));
         } else {
             cmd.arg("NUMSUB").arg(self.request_channel(nsp));
         }
@@ -177,29 +204,69 @@ impl Node {
 
     // ---- dispatch ----
 
+    /// Acts on a message from Redis: [`parse_incoming`] reads it, this does what it says.
     pub(crate) fn dispatch(self: &Arc<Self>, channel: &str, payload: &[u8]) {
-        if self.config.python_channel.as_deref() == Some(channel) {
-            crate::python::handle(self, payload);
-            return;
+        match parse_incoming(&self.config, &self.uid, channel, payload) {
+            Incoming::Python(message) => crate::python::handle(self, message),
+            Incoming::Sharded(message) => crate::sharded::on_message(self, message),
+            Incoming::Answer(answer) => self.deliver_answer(answer),
+            Incoming::Request(nsp, request) => crate::classic::on_request(self, &nsp, request),
+            Incoming::Broadcast(broadcast) => crate::classic::on_broadcast(self, broadcast),
+            Incoming::Own => {}
+            Incoming::Dropped(why) => tracing::debug!(channel, "ignored a message: {why}"),
         }
-        if self.config.sharded.is_some() {
-            crate::sharded::on_message(self, payload);
-            return;
+    }
+}
+
+/// A message from Redis as read by [`parse_incoming`], before anything is done about it.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// From python-socketio's queue (or why it is refused).
+    Python(Result<crate::python::PyMessage, crate::python::Refused>),
+    /// A sharded message (every message in sharded mode).
+    Sharded(crate::sharded::Message),
+    /// An answer to some node's request (classic mode): JSON, attachments moved out.
+    Answer(Answer),
+    /// A request to the nodes of a namespace (classic mode).
+    Request(String, crate::classic::Request),
+    /// A broadcast (classic mode).
+    Broadcast(crate::classic::Broadcast),
+    /// This node's own message, back from Redis.
+    Own,
+    /// Not readable, or of no interest: why.
+    Dropped(&'static str),
+}
+
+/// Reads what arrived on `channel` for a node of uid `uid` with `config`: which kind of message
+/// the channel carries, and the message itself, parsed (classic requests and broadcasts, sharded
+/// messages, python-socketio's queue). No side effect: [`Node::dispatch`] acts on the result.
+/// Public (hidden) for the fuzz targets (`fuzz/fuzz_targets/redis_requests.rs`).
+#[doc(hidden)]
+pub fn parse_incoming(config: &RedisConfig, uid: &str, channel: &str, payload: &[u8]) -> Incoming {
+    if config.python_channel.as_deref() == Some(channel) {
+        return Incoming::Python(crate::python::parse(payload, config.accept_pickle));
+    }
+    // The streams adapter's pub/sub messages are socket.io-adapter's cluster messages too.
+    if config.sharded.is_some() || config.streams.is_some() {
+        return crate::sharded::parse(uid, payload);
+    }
+    let key = &config.key;
+    if channel.starts_with(&format!("{key}-response#")) {
+        match decode_json_or_msgpack(payload) {
+            Some(answer) => Incoming::Answer(answer),
+            None => Incoming::Dropped("a malformed answer"),
         }
-        let key = &self.config.key;
-        if channel.starts_with(&format!("{key}-response#")) {
-            if let Some(answer) = decode_json_or_msgpack(payload) {
-                self.deliver_answer(answer);
-            }
-        } else if let Some(rest) = channel.strip_prefix(&format!("{key}-request#")) {
-            let nsp = rest.strip_suffix('#').unwrap_or(rest);
-            match decode_json_or_msgpack(payload) {
-                Some(request) => crate::classic::on_request(self, nsp, request),
-                None => tracing::debug!(channel, "ignored a malformed request"),
-            }
-        } else if channel.starts_with(&format!("{key}#")) {
-            crate::classic::on_broadcast(self, payload);
+    } else if let Some(rest) = channel.strip_prefix(&format!("{key}-request#")) {
+        let nsp = rest.strip_suffix('#').unwrap_or(rest);
+        match decode_json_or_msgpack(payload) {
+            Some(request) => crate::classic::parse_request(uid, nsp, request),
+            None => Incoming::Dropped("a malformed request"),
         }
+    } else if channel.starts_with(&format!("{key}#")) {
+        crate::classic::parse_broadcast(uid, payload)
+    } else {
+        Incoming::Dropped("a channel of no interest")
     }
 }
 
@@ -317,6 +384,39 @@ impl Commands {
 
     fn reset(&self) {
         *lock(&self.conn) = None;
+    }
+
+    /// Runs a pipeline once (a pipeline may add to a stream: trying it again after a timeout
+    /// could add twice); on a failure the connection is dropped, for the next use to make anew.
+    /// When the connection is known to have been dropped before the pipeline ran, it is tried
+    /// once more on a fresh one.
+    async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+        timeout: Duration,
+    ) -> Result<T, QueryError> {
+        let mut last = QueryError::NotConnected;
+        for _ in 0..2 {
+            let Some(mut conn) = self.get().await else {
+                return Err(last);
+            };
+            match tokio::time::timeout(timeout, pipe.query_async::<T>(&mut conn)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => {
+                    self.reset();
+                    let again = e.is_connection_dropped() || e.is_connection_refusal();
+                    last = QueryError::Redis(e);
+                    if !again {
+                        return Err(last);
+                    }
+                }
+                Err(_) => {
+                    self.reset();
+                    return Err(QueryError::Timeout(timeout));
+                }
+            }
+        }
+        Err(last)
     }
 
     /// Runs a command; on a failure (a connection gone stale while Redis restarted, say) drops
@@ -452,6 +552,19 @@ async fn classic_session(
             .cloned()
             .collect();
         for nsp in wanted {
+            if strong.config.streams.is_some() {
+                // The streams adapter: the namespace's public channel and this node's own, in
+                // one SUBSCRIBE as Node's adapter sends it.
+                let channels = [
+                    strong.broadcast_channel(&nsp),
+                    strong.shard_channel(&nsp, &strong.uid),
+                ];
+                if let Err(e) = sink.subscribe(&channels[..]).await {
+                    return SessionEnd::Lost(e.to_string());
+                }
+                subscribed.insert(nsp);
+                continue;
+            }
             let pattern = format!("{}*", strong.broadcast_channel(&nsp));
             let channels = [
                 strong.request_channel(&nsp),

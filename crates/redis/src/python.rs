@@ -17,101 +17,190 @@ use serde_json::Value;
 use socketlet::Data;
 use std::sync::Arc;
 
-pub(crate) fn handle(node: &Arc<Node>, payload: &[u8]) {
+/// A message of python-socketio's queue, as read.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PyMessage {
+    /// Its namespace (`/` when it names none).
+    pub namespace: String,
+    /// What it asks for.
+    pub method: PyMethod,
+}
+
+/// What a [`PyMessage`] asks for (missing fields are `None`: nothing is done then).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum PyMethod {
+    /// `emit`.
+    Emit {
+        /// The event.
+        event: String,
+        /// Its arguments; `None` when they cannot be read.
+        data: Option<Data>,
+        /// The room it goes to (every socket when none).
+        room: Option<String>,
+        /// The sockets it skips.
+        skip: Vec<String>,
+        /// Whether it asks for a callback (not supported: emitted without).
+        callback: bool,
+    },
+    /// `disconnect`.
+    Disconnect {
+        /// The socket.
+        sid: Option<String>,
+    },
+    /// `enter_room` (`enter`) or `leave_room`.
+    Room {
+        /// Enter, or leave.
+        enter: bool,
+        /// The socket.
+        sid: Option<String>,
+        /// The room.
+        room: Option<String>,
+    },
+    /// `close_room`.
+    CloseRoom {
+        /// The room.
+        room: Option<String>,
+    },
+    /// Another method, or none: nothing for this node (`callback` answers go to the python
+    /// server that asked).
+    Other,
+}
+
+/// Why a message of the queue was not read.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refused {
+    /// It starts with `{` but is not JSON.
+    BadJson(String),
+    /// A pickle, and [`crate::RedisConfig::accept_pickle`] is off.
+    Pickled,
+    /// A pickle the reader refused.
+    BadPickle(String),
+}
+
+/// Reads a message of the queue: JSON, or a pickle when `accept_pickle`.
+pub(crate) fn parse(payload: &[u8], accept_pickle: bool) -> Result<PyMessage, Refused> {
     let mut bins = Vec::new();
-    let message = if payload.first() == Some(&b'{') {
-        match serde_json::from_slice::<Value>(payload) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!("ignored a python-socketio message that is not valid JSON: {e}");
-                return;
-            }
-        }
-    } else if node.config.accept_pickle {
-        match pickle::loads(payload).and_then(|v| v.to_json(&mut bins)) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!("refused a pickled python-socketio message: {e}");
-                return;
-            }
-        }
+    let pickled = payload.first() != Some(&b'{');
+    let message = if !pickled {
+        serde_json::from_slice::<Value>(payload).map_err(|e| Refused::BadJson(e.to_string()))?
+    } else if accept_pickle {
+        pickle::loads(payload)
+            .and_then(|v| v.to_json(&mut bins))
+            .map_err(|e| Refused::BadPickle(e.to_string()))?
     } else {
-        tracing::warn!(
-            "ignored a pickled python-socketio message (python-socketio < 5.14); \
-             turn on accept_pickle to read it safely"
-        );
-        return;
+        return Err(Refused::Pickled);
+    };
+    let text = |key: &str| message.get(key).and_then(Value::as_str).map(str::to_owned);
+    let namespace = text("namespace").unwrap_or_else(|| "/".to_owned());
+    let method = match text("method").as_deref() {
+        Some("emit") => match text("event") {
+            Some(event) => PyMethod::Emit {
+                event,
+                data: emit_data(&message, pickled, bins),
+                room: text("room"),
+                skip: match message.get("skip_sid") {
+                    Some(Value::String(sid)) => vec![sid.clone()],
+                    Some(Value::Array(sids)) => sids
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect(),
+                    _ => Vec::new(),
+                },
+                callback: message.get("callback").is_some_and(|c| !c.is_null()),
+            },
+            None => PyMethod::Other,
+        },
+        Some("disconnect") => PyMethod::Disconnect { sid: text("sid") },
+        Some(method @ ("enter_room" | "leave_room")) => PyMethod::Room {
+            enter: method == "enter_room",
+            sid: text("sid"),
+            room: text("room"),
+        },
+        Some("close_room") => PyMethod::CloseRoom { room: text("room") },
+        _ => PyMethod::Other,
+    };
+    Ok(PyMessage { namespace, method })
+}
+
+/// Acts on a message of the queue (or logs why it was not read).
+pub(crate) fn handle(node: &Arc<Node>, message: Result<PyMessage, Refused>) {
+    let PyMessage { namespace, method } = match message {
+        Ok(message) => message,
+        Err(Refused::BadJson(e)) => {
+            tracing::warn!("ignored a python-socketio message that is not valid JSON: {e}");
+            return;
+        }
+        Err(Refused::BadPickle(e)) => {
+            tracing::warn!("refused a pickled python-socketio message: {e}");
+            return;
+        }
+        Err(Refused::Pickled) => {
+            tracing::warn!(
+                "ignored a pickled python-socketio message (python-socketio < 5.14); \
+                 turn on accept_pickle to read it safely"
+            );
+            return;
+        }
     };
     let Some(io) = node.io() else {
         return;
     };
-    let text = |key: &str| message.get(key).and_then(Value::as_str).map(str::to_owned);
-    let nsp = text("namespace").unwrap_or_else(|| "/".to_owned());
-    let Some(ns) = io.namespace(&nsp) else {
+    let Some(ns) = io.namespace(&namespace) else {
         return;
     };
-    let pickled = payload.first() != Some(&b'{');
-    match text("method").as_deref() {
-        Some("emit") => {
-            let Some(event) = text("event") else {
-                return;
-            };
-            let Some(data) = emit_data(&message, pickled, bins) else {
+    let socket = |sid: Option<String>| sid.and_then(|sid| ns.get_socket(&sid));
+    match method {
+        PyMethod::Emit {
+            event,
+            data,
+            room,
+            skip,
+            callback,
+        } => {
+            let Some(data) = data else {
                 tracing::warn!(%event, "ignored a python-socketio emit with unreadable data");
                 return;
             };
-            if message.get("callback").is_some_and(|c| !c.is_null()) {
+            if callback {
                 tracing::debug!(%event, "python-socketio callbacks are not supported; emitting without");
             }
             let mut op = ns.broadcast().local();
-            if let Some(room) = text("room") {
+            if let Some(room) = room {
                 op = op.to(room);
             }
-            match message.get("skip_sid") {
-                Some(Value::String(sid)) => op = op.except(sid.clone()),
-                Some(Value::Array(sids)) => {
-                    for sid in sids.iter().filter_map(Value::as_str) {
-                        op = op.except(sid.to_owned());
-                    }
-                }
-                _ => {}
+            for sid in skip {
+                op = op.except(sid);
             }
             if let Err(e) = op.emit(&event, data) {
                 tracing::debug!(%event, "python-socketio emit not delivered: {e}");
             }
         }
-        Some("disconnect") => {
-            if let Some(s) = text("sid").and_then(|sid| ns.get_socket(&sid)) {
+        PyMethod::Disconnect { sid } => {
+            if let Some(s) = socket(sid) {
                 s.disconnect();
             }
         }
-        Some("enter_room") => {
-            if let (Some(s), Some(room)) = (
-                text("sid").and_then(|sid| ns.get_socket(&sid)),
-                text("room"),
-            ) {
-                s.join([room]);
+        PyMethod::Room { enter, sid, room } => {
+            if let (Some(s), Some(room)) = (socket(sid), room) {
+                if enter {
+                    s.join([room]);
+                } else {
+                    s.leave(&room);
+                }
             }
         }
-        Some("leave_room") => {
-            if let (Some(s), Some(room)) = (
-                text("sid").and_then(|sid| ns.get_socket(&sid)),
-                text("room"),
-            ) {
-                s.leave(&room);
-            }
+        PyMethod::CloseRoom { room: Some(room) } => {
+            let opts = socketlet::BroadcastOptions {
+                rooms: vec![room.clone()],
+                ..Default::default()
+            };
+            ns.local().del_sockets(&opts, &[room]);
         }
-        Some("close_room") => {
-            if let Some(room) = text("room") {
-                let opts = socketlet::BroadcastOptions {
-                    rooms: vec![room.clone()],
-                    ..Default::default()
-                };
-                ns.local().del_sockets(&opts, &[room]);
-            }
-        }
-        // `callback` answers go to the python server that asked; nothing for this node.
-        _ => {}
+        PyMethod::CloseRoom { room: None } | PyMethod::Other => {}
     }
 }
 

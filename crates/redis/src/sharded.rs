@@ -16,11 +16,12 @@ use crate::adapter::{
     BROADCAST_ACK as ACK_ANSWER, BROADCAST_CLIENT_COUNT as COUNT_ANSWER,
 };
 use crate::msgpack::{self, map};
-use crate::node::{decode_json_or_msgpack, Node};
+use crate::node::{decode_json_or_msgpack, Answer, Incoming, Node};
 use crate::SubscriptionMode;
 use rmpv::Value as Mp;
 use serde_json::{json, Value};
 use socketlet::adapter::{AdapterError, BroadcastOptions, Room};
+use socketlet::socketio_proto::Packet;
 use socketlet::Data;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,22 +183,92 @@ impl Wire for Sharded {
     }
 }
 
-/// A message from another node (on a namespace's channel, a room's, or this node's own).
-pub(crate) fn on_message(node: &Arc<Node>, payload: &[u8]) {
+/// A message from another node (on a namespace's channel, a room's, or this node's own), as
+/// read.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The node that sent it (empty when it did not say).
+    pub uid: String,
+    /// Its namespace.
+    pub nsp: String,
+    /// What it says.
+    pub kind: MessageKind,
+}
+
+/// What a sharded [`Message`] says.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageKind {
+    /// An answer to a request of some node, in the shape the classic adapter's gatherers read
+    /// (its `type` converted to theirs).
+    Answer(Answer),
+    /// A broadcast to the selected sockets; with a request id and a timeout when acks are
+    /// wanted.
+    Broadcast {
+        /// The event (in the message's namespace).
+        packet: Packet,
+        /// The sockets.
+        opts: BroadcastOptions,
+        /// The request id and how long acks are forwarded, for a broadcast with acks.
+        acks: Option<(Value, Duration)>,
+    },
+    /// SOCKETS_JOIN (`join`) or SOCKETS_LEAVE.
+    Rooms {
+        /// Join, or leave.
+        join: bool,
+        /// The sockets.
+        opts: BroadcastOptions,
+        /// The rooms.
+        rooms: Vec<Room>,
+    },
+    /// DISCONNECT_SOCKETS (`close`: their whole connection).
+    Disconnect {
+        /// The sockets.
+        opts: BroadcastOptions,
+        /// Close their connection, not only their namespace.
+        close: bool,
+    },
+    /// FETCH_SOCKETS, answered under the request id.
+    Fetch {
+        /// The sockets.
+        opts: BroadcastOptions,
+        /// The id of the answer (`null` when none).
+        request_id: Value,
+    },
+    /// SERVER_SIDE_EMIT (the event is none when its name is not a string), answered when it has
+    /// a request id.
+    ServerSideEmit {
+        /// The event name.
+        event: Option<String>,
+        /// Its arguments and their attachments.
+        data: Data,
+        /// The id of the answer.
+        request_id: Option<Value>,
+    },
+}
+
+/// Reads a sharded message (JSON or msgpack). A node's own comes back [`Incoming::Own`].
+pub(crate) fn parse(own_uid: &str, payload: &[u8]) -> Incoming {
     let Some((message, bins)) = decode_json_or_msgpack(payload) else {
-        tracing::debug!("ignored a malformed sharded message");
-        return;
+        return Incoming::Dropped("a malformed sharded message");
     };
+    parse_message(own_uid, message, bins)
+}
+
+/// Reads a message already decoded (`{uid, nsp, type, data}`, attachments moved out): the
+/// sharded format's, or a stream entry's of the streams adapter. A node's own comes back
+/// [`Incoming::Own`].
+pub(crate) fn parse_message(own_uid: &str, message: Value, bins: Vec<bytes::Bytes>) -> Incoming {
     let uid = message.get("uid").and_then(Value::as_str).unwrap_or("");
-    if uid == node.uid() {
-        return;
+    if uid == own_uid {
+        return Incoming::Own;
     }
     let (Some(kind), Some(nsp)) = (
         message.get("type").and_then(Value::as_u64),
         message.get("nsp").and_then(Value::as_str),
     ) else {
-        tracing::debug!("ignored a sharded message without type or namespace");
-        return;
+        return Incoming::Dropped("a sharded message without type or namespace");
     };
     let data = message.get("data").cloned().unwrap_or(Value::Null);
     // Answers to this node's requests, in the shape the classic adapter's gatherers read.
@@ -207,17 +278,7 @@ pub(crate) fn on_message(node: &Arc<Node>, payload: &[u8]) {
         FETCH_SOCKETS_RESPONSE | SERVER_SIDE_EMIT_RESPONSE => Some(0),
         _ => None,
     };
-    if let Some(answer_type) = answer_type {
-        if let Value::Object(mut answer) = data {
-            answer.insert("type".into(), json!(answer_type));
-            node.deliver_answer((Value::Object(answer), bins));
-        }
-        return;
-    }
-    let Some(ns) = node.io().and_then(|io| io.namespace(nsp)) else {
-        return;
-    };
-    let opts = opts_from(data.get("opts"));
+    let opts = || opts_from(data.get("opts"));
     let rooms = || -> Vec<Room> {
         data.get("rooms")
             .and_then(Value::as_array)
@@ -229,25 +290,95 @@ pub(crate) fn on_message(node: &Arc<Node>, payload: &[u8]) {
             .unwrap_or_default()
     };
     let request_id = data.get("requestId").cloned();
+    let kind = if let Some(answer_type) = answer_type {
+        let Value::Object(mut answer) = data else {
+            return Incoming::Dropped("a sharded answer that is not an object");
+        };
+        answer.insert("type".into(), json!(answer_type));
+        MessageKind::Answer((Value::Object(answer), bins))
+    } else {
+        match kind {
+            BROADCAST => {
+                let Some(mut packet) = data.get("packet").and_then(|p| packet_from(p, bins)) else {
+                    return Incoming::Dropped("a sharded broadcast that is not an event");
+                };
+                // Node's cluster messages name the namespace beside the packet, not in it.
+                packet.nsp = nsp.to_owned();
+                let acks = request_id.map(|id| {
+                    let timeout = data
+                        .get("opts")
+                        .and_then(|o| o.get("flags"))
+                        .and_then(|f| f.get("timeout"))
+                        .and_then(Value::as_u64)
+                        .map_or(Duration::from_secs(5), Duration::from_millis);
+                    (id, timeout)
+                });
+                MessageKind::Broadcast {
+                    packet,
+                    opts: opts(),
+                    acks,
+                }
+            }
+            SOCKETS_JOIN | SOCKETS_LEAVE => MessageKind::Rooms {
+                join: kind == SOCKETS_JOIN,
+                opts: opts(),
+                rooms: rooms(),
+            },
+            DISCONNECT_SOCKETS => MessageKind::Disconnect {
+                opts: opts(),
+                close: data.get("close").and_then(Value::as_bool).unwrap_or(false),
+            },
+            FETCH_SOCKETS => MessageKind::Fetch {
+                opts: opts(),
+                request_id: request_id.unwrap_or(Value::Null),
+            },
+            SERVER_SIDE_EMIT => {
+                let Some((event, args)) = data
+                    .get("packet")
+                    .and_then(Value::as_array)
+                    .and_then(|p| p.split_first())
+                else {
+                    return Incoming::Dropped("a server-side emit without its event");
+                };
+                MessageKind::ServerSideEmit {
+                    event: event.as_str().map(str::to_owned),
+                    data: Data {
+                        args: args.to_vec(),
+                        binary: bins,
+                    },
+                    request_id,
+                }
+            }
+            _ => return Incoming::Dropped("a sharded message of another type"),
+        }
+    };
+    Incoming::Sharded(Message {
+        uid: uid.to_owned(),
+        nsp: nsp.to_owned(),
+        kind,
+    })
+}
+
+/// Acts on a message from another node.
+pub(crate) fn on_message(node: &Arc<Node>, Message { uid, nsp, kind }: Message) {
+    let kind = match kind {
+        MessageKind::Answer(answer) => {
+            node.deliver_answer(answer);
+            return;
+        }
+        other => other,
+    };
+    let Some(ns) = node.io().and_then(|io| io.namespace(&nsp)) else {
+        return;
+    };
     match kind {
-        BROADCAST => {
-            let Some(mut packet) = data.get("packet").and_then(|p| packet_from(p, bins)) else {
-                tracing::debug!("ignored a sharded broadcast that is not an event");
-                return;
-            };
-            // Node's cluster messages name the namespace beside the packet, not in it.
-            packet.nsp = nsp.to_owned();
-            let Some(request_id) = request_id else {
+        MessageKind::Answer(_) => {}
+        MessageKind::Broadcast { packet, opts, acks } => {
+            let Some((request_id, timeout)) = acks else {
                 ns.local().broadcast(&packet, &opts);
                 return;
             };
-            let timeout = data
-                .get("opts")
-                .and_then(|o| o.get("flags"))
-                .and_then(|f| f.get("timeout"))
-                .and_then(Value::as_u64)
-                .map_or(Duration::from_secs(5), Duration::from_millis);
-            let (node, to, nsp) = (node.clone(), uid.to_owned(), nsp.to_owned());
+            let (node, to, nsp) = (node.clone(), uid, nsp);
             let request_id = msgpack::from_json(&request_id, &[]);
             serve_acks(ns.local(), packet, &opts, timeout, move |reply| {
                 let (kind, data) = match reply {
@@ -269,10 +400,14 @@ pub(crate) fn on_message(node: &Arc<Node>, payload: &[u8]) {
                 respond(&node, &to, &nsp, kind, data);
             });
         }
-        SOCKETS_JOIN => ns.local().add_sockets(&opts, &rooms()),
-        SOCKETS_LEAVE => ns.local().del_sockets(&opts, &rooms()),
-        DISCONNECT_SOCKETS => {
-            let close = data.get("close").and_then(Value::as_bool).unwrap_or(false);
+        MessageKind::Rooms { join, opts, rooms } => {
+            if join {
+                ns.local().add_sockets(&opts, &rooms);
+            } else {
+                ns.local().del_sockets(&opts, &rooms);
+            }
+        }
+        MessageKind::Disconnect { opts, close } => {
             let how = if close {
                 socketlet::Disconnect::Connection
             } else {
@@ -280,33 +415,24 @@ pub(crate) fn on_message(node: &Arc<Node>, payload: &[u8]) {
             };
             ns.local().disconnect_sockets(&opts, how);
         }
-        FETCH_SOCKETS => {
+        MessageKind::Fetch { opts, request_id } => {
             let sockets: Vec<Mp> = ns
                 .local()
                 .sockets(&opts)
                 .iter()
                 .map(|s| msgpack::from_json(&socket_json(&s.info()), &[]))
                 .collect();
-            let request_id = msgpack::from_json(&request_id.unwrap_or(Value::Null), &[]);
+            let request_id = msgpack::from_json(&request_id, &[]);
             let data = map([("requestId", request_id), ("sockets", Mp::Array(sockets))]);
-            respond(node, uid, nsp, FETCH_SOCKETS_RESPONSE, data);
+            respond(node, &uid, &nsp, FETCH_SOCKETS_RESPONSE, data);
         }
-        SERVER_SIDE_EMIT => {
-            let Some((event, args)) = data
-                .get("packet")
-                .and_then(Value::as_array)
-                .and_then(|p| p.split_first())
-            else {
-                return;
-            };
-            if let Some(event) = event.as_str() {
-                ns.deliver_server_side_emit(
-                    event,
-                    Data {
-                        args: args.to_vec(),
-                        binary: bins,
-                    },
-                );
+        MessageKind::ServerSideEmit {
+            event,
+            data,
+            request_id,
+        } => {
+            if let Some(event) = event {
+                ns.deliver_server_side_emit(&event, data);
             }
             if let Some(request_id) = request_id {
                 // socketlet's server-side handlers do not answer; say so rather than let the
@@ -315,10 +441,9 @@ pub(crate) fn on_message(node: &Arc<Node>, payload: &[u8]) {
                     ("requestId", msgpack::from_json(&request_id, &[])),
                     ("packet", Mp::Nil),
                 ]);
-                respond(node, uid, nsp, SERVER_SIDE_EMIT_RESPONSE, data);
+                respond(node, &uid, &nsp, SERVER_SIDE_EMIT_RESPONSE, data);
             }
         }
-        _ => tracing::debug!(nsp, kind, "ignored a sharded message of another type"),
     }
 }
 

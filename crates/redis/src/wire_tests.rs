@@ -16,7 +16,7 @@
 //! next GET carries the heartbeat ping", which the clock reaches without waiting.
 
 #[path = "../../socketlet/tests/common/mod.rs"]
-mod common;
+pub(crate) mod common;
 
 use crate::adapter::{opts_from, packet_from, packet_mp, socket_from, Wire};
 use crate::classic::Classic;
@@ -458,7 +458,10 @@ struct Harness {
 fn harness(uid: &str, sharded: Option<SubscriptionMode>) -> Harness {
     let config = RedisConfig::new("redis://127.0.0.1:1").with_sharded(sharded);
     let (node, published) = Node::detached(config, uid);
-    let cluster = RedisCluster { node: node.clone() };
+    let cluster = RedisCluster {
+        node: node.clone(),
+        streams: None,
+    };
     let io = SocketIo::builder()
         .adapter(cluster.adapter_factory())
         .build();

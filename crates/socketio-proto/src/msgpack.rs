@@ -112,10 +112,13 @@ pub fn decode(bytes: &[u8], limits: &DecoderLimits) -> Result<Packet, ParseError
             Some("id") => {
                 id = match v {
                     Mp::Nil => None,
+                    ref u if is_undefined(u) => None,
                     other => Some(other.as_u64().ok_or(ParseError::InvalidAckId)?),
                 }
             }
-            _ => return Err(ParseError::InvalidPayload),
+            // Other keys are ignored, as the JavaScript decoder does: socket.io-client sends
+            // its packet object whole, `options: {compress: true}` included.
+            _ => {}
         }
     }
     let nsp = nsp.unwrap_or_else(|| "/".to_owned());
@@ -124,8 +127,9 @@ pub fn decode(bytes: &[u8], limits: &DecoderLimits) -> Result<Packet, ParseError
     }
     let mut bins = Vec::new();
     let mut json = |v: Mp| to_json(v, limits, &mut bins);
-    // python-socketio writes `data: nil` where there is none.
-    let data = data.filter(|d| !d.is_nil());
+    // python-socketio writes `data: nil` where there is none, socket.io-client `undefined`
+    // (a CONNECT without auth).
+    let data = data.filter(|d| !d.is_nil() && !is_undefined(d));
     let payload = match kind.ok_or(ParseError::InvalidType)? {
         0 => match data {
             None => PacketData::Connect(None),
@@ -173,8 +177,20 @@ pub fn decode(bytes: &[u8], limits: &DecoderLimits) -> Result<Packet, ParseError
     })
 }
 
+/// notepack's `undefined` (fixext 1 of type 0, payload 0), which socket.io-msgpack-parser
+/// writes for a JavaScript `undefined`.
+///
+/// notepack writes an `ArrayBuffer` or a typed array (`Uint8Array`: what browsers send, having
+/// no `Buffer`) as an extension of type 0 too, with the bytes as payload; the decoder cannot
+/// tell a one-byte array holding 0 (`c7 01 00 00`) from `undefined` (`d4 00 00`) once rmpv
+/// read them, and takes both for `undefined`. Any other extension of type 0 is binary data.
+fn is_undefined(v: &Mp) -> bool {
+    matches!(v, Mp::Ext(0, d) if d.as_slice() == [0])
+}
+
 /// msgpack as JSON: `bin` values become placeholders of attachments pushed to `bins`, within
-/// the limits. Iterative (a stack of containers being filled), depth-checked.
+/// the limits; `undefined` is `null` in an array and leaves its key out of a map, as
+/// `JSON.stringify` has it. Iterative (a stack of containers being filled), depth-checked.
 fn to_json(root: Mp, limits: &DecoderLimits, bins: &mut Vec<Bytes>) -> Result<Value, ParseError> {
     /// A container being filled: its values so far, and the items left (keys for maps).
     enum Frame {
@@ -202,7 +218,10 @@ fn to_json(root: Mp, limits: &DecoderLimits, bins: &mut Vec<Bytes>) -> Result<Va
                 .map(Value::Number)
                 .unwrap_or(Value::Null),
             Mp::String(s) => Value::String(s.into_str().ok_or(ParseError::InvalidPayload)?),
-            Mp::Binary(b) => {
+            ref u if is_undefined(u) => Value::Null,
+            // Extensions of type 0: notepack's ArrayBuffer and typed arrays (see
+            // `is_undefined`).
+            Mp::Binary(b) | Mp::Ext(0, b) => {
                 bytes += b.len();
                 if bins.len() >= limits.max_attachments {
                     return Err(ParseError::InvalidAttachments);
@@ -236,12 +255,15 @@ fn to_json(root: Mp, limits: &DecoderLimits, bins: &mut Vec<Bytes>) -> Result<Va
         };
         let next = match top {
             Frame::Array(_, items) => items.next(),
-            Frame::Map(_, items, key) => match items.next() {
-                Some((k, v)) => {
-                    *key = Some(k.as_str().ok_or(ParseError::InvalidPayload)?.to_owned());
-                    Some(v)
+            Frame::Map(_, items, key) => loop {
+                match items.next() {
+                    Some((_, v)) if is_undefined(&v) => continue,
+                    Some((k, v)) => {
+                        *key = Some(k.as_str().ok_or(ParseError::InvalidPayload)?.to_owned());
+                        break Some(v);
+                    }
+                    None => break None,
                 }
-                None => None,
             },
         };
         let done = match next {
@@ -350,6 +372,67 @@ mod tests {
     }
 
     #[test]
+    fn other_keys_are_ignored_as_socket_io_client_sends_them() {
+        // socket.io-client 4.8 with socket.io-msgpack-parser 3.0.2, for `emit("echo", 1, ack)`:
+        // `{type: 2, data: ["echo", 1], options: {compress: true}, id: 0, nsp: "/"}`.
+        let bytes = b"\x85\xa4type\x02\xa4data\x92\xa4echo\x01\xa7options\x81\xa8compress\xc3\xa2id\x00\xa3nsp\xa1/";
+        let p = decode(bytes, &DecoderLimits::default()).expect("decodes");
+        assert_eq!(
+            p.data,
+            PacketData::Event {
+                name: "echo".into(),
+                args: vec![serde_json::json!(1)],
+                id: Some(0),
+            }
+        );
+        // A CONNECT without auth: `{type: 0, data: undefined, nsp: "/nope"}`.
+        let connect = b"\x83\xa4type\x00\xa4data\xd4\x00\x00\xa3nsp\xa5/nope";
+        let p = decode(connect, &DecoderLimits::default()).expect("decodes");
+        assert_eq!(
+            (p.nsp.as_str(), p.data),
+            ("/nope", PacketData::Connect(None))
+        );
+        // `undefined` in the data: `null` in an array, no key in a map (as JSON.stringify).
+        let undefined = Mp::Ext(0, vec![0]);
+        let event = mp(vec![
+            ("type", Mp::from(2)),
+            ("nsp", Mp::from("/")),
+            (
+                "data",
+                Mp::Array(vec![
+                    Mp::from("e"),
+                    undefined.clone(),
+                    Mp::Map(vec![
+                        (Mp::from("a"), undefined.clone()),
+                        (Mp::from("b"), Mp::from(1)),
+                    ]),
+                ]),
+            ),
+            ("id", undefined),
+        ]);
+        assert_eq!(
+            decode(&event, &DecoderLimits::default()).map(|p| p.data),
+            Ok(PacketData::Event {
+                name: "e".into(),
+                args: vec![serde_json::Value::Null, serde_json::json!({"b": 1})],
+                id: None,
+            })
+        );
+        // A Uint8Array (notepack's extension of type 0) is binary data; other extensions are
+        // refused.
+        let typed = b"\x83\xa4type\x02\xa3nsp\xa1/\xa4data\x92\xa1e\xc7\x03\x00\x01\x02\x03";
+        let p = decode(typed, &DecoderLimits::default()).expect("decodes");
+        assert_eq!(p.attachments, [Bytes::from_static(&[1, 2, 3])]);
+        assert!(matches!(p.data, PacketData::Event { ref args, .. } if args == &[placeholder(0)]));
+        let ext = mp(vec![
+            ("type", Mp::from(2)),
+            ("nsp", Mp::from("/")),
+            ("data", Mp::Array(vec![Mp::from("e"), Mp::Ext(5, vec![1])])),
+        ]);
+        assert!(decode(&ext, &DecoderLimits::default()).is_err());
+    }
+
+    #[test]
     fn bad_input_is_an_error_and_limits_hold() {
         let limits = DecoderLimits::default();
         let bad = |b: Vec<u8>| decode(&b, &limits).is_err();
@@ -377,12 +460,6 @@ mod tests {
         assert!(bad(mp(vec![
             ("type", Mp::from(2)),
             ("nsp", Mp::from("nope")),
-            ("data", Mp::Array(vec![Mp::from("e")]))
-        ])));
-        assert!(bad(mp(vec![
-            ("type", Mp::from(2)),
-            ("nsp", Mp::from("/")),
-            ("extra", Mp::Nil),
             ("data", Mp::Array(vec![Mp::from("e")]))
         ])));
         // A map key that JSON cannot hold.

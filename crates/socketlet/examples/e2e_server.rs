@@ -31,6 +31,10 @@ struct Cli {
     /// Redis 7 sharded pub/sub with this subscription mode (static, dynamic, dynamic-private).
     #[arg(long)]
     redis_sharded: Option<socketlet_redis::SubscriptionMode>,
+    /// Redis Streams, as Node's @socket.io/redis-streams-adapter (with --redis; not with
+    /// --redis-sharded); with --recovery-ms, sessions are kept in Redis.
+    #[arg(long, conflicts_with = "redis_sharded", requires = "redis")]
+    redis_streams: bool,
     /// Serve JSONP polling (off by default).
     #[arg(long)]
     allow_jsonp: bool,
@@ -212,7 +216,11 @@ async fn main() -> std::io::Result<()> {
             let config = socketlet_redis::RedisConfig::new(url.clone())
                 .with_python_channel(args.python_channel.clone())
                 .with_accept_pickle(args.accept_pickle)
-                .with_sharded(args.redis_sharded);
+                .with_sharded(args.redis_sharded)
+                .with_streams(
+                    args.redis_streams
+                        .then(socketlet_redis::StreamsConfig::default),
+                );
             let cluster = socketlet_redis::RedisCluster::connect(config)
                 .await
                 .map_err(std::io::Error::other)?;

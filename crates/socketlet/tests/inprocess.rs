@@ -886,7 +886,7 @@ async fn full_outbox_disconnects_a_client_that_never_reads() {
 
     // Nothing waits for it: a volatile event is dropped, and observers hear of it.
     assert!(matches!(
-        socket.volatile().emit("tick", json!(-1)),
+        socket.emit_volatile("tick", json!(-1)),
         Err(EmitError::Dropped)
     ));
     io.of("/")

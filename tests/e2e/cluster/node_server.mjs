@@ -5,13 +5,18 @@
 // remote-disconnect, server-side-emit (and `ping-nodes` from other nodes -> `nodes-pinged`).
 //
 // Usage: node node_server.mjs --redis redis://127.0.0.1:PORT [--port N] [--sharded MODE]
+//        [--streams] [--recovery-ms MS]
 // With --sharded, the adapter is createShardedAdapter (Redis 7 sharded pub/sub) with that
-// subscriptionMode (static, dynamic, dynamic-private).
+// subscriptionMode (static, dynamic, dynamic-private). With --streams, it is
+// @socket.io/redis-streams-adapter 0.3 (createAdapter(client), its defaults). With --recovery-ms,
+// connectionStateRecovery is on with that maxDisconnectionDuration, and the welcome of a
+// recovered socket carries `"recovered": true` (as the socketlet e2e server's).
 // Prints `LISTENING <port>` once it accepts connections; listens on 127.0.0.1 only.
 
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
+import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
 import { createClient } from "redis";
 import { Server } from "socket.io";
 
@@ -20,6 +25,8 @@ const { values } = parseArgs({
     redis: { type: "string" },
     port: { type: "string", default: "0" },
     sharded: { type: "string" },
+    streams: { type: "boolean", default: false },
+    "recovery-ms": { type: "string" },
   },
 });
 if (!values.redis) {
@@ -36,10 +43,15 @@ await Promise.all([pubClient.connect(), subClient.connect()]);
 const httpServer = createServer();
 // allowEIO3: socket.io-client 2.x clients too, as the socketlet nodes take them.
 const io = new Server(httpServer, {
-  adapter: values.sharded
-    ? createShardedAdapter(pubClient, subClient, { subscriptionMode: values.sharded })
-    : createAdapter(pubClient, subClient, { requestsTimeout: 3000 }),
+  adapter: values.streams
+    ? createStreamsAdapter(pubClient)
+    : values.sharded
+      ? createShardedAdapter(pubClient, subClient, { subscriptionMode: values.sharded })
+      : createAdapter(pubClient, subClient, { requestsTimeout: 3000 }),
   allowEIO3: true,
+  ...(values["recovery-ms"]
+    ? { connectionStateRecovery: { maxDisconnectionDuration: Number(values["recovery-ms"]) } }
+    : {}),
 });
 const root = io.of("/");
 
@@ -51,7 +63,9 @@ const byJson = (key) => (a, b) => {
 };
 
 root.on("connection", (socket) => {
-  socket.emit("welcome", { sid: socket.id, auth: socket.handshake.auth ?? null, protocol: 5 });
+  const welcome = { sid: socket.id, auth: socket.handshake.auth ?? null, protocol: 5 };
+  if (socket.recovered) welcome.recovered = true;
+  socket.emit("welcome", welcome);
 
   socket.on("join", (room, ack) => {
     socket.join(room);

@@ -10,6 +10,9 @@
 #   throughput.test.mjs  a measurement: broadcast throughput of three nodes against one
 #   binary.test.mjs      the socketlet binary, three nodes with --redis, behind the nginx block of
 #                        README.md (read from the file)
+#   streams.test.mjs     --redis-streams with connection state recovery: one node, then two
+#                        socketlet nodes and a Node server with @socket.io/redis-streams-adapter;
+#                        clients recover on another node than the one they left
 # Every test starts its own redis-server, nginx and nodes on free ports of 127.0.0.1 (never the
 # machine's Redis on 6379) and stops them in `after` hooks.
 #
@@ -31,7 +34,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 ROOT="$(cd "$HERE/../../.." && pwd -P)"
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-TEST_FILES=(nginx.test.mjs mixed.test.mjs emitters.test.mjs faults.test.mjs throughput.test.mjs binary.test.mjs)
+TEST_FILES=(nginx.test.mjs mixed.test.mjs emitters.test.mjs faults.test.mjs throughput.test.mjs binary.test.mjs streams.test.mjs)
 # Hard limit of the whole run, in seconds (each test also has its own, much shorter, timeouts).
 SUITE_LIMIT=300
 

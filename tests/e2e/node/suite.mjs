@@ -1,5 +1,6 @@
 // The Node end-to-end suite, run once per client generation (socket.io-client 4.x and 2.x: the
-// `V4` and `V2` adapters of helpers.mjs) and transport setup (see the *.test.mjs files). Each run
+// `V4` and `V2` adapters of helpers.mjs; `V4_MSGPACK`, 4.x with socket.io-msgpack-parser against
+// the server's `--msgpack`) and transport setup (see the *.test.mjs files). Each run
 // gets its own e2e server process. The tests both generations share come first, then those of one
 // generation only.
 //
@@ -120,6 +121,7 @@ export function defineSuite(generation, name) {
   const label = client === V4 ? name : `${generation}-${name}`;
   const test = (title, fn) => it(title, { timeout: TEST_TIMEOUT_MS }, fn);
   const emitAck = client.emitAck;
+  const textArgs = client.sendable ? client.sendable(TEXT_ARGS) : TEXT_ARGS;
 
   describe(`${client.title}, transport setup "${name}"`, () => {
     let server;
@@ -130,7 +132,7 @@ export function defineSuite(generation, name) {
       makeSocket(sockets, server.url + path, { ...clientOpts, ...opts }, client);
 
     before(async () => {
-      server = await startServer({ label });
+      server = await startServer({ label, args: client.serverArgs ?? [] });
     });
     after(async () => {
       closeAll(sockets);
@@ -200,15 +202,15 @@ export function defineSuite(generation, name) {
 
     test("echo with ack returns exactly the same args (unicode, emoji, numbers, nested, null, none)", async () => {
       const { socket } = await connect();
-      assert.deepEqual(await emitAck(socket, "echo", TEXT_ARGS), TEXT_ARGS);
+      assert.deepEqual(await emitAck(socket, "echo", textArgs), textArgs);
       assert.deepEqual(await emitAck(socket, "echo", []), []);
     });
 
     test("echo without ack emits echo back with the same args", async () => {
       const { socket } = await connect();
       const echoed = waitFor(socket, "echo");
-      socket.emit("echo", ...TEXT_ARGS);
-      assert.deepEqual(await echoed, TEXT_ARGS);
+      socket.emit("echo", ...textArgs);
+      assert.deepEqual(await echoed, textArgs);
     });
 
     test("server-to-client ack: ask-client gets the client's answer", async () => {
@@ -458,7 +460,7 @@ export function defineSuite(generation, name) {
     // -------------------------------------------------------------------------------------------
     // socket.io-client 4.x only
 
-    if (client === V4) {
+    if (client.generation === 4) {
       test("welcome has auth {} when the client sends no auth (as in Node)", async () => {
         const { socket, welcome } = await connect();
         assert.deepEqual(welcome, { sid: socket.id, auth: {}, protocol: 5 });
@@ -485,9 +487,15 @@ export function defineSuite(generation, name) {
         let first;
         let second;
         try {
-          first = await startServer({ label: `${label}-restart-a` });
+          const args = client.serverArgs ?? [];
+          first = await startServer({ label: `${label}-restart-a`, args });
           const auth = { token: "restart" };
-          const { socket } = await connectWithWelcome(sockets, first.url, { ...clientOpts, auth });
+          const { socket } = await connectWithWelcome(
+            sockets,
+            first.url,
+            { ...clientOpts, auth },
+            client,
+          );
           assert.deepEqual(await emitAck(socket, "echo", ["before"]), ["before"]);
 
           const disconnected = waitFor(socket, "disconnect");
@@ -505,7 +513,7 @@ export function defineSuite(generation, name) {
           await sleep(300);
           assert.equal(socket.connected, false);
 
-          second = await startServerOnPort(first.port, { label: `${label}-restart-b` });
+          second = await startServerOnPort(first.port, { label: `${label}-restart-b`, args });
           await reconnected;
           const [welcome] = await welcomed;
           assert.deepEqual(welcome, { sid: socket.id, auth, protocol: 5 });
@@ -521,7 +529,7 @@ export function defineSuite(generation, name) {
     // -------------------------------------------------------------------------------------------
     // socket.io-client 2.x only
 
-    if (client !== V4) {
+    if (client.generation === 2) {
       test("the query may also be given as a string", async () => {
         const socket = newSocket({ query: "token=reject&x=1" });
         const errored = waitFor(socket, "error");
