@@ -297,4 +297,30 @@ impl RedisCluster {
     pub async fn server_count(&self) -> Result<usize, socketlet::AdapterError> {
         self.node.server_count("/").await
     }
+
+    /// This node's view of Redis now, for metrics: no Redis round trip.
+    pub fn stats(&self) -> RedisStats {
+        let (subscribed, publishing) = self.node.health();
+        RedisStats {
+            subscribed,
+            publishing,
+            publish_queue: self.node.publish_queue_len()
+                + self.streams.as_ref().map_or(0, |s| s.queue_len()),
+            publish_queue_max: self.node.config.publish_queue,
+        }
+    }
+}
+
+/// A node's view of Redis ([`RedisCluster::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// The pub/sub connection is up and subscribed: other nodes' messages arrive.
+    pub subscribed: bool,
+    /// The last publication worked (or none was tried yet).
+    pub publishing: bool,
+    /// Messages waiting to be published (in streams mode, stream entries too).
+    pub publish_queue: usize,
+    /// The publish queue's bound; past it, emits to the cluster fail.
+    pub publish_queue_max: usize,
 }

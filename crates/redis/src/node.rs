@@ -32,6 +32,8 @@ pub(crate) struct Node {
     subscriptions_changed: Notify,
     pending: Mutex<HashMap<String, mpsc::Sender<Answer>>>,
     publish_failing: AtomicBool,
+    /// Whether the pub/sub connection is up and subscribed (for metrics and readiness).
+    subscribed: AtomicBool,
 }
 
 impl fmt::Debug for Node {
@@ -74,6 +76,7 @@ impl Node {
             subscriptions_changed: Notify::new(),
             pending: Mutex::default(),
             publish_failing: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
         });
         tokio::spawn(run_publisher(Arc::downgrade(&node), rx));
         Ok(node)
@@ -149,6 +152,19 @@ impl Node {
 
     pub(crate) fn response_channel(&self, nsp: &str) -> String {
         format!("{}-response#{}#", self.config.key, nsp)
+    }
+
+    /// The pub/sub connection is up, and publishing worked last time it was tried.
+    pub(crate) fn health(&self) -> (bool, bool) {
+        (
+            self.subscribed.load(Ordering::Relaxed),
+            !self.publish_failing.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Messages waiting in the publish queue.
+    pub(crate) fn publish_queue_len(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
     }
 
     // ---- publishing ----
@@ -493,6 +509,9 @@ async fn run_subscriber(node: std::sync::Weak<Node>) {
         let sharded = strong.config.sharded.is_some();
         drop(strong);
         let mut ready = || {
+            if let Some(strong) = node.upgrade() {
+                strong.subscribed.store(true, Ordering::Relaxed);
+            }
             if let Some(since) = lost_since.take() {
                 tracing::info!(
                     "Redis subscription restored after {:.1} s; cluster delivery resumes",
@@ -509,6 +528,9 @@ async fn run_subscriber(node: std::sync::Weak<Node>) {
         match end {
             SessionEnd::NodeGone => return,
             SessionEnd::Lost(why) => tracing::debug!("Redis pub/sub connection: {why}"),
+        }
+        if let Some(strong) = node.upgrade() {
+            strong.subscribed.store(false, Ordering::Relaxed);
         }
         if lost_since.is_none() {
             lost_since = Some(tokio::time::Instant::now());
@@ -801,6 +823,7 @@ impl Node {
             subscriptions_changed: Notify::new(),
             pending: Mutex::default(),
             publish_failing: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
         });
         (node, rx)
     }

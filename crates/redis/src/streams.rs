@@ -615,6 +615,11 @@ impl Streams {
 
     /// Starts reading every stream (the node's server is attached: what comes can be
     /// delivered).
+    /// Entries waiting for the stream writer.
+    pub(crate) fn queue_len(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     pub(crate) fn attach(&self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("Redis streams: attach outside a tokio runtime; nothing is read");

@@ -170,3 +170,41 @@ async fn a_dynamic_parent_reaches_its_children_on_every_node() {
     let expected_patterns = 2 * 2; // `/` and `/team-x` on each node
     assert!(patterns <= expected_patterns, "{patterns} patterns");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_follow_the_subscription_and_the_publish_queue() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let config = RedisConfig::new(redis.url.clone());
+    let cluster = RedisCluster::connect(config).await.unwrap();
+    let io = SocketIo::builder()
+        .adapter(cluster.adapter_factory())
+        .build();
+    cluster.attach(&io);
+    until_subscribed(&redis, "/", 1).await;
+    within("the subscription to count", async {
+        while !cluster.stats().subscribed {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let stats = cluster.stats();
+    assert!(stats.publishing);
+    assert_eq!(stats.publish_queue, 0);
+    assert!(stats.publish_queue_max > 0);
+
+    redis.stop();
+    // The subscriber notices at once; publishing fails at the next emit.
+    let _ = io.emit("lost", "while Redis is down");
+    within("the stats to see Redis gone", async {
+        loop {
+            let stats = cluster.stats();
+            if !stats.subscribed && !stats.publishing {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
