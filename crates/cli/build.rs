@@ -18,6 +18,17 @@
 //! how to get it.
 //!
 //! Output: `$OUT_DIR/client_bundle.rs`, included by `src/assets.rs`.
+//!
+//! It also embeds the official Socket.IO Admin UI, pinned in `admin-ui/package.json` +
+//! `admin-ui/package-lock.json` (`@socket.io/admin-ui`'s `ui/dist`, and `@mdi/font`'s icon font
+//! that the UI's page would otherwise load from a CDN), looked up the same way:
+//! `$SOCKETLET_ADMIN_UI_MODULES` (a `node_modules` directory holding both packages), then
+//! `admin-ui/node_modules` (after `npm ci --prefix crates/cli/admin-ui`), then `npm ci` inside
+//! `$OUT_DIR/admin-ui` unless `$SOCKETLET_NO_NPM` is set. The page is embedded with its links to
+//! other sites removed (Google's fonts: the browser's sans-serif stands in) or pointed at the
+//! embedded icon font. Source maps are left out. Without them the build still succeeds; the
+//! binary then answers the UI's path with a page that says how to embed it. Output:
+//! `$OUT_DIR/admin_ui.rs`, included by `src/admin_ui.rs`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -31,6 +42,7 @@ use std::time::{Duration, Instant};
 const ENV_DIST: &str = "SOCKETLET_CLIENT_DIST";
 const ENV_NO_NPM: &str = "SOCKETLET_NO_NPM";
 const ENV_NPM_TIMEOUT: &str = "SOCKETLET_NPM_TIMEOUT_SECS";
+const ENV_ADMIN_UI_MODULES: &str = "SOCKETLET_ADMIN_UI_MODULES";
 const DEFAULT_NPM_TIMEOUT_SECS: u64 = 120;
 
 /// The bundle files, in the order of the generated constants.
@@ -47,8 +59,9 @@ fn main() {
     println!("cargo:rerun-if-env-changed={ENV_DIST}");
     println!("cargo:rerun-if-env-changed={ENV_NO_NPM}");
     println!("cargo:rerun-if-env-changed={ENV_NPM_TIMEOUT}");
+    println!("cargo:rerun-if-env-changed={ENV_ADMIN_UI_MODULES}");
 
-    if let Err(message) = run() {
+    if let Err(message) = run().and_then(|()| admin_ui::run()) {
         eprintln!("error: {message}");
         std::process::exit(1);
     }
@@ -164,16 +177,31 @@ fn missing_files(dir: &Path) -> Option<&'static str> {
 /// lockfile) with `npm ci`, unless an install from the same lockfile is
 /// already there.
 fn npm_install(client_dir: &Path, npm_dir: &Path) -> Result<(), String> {
-    let manifest = read(&client_dir.join("package.json"))?;
-    let lockfile = read(&client_dir.join("package-lock.json"))?;
+    npm_ci(
+        client_dir,
+        npm_dir,
+        &[],
+        "the Socket.IO client",
+        &|modules| missing_files(&modules.join("socket.io-client").join("dist")).is_none(),
+    )
+}
 
-    let installed = npm_dir
-        .join("node_modules")
-        .join("socket.io-client")
-        .join("dist");
+/// `npm ci` of the package in `package_dir` (its manifest and lockfile copied into `npm_dir`),
+/// with `extra` arguments, unless an install from the same lockfile is there already
+/// (`installed` judges its `node_modules`). `what` names it in warnings.
+fn npm_ci(
+    package_dir: &Path,
+    npm_dir: &Path,
+    extra: &[&str],
+    what: &str,
+    installed: &dyn Fn(&Path) -> bool,
+) -> Result<(), String> {
+    let manifest = read(&package_dir.join("package.json"))?;
+    let lockfile = read(&package_dir.join("package-lock.json"))?;
+
     let up_to_date = fs::read(npm_dir.join("package.json")).ok().as_ref() == Some(&manifest)
         && fs::read(npm_dir.join("package-lock.json")).ok().as_ref() == Some(&lockfile)
-        && missing_files(&installed).is_none();
+        && installed(&npm_dir.join("node_modules"));
     if up_to_date {
         return Ok(());
     }
@@ -203,13 +231,14 @@ fn npm_install(client_dir: &Path, npm_dir: &Path) -> Result<(), String> {
                 // Offline, the default retries (with back-off) take > 1 min to fail.
                 "--fetch-retries=1",
             ])
+            .args(extra)
             .env("npm_config_update_notifier", "false")
             .current_dir(npm_dir),
         &log_path,
         Duration::from_secs(timeout),
     );
     result.map_err(|reason| {
-        println!("cargo:warning=`npm ci` for the Socket.IO client failed: {reason}");
+        println!("cargo:warning=`npm ci` for {what} failed: {reason}");
         if let Ok(log) = fs::read_to_string(&log_path) {
             let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
             for line in &lines[lines.len().saturating_sub(8)..] {
@@ -361,4 +390,203 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 
 fn env_var(name: &str) -> Result<String, String> {
     env::var(name).map_err(|e| format!("{name}: {e}"))
+}
+
+/// The Admin UI's files (see the header).
+mod admin_ui {
+    use super::*;
+
+    /// The UI's package, under a `node_modules` directory.
+    const UI_PACKAGE: &str = "@socket.io/admin-ui";
+    /// The icon font's package.
+    const MDI_PACKAGE: &str = "@mdi/font";
+    /// The icon font's files served (under `mdi/`): the style sheet and the formats every
+    /// browser of the UI's era reads. Its other formats (eot, ttf) are left out.
+    const MDI_FILES: [&str; 3] = [
+        "css/materialdesignicons.min.css",
+        "fonts/materialdesignicons-webfont.woff2",
+        "fonts/materialdesignicons-webfont.woff",
+    ];
+
+    fn ui_dist(modules: &Path) -> PathBuf {
+        modules.join(UI_PACKAGE).join("ui").join("dist")
+    }
+
+    /// Whether `modules` holds both packages.
+    fn complete(modules: &Path) -> bool {
+        ui_dist(modules).join("index.html").is_file()
+            && MDI_FILES
+                .iter()
+                .all(|f| modules.join(MDI_PACKAGE).join(f).is_file())
+    }
+
+    pub(super) fn run() -> Result<(), String> {
+        let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR")?);
+        let out_dir = PathBuf::from(env_var("OUT_DIR")?);
+        let package_dir = manifest_dir.join("admin-ui");
+        let local = package_dir.join("node_modules");
+        for name in ["package.json", "package-lock.json"] {
+            println!(
+                "cargo:rerun-if-changed={}",
+                package_dir.join(name).display()
+            );
+        }
+        if package_dir.is_dir() {
+            println!("cargo:rerun-if-changed={}", package_dir.display());
+        }
+        let found = if let Some(dir) = env::var_os(ENV_ADMIN_UI_MODULES) {
+            let dir = manifest_dir.join(dir);
+            if !complete(&dir) {
+                return Err(format!(
+                    "{ENV_ADMIN_UI_MODULES}={} does not hold {UI_PACKAGE} and {MDI_PACKAGE}",
+                    dir.display()
+                ));
+            }
+            Ok(dir)
+        } else if complete(&local) {
+            Ok(local)
+        } else if env::var_os(ENV_NO_NPM).is_some() {
+            Err(format!(
+                "{} lacks it and {ENV_NO_NPM} is set",
+                local.display()
+            ))
+        } else {
+            let npm_dir = out_dir.join("admin-ui");
+            // Without the UI's peer dependency (a whole socket.io server).
+            npm_ci(
+                &package_dir,
+                &npm_dir,
+                &["--omit=peer"],
+                "the Admin UI",
+                &complete,
+            )
+            .and_then(|()| {
+                let modules = npm_dir.join("node_modules");
+                if complete(&modules) {
+                    Ok(modules)
+                } else {
+                    Err("`npm ci` succeeded but the packages are incomplete".into())
+                }
+            })
+        };
+        let generated = match found {
+            Ok(modules) => generate(&modules, &out_dir)?,
+            Err(reason) => {
+                println!("cargo:warning=Socket.IO Admin UI not embedded: {reason}");
+                println!(
+                    "cargo:warning=--admin-ui will serve a page that says so; to embed it run \
+                     `npm ci --prefix crates/cli/admin-ui`, then rebuild"
+                );
+                "// @generated by crates/cli/build.rs: no Admin UI embedded.\n\
+                 const ADMIN_UI_FILES: &[(&str, &[u8])] = &[];\n\
+                 const ADMIN_UI_VERSION: Option<&str> = None;\n"
+                    .to_owned()
+            }
+        };
+        let target = out_dir.join("admin_ui.rs");
+        fs::write(&target, generated).map_err(|e| format!("writing {}: {e}", target.display()))
+    }
+
+    /// Every file under `dir` (recursively), as paths relative to it with `/`, sorted.
+    fn files(dir: &Path, under: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), String> {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .map_err(|e| format!("reading {}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let rel = format!("{under}{name}");
+            if path.is_dir() {
+                files(&path, &format!("{rel}/"), out)?;
+            } else if !name.ends_with(".map") {
+                out.push((rel, path));
+            }
+        }
+        Ok(())
+    }
+
+    /// The page with its links to other sites removed, or pointed at the embedded icon font.
+    /// (A `<link ...>` tag is one piece of text without `>` inside: the page is a build output.)
+    fn local_page(html: &str) -> String {
+        let mut out = String::with_capacity(html.len());
+        let mut rest = html;
+        while let Some(start) = rest.find("<link") {
+            out.push_str(&rest[..start]);
+            let Some(len) = rest[start..].find('>') else {
+                rest = &rest[start..];
+                break;
+            };
+            let tag = &rest[start..start + len + 1];
+            rest = &rest[start + len + 1..];
+            let external = tag.contains("href=\"https://")
+                || tag.contains("href=\"http://")
+                || tag.contains("href=\"//");
+            if !external {
+                out.push_str(tag);
+            } else if tag.contains("materialdesignicons") {
+                out.push_str(
+                    "<link rel=\"stylesheet\" href=\"mdi/css/materialdesignicons.min.css\">",
+                );
+            }
+            // Any other link to another site (the Roboto font) is dropped.
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn generate(modules: &Path, out_dir: &Path) -> Result<String, String> {
+        let dist = ui_dist(modules);
+        println!("cargo:rerun-if-changed={}", dist.display());
+        let mut list = Vec::new();
+        files(&dist, "", &mut list)?;
+        for f in MDI_FILES {
+            list.push((format!("mdi/{f}"), modules.join(MDI_PACKAGE).join(f)));
+        }
+        let index = read(&dist.join("index.html"))?;
+        let page = local_page(&String::from_utf8_lossy(&index));
+        for external in ["http://", "https://", "href=\"//", "src=\"//"] {
+            if page.contains(external) {
+                println!(
+                    "cargo:warning=the Admin UI's page still refers to another site ({external})"
+                );
+            }
+        }
+        let page_path = out_dir.join("admin-ui-index.html");
+        fs::write(&page_path, page).map_err(|e| format!("writing {}: {e}", page_path.display()))?;
+        let version = fs::read_to_string(modules.join(UI_PACKAGE).join("package.json"))
+            .ok()
+            .and_then(|json| json_string_field(&json, "version"));
+        let mut out = String::from(
+            "// @generated by crates/cli/build.rs: the embedded Socket.IO Admin UI.\n\n\
+             /// The UI's files: their path under the UI's URL, and their bytes.\n\
+             const ADMIN_UI_FILES: &[(&str, &[u8])] = &[\n",
+        );
+        for (rel, path) in list {
+            let path = if rel == "index.html" {
+                page_path.clone()
+            } else {
+                path.canonicalize().unwrap_or(path)
+            };
+            let path = path
+                .to_str()
+                .ok_or_else(|| format!("non UTF-8 path: {}", path.display()))?
+                .to_owned();
+            println!("cargo:rerun-if-changed={path}");
+            writeln!(out, "    ({rel:?}, include_bytes!({path:?})),").map_err(|e| e.to_string())?;
+        }
+        out.push_str("];\n");
+        let version = match version {
+            Some(v) => format!("Some({v:?})"),
+            None => "None".to_owned(),
+        };
+        writeln!(
+            out,
+            "/// The embedded `@socket.io/admin-ui` version.\n\
+             const ADMIN_UI_VERSION: Option<&str> = {version};"
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
 }

@@ -1,6 +1,7 @@
 //! The `socketlet` binary: a Socket.IO server with a demo page at `/` and the official browser
 //! client bundle at `/socket.io/socket.io.js`.
 
+mod admin_ui;
 mod assets;
 mod config;
 mod provision;
@@ -293,6 +294,8 @@ struct Args {
     /// and /health/ready are always served.)
     #[arg(long, env = "SOCKETLET_METRICS")]
     metrics: bool,
+    #[command(flatten)]
+    admin: admin_ui::AdminArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -693,6 +696,28 @@ fn job_metrics(metrics: &Metrics, jobs: &socketlet_jobs::Jobs) {
     );
 }
 
+/// The Redis adapter's state as metrics.
+fn redis_metrics(metrics: &Metrics, cluster: &socketlet_redis::RedisCluster) {
+    let c = cluster.clone();
+    metrics.gauge_fn(
+        "redis_subscribed",
+        "1 while the Redis pub/sub connection is up (other nodes' messages arrive), else 0",
+        move || i64::from(c.stats().subscribed),
+    );
+    let c = cluster.clone();
+    metrics.gauge_fn(
+        "redis_publishing",
+        "1 while publishing to Redis works, 0 since a publication failed",
+        move || i64::from(c.stats().publishing),
+    );
+    let c = cluster.clone();
+    metrics.gauge_fn(
+        "redis_publish_queue",
+        "Messages waiting to be published to Redis",
+        move || c.stats().publish_queue as i64,
+    );
+}
+
 /// A reason the server could not start, as one sentence for the person who started it.
 #[derive(Debug)]
 struct StartError(String);
@@ -765,6 +790,7 @@ fn init_logs(format: LogFormat) {
 /// together, and the files they name.
 fn check(args: &Args) -> Result<(), StartError> {
     trusted_proxies(&args.trusted_proxies)?;
+    admin_ui::config(&args.admin, &args.path).map_err(StartError)?;
     transports(&args.transports)?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         tls_config(cert, key)?;
@@ -918,14 +944,22 @@ async fn run(args: Args) -> Result<(), StartError> {
     let jobs = console.jobs.clone();
     if let Some(metrics) = &metrics {
         job_metrics(metrics, &jobs);
+        if let Some(cluster) = &cluster {
+            redis_metrics(metrics, cluster);
+        }
     }
+    let _admin = admin_ui::attach(&args.admin, &io, args.redis.as_deref()).map_err(StartError)?;
     let gateway = gateway(&args, &io, metrics.as_ref());
     let demo_on = !gateway.hooked();
     if demo_on {
         demo(&io, console);
     }
 
-    let statics = Static::new(&io.config().engine.path, demo_on);
+    let statics = admin_ui::Files::new(
+        Static::new(&io.config().engine.path, demo_on),
+        &args.admin,
+        &io.config().engine.path,
+    );
     let api_on_main = gateway.api.api_enabled() && args.api_addr.is_none();
     let main_inner = gateway.api.api_service(statics).with_api(api_on_main);
     let service = socketlet::SocketIoService::with_inner(io.clone(), main_inner);

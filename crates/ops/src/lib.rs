@@ -1,5 +1,6 @@
 //! Operating socketlet: Prometheus metrics ([`Metrics`], an [`socketlet::Observer`]) and health
-//! checks, served by [`OpsService`] in front of any service.
+//! checks, served by [`OpsService`] in front of any service; and the server side of the
+//! official Socket.IO Admin UI ([`AdminUi`], see the [`admin`] module).
 //!
 //! ```no_run
 //! use socketlet::SocketIo;
@@ -21,11 +22,18 @@
 //! `metrics.rs`: the counters and gauges, fed by the server's observer interface (one atomic
 //! add per packet; labelled series change only when connections come and go), plus gauges read
 //! at scrape time. `health.rs`: liveness and readiness. `lib.rs`: the service that answers
-//! `/metrics`, `/health/live` and `/health/ready` and passes everything else on.
+//! `/metrics`, `/health/live` and `/health/ready` and passes everything else on. `admin.rs` (and
+//! `admin/`): the Admin UI's namespace, an observer of its own, and its commands.
 
+pub mod admin;
 mod health;
 mod metrics;
 
+#[cfg(feature = "redis")]
+pub use admin::RedisSessionStore;
+pub use admin::{
+    AdminAuth, AdminConfig, AdminError, AdminMode, AdminUi, MemorySessionStore, SessionStore,
+};
 pub use health::{Health, ReadyCheck};
 pub use metrics::{Metrics, MAX_NAMESPACE_LABELS};
 

@@ -218,6 +218,14 @@ impl Socket {
         self.inner.sid
     }
 
+    /// The id of the Engine.IO connection under this socket (Node's `socket.conn.id`): the same
+    /// for every namespace the client joined over it, and the one observers see in
+    /// [`Observer::connection_opened`](crate::Observer::connection_opened) (admin tools group a
+    /// client's sockets by it).
+    pub fn connection_id(&self) -> Sid {
+        self.inner.client.engine().sid()
+    }
+
     /// The namespace.
     pub fn ns(&self) -> &Namespace {
         &self.inner.ns

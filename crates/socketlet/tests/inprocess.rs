@@ -865,11 +865,11 @@ impl socketlet::Observer for CloseLog {
         _connection: &Arc<socketlet::engine::Connection>,
         reason: socketlet::engine::CloseReason,
     ) {
-        self.reasons.lock().unwrap().push(reason);
+        self.reasons.lock().expect("not poisoned").push(reason);
     }
 
     fn volatile_dropped(&self, _nsp: &str, count: usize) {
-        *self.dropped.lock().unwrap() += count;
+        *self.dropped.lock().expect("not poisoned") += count;
     }
 }
 
@@ -894,7 +894,7 @@ async fn full_outbox_disconnects_a_client_that_never_reads() {
         .volatile()
         .emit("tick", json!(-1))
         .unwrap();
-    assert_eq!(*closes.dropped.lock().unwrap(), 2);
+    assert_eq!(*closes.dropped.lock().expect("not poisoned"), 2);
 
     // The client never GETs again: four events fit, the fifth does not.
     for i in 0..4 {
@@ -908,7 +908,7 @@ async fn full_outbox_disconnects_a_client_that_never_reads() {
     assert!(!socket.connected());
     // Clients see "transport error" as Node says it; observers know it was a slow client.
     assert_eq!(
-        *closes.reasons.lock().unwrap(),
+        *closes.reasons.lock().expect("not poisoned"),
         [socketlet::engine::CloseReason::SlowClient]
     );
     assert!(matches!(

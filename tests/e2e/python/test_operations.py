@@ -176,9 +176,15 @@ def redis_server(tmp_path):
 
 def test_ready_follows_redis(redis_server):
     proc, url = redis_server
-    binary = start_socketlet("python", label="ready-redis", args=("--redis", url))
+    binary = start_socketlet("python", label="ready-redis", args=("--redis", url, "--metrics"))
     try:
         assert http_get(f"{binary.url}/health/ready") == (200, "ready\n")
+        samples = wait_until(
+            lambda: s if value(s := scrape(binary.url), "socketlet_redis_subscribed") == 1 else None,
+            "the Redis subscription",
+        )
+        assert value(samples, "socketlet_redis_publishing") == 1
+        assert value(samples, "socketlet_redis_publish_queue") == 0
         proc.kill()
         proc.wait(timeout=5)
         status, body = wait_until(
@@ -186,6 +192,10 @@ def test_ready_follows_redis(redis_server):
             "readiness to fail with Redis gone",
         )
         assert body.startswith("not ready: redis: "), body
+        wait_until(
+            lambda: value(scrape(binary.url), "socketlet_redis_subscribed") == 0,
+            "the metrics to see the subscription lost",
+        )
         # Alive all the same: a restart would not bring Redis back.
         assert http_get(f"{binary.url}/health/live")[0] == 200
     finally:
