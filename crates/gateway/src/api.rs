@@ -19,6 +19,7 @@ use sha2::Digest;
 use socketlet::{BroadcastOperator, RemoteAddr, SocketInfo};
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -206,6 +207,10 @@ fn fail(error: &ApiError) -> Response<Full<Bytes>> {
 }
 
 fn parse<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    // serde reads a struct from an array too, by position: the API takes objects only.
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
@@ -393,13 +398,31 @@ impl Gateway {
 
     /// The sockets a selection targets.
     fn select(&self, sel: &Selection) -> Result<BroadcastOperator, ApiError> {
-        let ns = self.inner.io.resolve(&sel.nsp).ok_or_else(|| {
+        let unknown = || {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_namespace",
                 format!("no namespace {:?}", sel.nsp),
             )
-        })?;
+        };
+        let ns = match self.inner.io.namespace(&sel.nsp) {
+            Some(ns) => ns,
+            None => {
+                // A namespace new to this node: made (clients of other nodes may be in it),
+                // within the bound.
+                let made = &self.inner.api_namespaces;
+                if made.fetch_add(1, Ordering::Relaxed) >= self.inner.config.api_max_new_namespaces
+                {
+                    made.fetch_sub(1, Ordering::Relaxed);
+                    return Err(unknown());
+                }
+                let ns = self.inner.io.resolve(&sel.nsp);
+                if ns.is_none() {
+                    made.fetch_sub(1, Ordering::Relaxed);
+                }
+                ns.ok_or_else(unknown)?
+            }
+        };
         let mut op = ns.broadcast();
         for room in sel.rooms.iter().chain(&sel.sids) {
             op = op.to(room.clone());
@@ -426,6 +449,13 @@ impl Gateway {
             op.emit(&r.event, data).map_err(emit_error)?;
             return Ok(json!({}));
         };
+        let max = self.inner.config.api_max_ack_timeout;
+        if u128::from(timeout) > max.as_millis() {
+            return Err(ApiError::bad_request(format!(
+                "ack_timeout_ms is at most {}",
+                max.as_millis()
+            )));
+        }
         let acks = op
             .timeout(Duration::from_millis(timeout))
             .emit_with_ack(&r.event, data)

@@ -10,6 +10,8 @@ use std::time::Duration;
 /// | --- | --- |
 /// | `api_keys` | none: the API is off |
 /// | `api_body_limit` | 1,000,000 bytes |
+/// | `api_max_new_namespaces` | 100 |
+/// | `api_max_ack_timeout` | 60 s |
 /// | `hooks` | none (see [`HookConfig`]) |
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -19,6 +21,14 @@ pub struct GatewayConfig {
     pub api_keys: Vec<String>,
     /// The largest API request body; a larger one is answered 413.
     pub api_body_limit: usize,
+    /// Namespaces the API may create on this node: a call naming a namespace this node does
+    /// not have yet makes it (when a dynamic namespace accepts the name), so that it reaches
+    /// the clients other nodes hold there. **When reached**, a call naming yet another unknown
+    /// namespace is answered 404 `unknown_namespace` (each namespace holds memory and, on
+    /// Redis, subscriptions, for the node's life).
+    pub api_max_new_namespaces: usize,
+    /// The longest `ack_timeout_ms` an emit may ask for; longer is answered 400.
+    pub api_max_ack_timeout: Duration,
     /// The backend hooks.
     pub hooks: HookConfig,
 }
@@ -28,6 +38,8 @@ impl Default for GatewayConfig {
         GatewayConfig {
             api_keys: Vec::new(),
             api_body_limit: 1_000_000,
+            api_max_new_namespaces: 100,
+            api_max_ack_timeout: Duration::from_secs(60),
             hooks: HookConfig::default(),
         }
     }
@@ -43,6 +55,18 @@ impl GatewayConfig {
     /// Sets [`GatewayConfig::api_body_limit`].
     pub fn with_api_body_limit(mut self, bytes: usize) -> Self {
         self.api_body_limit = bytes;
+        self
+    }
+
+    /// Sets [`GatewayConfig::api_max_new_namespaces`].
+    pub fn with_api_max_new_namespaces(mut self, n: usize) -> Self {
+        self.api_max_new_namespaces = n;
+        self
+    }
+
+    /// Sets [`GatewayConfig::api_max_ack_timeout`].
+    pub fn with_api_max_ack_timeout(mut self, d: Duration) -> Self {
+        self.api_max_ack_timeout = d;
         self
     }
 

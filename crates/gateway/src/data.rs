@@ -46,9 +46,9 @@ pub(crate) fn data_from_wire(args: Vec<Value>, binary: &[String]) -> Result<Data
             Value::Object(o) if o.get("_placeholder") == Some(&Value::Bool(true)) => {
                 let n = o.get("num").and_then(Value::as_u64);
                 if n.is_none_or(|n| (n as usize) >= binary.len()) {
+                    let named = o.get("num").map_or("none".to_owned(), Value::to_string);
                     return Err(WireError(format!(
-                        "a placeholder names attachment {:?}, and there are {}",
-                        o.get("num"),
+                        "a placeholder names attachment {named}, and there are {}",
                         binary.len()
                     )));
                 }

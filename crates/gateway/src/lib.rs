@@ -66,6 +66,8 @@ struct Inner {
     api_keys: Vec<[u8; 32]>,
     warned: api::Warned,
     hooks: Arc<hooks::Hooks>,
+    /// Namespaces the API created (see [`GatewayConfig::api_max_new_namespaces`]).
+    api_namespaces: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -88,6 +90,7 @@ impl Gateway {
                 hooks: hooks::Hooks::new(config.hooks.clone()),
                 config,
                 warned: Default::default(),
+                api_namespaces: Default::default(),
             }),
         }
     }

@@ -157,6 +157,46 @@ fn accept_all(_: &Seen) -> (u16, Value, Duration) {
 // ---- the server API ----
 
 #[tokio::test]
+async fn the_api_makes_few_namespaces() {
+    let io = SocketIo::builder()
+        .engine(|e| e.with_allowed_hosts(socketlet::AllowedHosts::Any))
+        .build();
+    let gateway = Gateway::new(
+        &io,
+        GatewayConfig::default()
+            .with_api_keys([KEY])
+            .with_api_max_new_namespaces(2)
+            .with_hooks(HookConfig::default()),
+    );
+    gateway.attach_all();
+    for n in 0..2 {
+        let body = format!(r#"{{"event":"x","nsp":"/n{n}"}}"#);
+        assert_eq!(api(&gateway, "emit", Some(KEY), &body).await.0, 200);
+    }
+    // Known ones still work; a third new one does not.
+    let (status, _) = api(&gateway, "emit", Some(KEY), r#"{"event":"x","nsp":"/n1"}"#).await;
+    assert_eq!(status, 200);
+    let (status, body) = api(&gateway, "emit", Some(KEY), r#"{"event":"x","nsp":"/n2"}"#).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_namespace"))
+    );
+    assert_eq!(io.namespace_names().len(), 3, "{:?}", io.namespace_names());
+    // A namespace a client made is not the API's: it counts for nothing.
+    let client = Polling::open(&io).await;
+    client.send("40/client,").await;
+    assert!(client.recv_one().await.starts_with("40/client,"));
+    let (status, _) = api(
+        &gateway,
+        "emit",
+        Some(KEY),
+        r#"{"event":"x","nsp":"/client"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn the_api_needs_its_key_and_says_what_is_wrong() {
     let (_io, gateway) = server(HookConfig::default());
     let (status, body) = api(&gateway, "emit", None, r#"{"event":"x"}"#).await;
@@ -176,6 +216,33 @@ async fn the_api_needs_its_key_and_says_what_is_wrong() {
     assert_eq!(status, 404);
     let (status, body) = api(&gateway, "emit", Some(KEY), r#"{"event":"x","nsp":"/x"}"#).await;
     assert_eq!(status, 200, "dynamic namespaces exist: {body}");
+    // serde would read an array by position: only objects are bodies.
+    let (status, body) = api(&gateway, "rooms", Some(KEY), r#"["/x"]"#).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let (status, body) = api(
+        &gateway,
+        "emit",
+        Some(KEY),
+        r#"{"event":"x","ack_timeout_ms":1000000000000}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["message"], "ack_timeout_ms is at most 60000");
+    let (status, body) = api(
+        &gateway,
+        "emit",
+        Some(KEY),
+        r#"{"event":"x","args":[{"_placeholder":true,"num":3}]}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "a placeholder names attachment 3, and there are 0"
+    );
     let big = format!(r#"{{"event":"x","args":["{}"]}}"#, "a".repeat(1_100_000));
     let (status, body) = api(&gateway, "emit", Some(KEY), &big).await;
     assert_eq!(
