@@ -15,6 +15,7 @@
 
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 
@@ -52,6 +53,12 @@ pub fn load(argv: Vec<OsString>) -> Result<Loaded, LoadError> {
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| LoadError::File(format!("{}: {e}", path.display())))?;
+    let mut table = table;
+    let namespaces = match table.remove("namespaces") {
+        Some(value) => namespaces(value)
+            .map_err(|why| LoadError::File(format!("{}: `namespaces`{why}", path.display())))?,
+        None => BTreeMap::new(),
+    };
     let mut full = argv.clone();
     let mut from_file = Vec::new();
     for (key, value) in &table {
@@ -85,12 +92,68 @@ pub fn load(argv: Vec<OsString>) -> Result<Loaded, LoadError> {
     let matches = command
         .try_get_matches_from(full)
         .map_err(|e| LoadError::File(format!("{}: {}", path.display(), clap_message(&e))))?;
-    let args = crate::Args::from_arg_matches(&matches).map_err(LoadError::Clap)?;
+    let mut args = crate::Args::from_arg_matches(&matches).map_err(LoadError::Clap)?;
+    args.namespaces = namespaces;
     Ok(Loaded {
         args,
         matches,
         from_file,
     })
+}
+
+/// The hooks of one namespace, from the file's `[namespaces."/name"]` table: each key replaces
+/// the flag of the same name for that namespace (an empty URL: no such hook there).
+#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceHooks {
+    /// `--hook-connect` for this namespace.
+    pub hook_connect: Option<String>,
+    /// `--hook-event` for this namespace.
+    pub hook_event: Option<String>,
+    /// `--hook-events` for this namespace.
+    pub hook_events: Option<Vec<String>>,
+    /// `--hook-disconnect` for this namespace.
+    pub hook_disconnect: Option<String>,
+    /// `--hook-timeout` for this namespace.
+    pub hook_timeout: Option<u64>,
+    /// `--hook-header` for this namespace.
+    pub hook_headers: Option<Vec<String>>,
+    /// `--hook-forward-cookie` for this namespace.
+    pub hook_forward_cookie: Option<bool>,
+}
+
+/// `namespaces = { "/chat" = { hook_connect = "..." } }`, checked.
+fn namespaces(value: toml::Value) -> Result<BTreeMap<String, NamespaceHooks>, String> {
+    let toml::Value::Table(table) = value else {
+        return Err(": expected a table of namespaces, like [namespaces.\"/chat\"]".into());
+    };
+    let mut out = BTreeMap::new();
+    for (name, hooks) in table {
+        if !name.starts_with('/') {
+            return Err(format!(": `{name}`: a namespace name starts with /"));
+        }
+        let hooks: NamespaceHooks = hooks
+            .try_into()
+            .map_err(|e: toml::de::Error| format!(".\"{name}\": {}", e.message()))?;
+        for url in [
+            &hooks.hook_connect,
+            &hooks.hook_event,
+            &hooks.hook_disconnect,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|u| !u.is_empty())
+        {
+            url.parse::<http::Uri>()
+                .map_err(|e| format!(".\"{name}\": `{url}` is not a URL: {e}"))?;
+        }
+        for header in hooks.hook_headers.iter().flatten() {
+            http::HeaderName::try_from(header.as_str())
+                .map_err(|e| format!(".\"{name}\": `{header}`: {e}"))?;
+        }
+        out.insert(name, hooks);
+    }
+    Ok(out)
 }
 
 /// Why the settings could not be read.
@@ -235,6 +298,33 @@ pub fn effective(loaded: &Loaded) -> String {
             },
         };
         let _ = writeln!(out, "{id} = {value}  # {source}");
+    }
+    for (name, hooks) in &loaded.args.namespaces {
+        let _ = writeln!(out, "\n[namespaces.{}]  # file", quoted(name));
+        let urls = [
+            ("hook_connect", &hooks.hook_connect),
+            ("hook_event", &hooks.hook_event),
+            ("hook_disconnect", &hooks.hook_disconnect),
+        ];
+        for (key, url) in urls {
+            if let Some(url) = url {
+                let _ = writeln!(out, "{key} = {}", quoted(&mask_url_password(url)));
+            }
+        }
+        if let Some(events) = &hooks.hook_events {
+            let list: Vec<String> = events.iter().map(|e| quoted(e)).collect();
+            let _ = writeln!(out, "hook_events = [{}]", list.join(", "));
+        }
+        if let Some(ms) = hooks.hook_timeout {
+            let _ = writeln!(out, "hook_timeout = {ms}");
+        }
+        if let Some(headers) = &hooks.hook_headers {
+            let list: Vec<String> = headers.iter().map(|h| quoted(h)).collect();
+            let _ = writeln!(out, "hook_headers = [{}]", list.join(", "));
+        }
+        if let Some(forward) = hooks.hook_forward_cookie {
+            let _ = writeln!(out, "hook_forward_cookie = {forward}");
+        }
     }
     out
 }
@@ -419,6 +509,51 @@ vm_time_scale = 0.5
             e.starts_with("cannot read /nonexistent/socketlet.toml (--config): "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn namespaces_have_hooks_of_their_own() {
+        let f = file(
+            r#"
+hook_connect = "http://127.0.0.1:8000/connect"
+
+[namespaces."/chat"]
+hook_connect = "http://127.0.0.1:8000/chat/connect"
+hook_events = ["say"]
+
+[namespaces."/public"]
+hook_connect = ""
+"#,
+        );
+        let loaded = load(argv(&["--config", &f.arg()])).unwrap();
+        let chat = &loaded.args.namespaces["/chat"];
+        assert_eq!(
+            chat.hook_connect.as_deref(),
+            Some("http://127.0.0.1:8000/chat/connect")
+        );
+        assert_eq!(chat.hook_events, Some(vec!["say".to_owned()]));
+        assert_eq!(
+            loaded.args.namespaces["/public"].hook_connect.as_deref(),
+            Some("")
+        );
+        let shown = effective(&loaded);
+        assert!(
+            shown.contains("\n[namespaces.\"/chat\"]  # file\nhook_connect = \"http://127.0.0.1:8000/chat/connect\"\nhook_events = [\"say\"]\n"),
+            "{shown}"
+        );
+        // The printed configuration reads back as TOML.
+        let _: toml::Table = shown.parse().unwrap();
+
+        let f = file("[namespaces.\"/chat\"]\nhook_conect = \"http://x\"\n");
+        let e = error(&["--config", &f.arg()]);
+        assert!(
+            e.contains("`namespaces`.\"/chat\": unknown field `hook_conect`"),
+            "{e}"
+        );
+        let f = file("[namespaces.chat]\nhook_connect = \"http://x\"\n");
+        assert!(error(&["--config", &f.arg()]).contains("a namespace name starts with /"));
+        let f = file("[namespaces.\"/chat\"]\nhook_connect = \"http://a b\"\n");
+        assert!(error(&["--config", &f.arg()]).contains("is not a URL"));
     }
 
     #[test]

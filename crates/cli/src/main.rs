@@ -33,6 +33,10 @@ struct Args {
     /// Print the table of options (file key, flag, environment variable, default) and exit.
     #[arg(long)]
     print_options: bool,
+    /// Hooks of particular namespaces: the settings file's `[namespaces."/name"]` tables (no
+    /// flag).
+    #[arg(skip)]
+    namespaces: std::collections::BTreeMap<String, config::NamespaceHooks>,
     /// Address to listen on.
     #[arg(long, env = "SOCKETLET_ADDR", default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
@@ -653,10 +657,13 @@ fn gateway(args: &Args, io: &SocketIo, metrics: Option<&Metrics>) -> BinaryGatew
         hooks = hooks
             .with_observer(move |hook, outcome, took| metrics.hook_called(hook, outcome, took));
     }
-    let any = hooks.any();
-    let config = GatewayConfig::default()
+    let mut config = GatewayConfig::default()
         .with_api_keys(args.api_keys.iter().filter(|k| !k.is_empty()).cloned())
-        .with_hooks(hooks);
+        .with_hooks(hooks.clone());
+    for (name, own) in &args.namespaces {
+        config = config.with_namespace_hooks(name, namespace_hooks(&hooks, own));
+    }
+    let any = config.any_hooks();
     let gateway = socketlet_gateway::Gateway::new(io, config);
     if any {
         gateway.attach_all();
@@ -665,6 +672,47 @@ fn gateway(args: &Args, io: &SocketIo, metrics: Option<&Metrics>) -> BinaryGatew
         api: gateway,
         hooks: any,
     }
+}
+
+/// A namespace's hooks: the flags' (`base`), with what its table in the settings file replaces.
+/// The URLs and headers were checked when the file was read.
+fn namespace_hooks(
+    base: &socketlet_gateway::HookConfig,
+    own: &config::NamespaceHooks,
+) -> socketlet_gateway::HookConfig {
+    let url = |u: &String| {
+        (!u.is_empty())
+            .then(|| u.parse::<http::Uri>().ok())
+            .flatten()
+    };
+    let mut hooks = base.clone();
+    if let Some(u) = &own.hook_connect {
+        hooks = hooks.with_connect(url(u));
+    }
+    if let Some(u) = &own.hook_event {
+        hooks = hooks.with_event(url(u));
+    }
+    if let Some(u) = &own.hook_disconnect {
+        hooks = hooks.with_disconnect(url(u));
+    }
+    if let Some(events) = &own.hook_events {
+        hooks = hooks.with_events(socketlet_gateway::EventFilter::Only(events.clone()));
+    }
+    if let Some(ms) = own.hook_timeout {
+        hooks = hooks.with_timeout(Duration::from_millis(ms));
+    }
+    if let Some(headers) = &own.hook_headers {
+        hooks = hooks.with_headers(
+            headers
+                .iter()
+                .filter_map(|h| http::HeaderName::try_from(h.as_str()).ok())
+                .collect(),
+        );
+    }
+    if let Some(forward) = own.hook_forward_cookie {
+        hooks = hooks.with_forward_cookie(forward);
+    }
+    hooks
 }
 
 /// The jobs' states as metrics: `socketlet_jobs{state="queued"|"running"}` now, and totals of

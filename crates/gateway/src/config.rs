@@ -1,6 +1,7 @@
 //! The gateway's settings, with their defaults.
 
 use http::{HeaderName, Uri};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 /// | `api_max_new_namespaces` | 100 |
 /// | `api_max_ack_timeout` | 60 s |
 /// | `hooks` | none (see [`HookConfig`]) |
+/// | `namespaces` | none: every namespace has `hooks` |
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GatewayConfig {
@@ -31,6 +33,8 @@ pub struct GatewayConfig {
     pub api_max_ack_timeout: Duration,
     /// The backend hooks.
     pub hooks: HookConfig,
+    /// Hooks of particular namespaces (by name, e.g. `/chat`), instead of `hooks`.
+    pub namespaces: BTreeMap<String, HookConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -41,6 +45,7 @@ impl Default for GatewayConfig {
             api_max_new_namespaces: 100,
             api_max_ack_timeout: Duration::from_secs(60),
             hooks: HookConfig::default(),
+            namespaces: BTreeMap::new(),
         }
     }
 }
@@ -74,6 +79,17 @@ impl GatewayConfig {
     pub fn with_hooks(mut self, hooks: HookConfig) -> Self {
         self.hooks = hooks;
         self
+    }
+
+    /// Gives namespace `nsp` hooks of its own (see [`GatewayConfig::namespaces`]).
+    pub fn with_namespace_hooks(mut self, nsp: impl Into<String>, hooks: HookConfig) -> Self {
+        self.namespaces.insert(nsp.into(), hooks);
+        self
+    }
+
+    /// Whether any hook is configured, for any namespace.
+    pub fn any_hooks(&self) -> bool {
+        self.hooks.any() || self.namespaces.values().any(HookConfig::any)
     }
 }
 

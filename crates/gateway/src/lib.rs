@@ -66,6 +66,8 @@ struct Inner {
     api_keys: Vec<[u8; 32]>,
     warned: api::Warned,
     hooks: Arc<hooks::Hooks>,
+    /// The hooks of namespaces that have their own.
+    namespace_hooks: std::collections::BTreeMap<String, Arc<hooks::Hooks>>,
     /// Namespaces the API created (see [`GatewayConfig::api_max_new_namespaces`]).
     api_namespaces: std::sync::atomic::AtomicUsize,
 }
@@ -88,6 +90,11 @@ impl Gateway {
                 io: io.clone(),
                 api_keys: api::digest_keys(&config.api_keys),
                 hooks: hooks::Hooks::new(config.hooks.clone()),
+                namespace_hooks: config
+                    .namespaces
+                    .iter()
+                    .map(|(name, hooks)| (name.clone(), hooks::Hooks::new(hooks.clone())))
+                    .collect(),
                 config,
                 warned: Default::default(),
                 api_namespaces: Default::default(),
@@ -95,18 +102,30 @@ impl Gateway {
         }
     }
 
-    /// Puts the hooks on a namespace (for a dynamic one, on its children).
+    /// Puts the hooks on a namespace (for a dynamic one, on its children): those
+    /// [`GatewayConfig::namespaces`] gives its name, else [`GatewayConfig::hooks`].
     pub fn attach(&self, ns: &socketlet::Namespace) {
-        self.inner.hooks.attach(ns);
+        self.inner
+            .namespace_hooks
+            .get(ns.name())
+            .unwrap_or(&self.inner.hooks)
+            .attach(ns);
     }
 
-    /// Puts the hooks on `/` and makes every other namespace a client asks for a child of a
-    /// dynamic namespace with the hooks (the backend's connect hook decides who may join what;
-    /// without a connect hook, any namespace is open).
+    /// Puts the hooks on `/` and on the namespaces that have their own, and makes every other
+    /// namespace a client asks for a child of a dynamic namespace with the hooks (the backend's
+    /// connect hook decides who may join what; without a connect hook, any namespace is open).
     pub fn attach_all(&self) {
         self.attach(&self.inner.io.of("/"));
-        let others = self.inner.io.dynamic(|_| true);
-        self.attach(&others);
+        for name in self.inner.namespace_hooks.keys() {
+            if name != "/" {
+                self.attach(&self.inner.io.of(name));
+            }
+        }
+        let named: std::collections::BTreeSet<String> =
+            self.inner.namespace_hooks.keys().cloned().collect();
+        let others = self.inner.io.dynamic(move |name| !named.contains(name));
+        self.inner.hooks.attach(&others);
     }
 
     /// Whether the API answers (it has keys).

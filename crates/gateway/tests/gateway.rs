@@ -689,3 +689,47 @@ async fn a_hook_answering_after_the_client_left_harms_nothing() {
     assert_eq!(rooms, json!([]));
     assert_eq!(io.of("/").local().socket_count(), 0);
 }
+
+#[tokio::test]
+async fn a_namespace_can_have_hooks_of_its_own() {
+    let backend = Backend::start(|seen: &Seen| match seen.path.as_str() {
+        "/chat-connect" => (
+            200,
+            json!({"error": {"message": "chat is closed"}}),
+            Duration::ZERO,
+        ),
+        _ => (200, json!({"result": {"user": "any"}}), Duration::ZERO),
+    })
+    .await;
+    let io = SocketIo::builder()
+        .engine(|e| e.with_allowed_hosts(socketlet::AllowedHosts::Any))
+        .build();
+    let gateway = Gateway::new(
+        &io,
+        GatewayConfig::default()
+            .with_hooks(HookConfig::default().with_connect(backend.uri("/connect")))
+            .with_namespace_hooks(
+                "/chat",
+                HookConfig::default().with_connect(backend.uri("/chat-connect")),
+            ),
+    );
+    gateway.attach_all();
+    let client = Polling::open(&io).await;
+    client.send("40").await;
+    assert!(client.recv_one().await.starts_with("40{"));
+    client.send("40/chat,").await;
+    assert_eq!(
+        client.recv_one().await,
+        r#"44/chat,{"message":"chat is closed"}"#
+    );
+    client.send("40/other,").await;
+    assert!(client.recv_one().await.starts_with("40/other,"));
+    let paths: Vec<String> = backend
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(paths, ["/connect", "/chat-connect", "/connect"]);
+}
