@@ -8,7 +8,9 @@
 //! - `echo`: echo with ack, closed loop (CPU per ack, acks/s) or open loop at a fixed rate
 //!   (latency from the scheduled send time);
 //! - `broadcast`: fan-out to every socket (CPU per delivery, first and last delivery);
-//! - `polling`: long-polling request throughput.
+//! - `polling`: long-polling request throughput;
+//! - `soak`: many clients for a long time, with echos and broadcasts: errors, RSS drift and
+//!   latency over time, sampled in windows (`soak-report` writes its report and plots).
 //!
 //! With `--pid` it reads the server's CPU time (`utime + stime`) and RSS from `/proc` around
 //! the measured phase only. Each run writes one JSON result; `report` turns a directory of them
@@ -31,6 +33,7 @@ use scenarios::connect::ConnectArgs;
 use scenarios::echo::EchoArgs;
 use scenarios::idle::IdleArgs;
 use scenarios::polling::PollingArgs;
+use scenarios::soak::SoakArgs;
 use scenarios::Ctx;
 use stats::RunResult;
 use std::net::SocketAddr;
@@ -85,8 +88,17 @@ enum Cmd {
         #[command(flatten)]
         args: PollingArgs,
     },
+    /// A soak: many clients for a long time, with echos and broadcasts, sampled in windows.
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: SoakArgs,
+    },
     /// Writes REPORT.md and the plots from a directory of results.
     Report(report::ReportArgs),
+    /// Writes the soak's report and plots from its result.
+    SoakReport(report::SoakReportArgs),
 }
 
 /// Options of every scenario.
@@ -149,7 +161,8 @@ async fn run_scenario(cmd: Cmd, common: Common, result: &mut RunResult) -> Resul
         Cmd::Echo { args, .. } => scenarios::echo::run(&ctx, &args, result).await,
         Cmd::Broadcast { args, .. } => scenarios::broadcast::run(&ctx, &args, result).await,
         Cmd::Polling { args, .. } => scenarios::polling::run(&ctx, &args, result).await,
-        Cmd::Report(_) => {}
+        Cmd::Soak { args, .. } => scenarios::soak::run(&ctx, &args, result).await,
+        Cmd::Report(_) | Cmd::SoakReport(_) => {}
     }
     Ok(())
 }
@@ -161,7 +174,8 @@ fn scenario(cmd: Cmd) -> Result<bool, BoxError> {
         Cmd::Echo { common, .. } => ("echo", common),
         Cmd::Broadcast { common, .. } => ("broadcast", common),
         Cmd::Polling { common, .. } => ("polling", common),
-        Cmd::Report(_) => return Err("not a scenario".into()),
+        Cmd::Soak { common, .. } => ("soak", common),
+        Cmd::Report(_) | Cmd::SoakReport(_) => return Err("not a scenario".into()),
     };
     let common = common.clone();
     let mut result = RunResult::new(name, &common.cell, &common.server);
@@ -224,6 +238,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.cmd {
         Cmd::Report(args) => report::run(&args).map(|()| true),
+        Cmd::SoakReport(args) => report::soak(&args).map(|()| true),
         cmd => scenario(cmd),
     };
     match outcome {

@@ -400,6 +400,263 @@ fn load(raw: &Path) -> Result<Data, BoxError> {
     })
 }
 
+/// The parameters of `soak-report`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct SoakReportArgs {
+    /// The soak's result (JSON, as `soak --out` wrote it); its plots are written next to it.
+    #[arg(long)]
+    result: PathBuf,
+    /// Where to write SOAK.md.
+    #[arg(long)]
+    out: PathBuf,
+    /// The server and its setup (shown as is).
+    #[arg(long, default_value = "")]
+    server_version: String,
+    /// When the run was made (shown as is).
+    #[arg(long, default_value = "")]
+    date: String,
+    /// The command that made the run (shown as is).
+    #[arg(long, default_value = "bench/soak.sh")]
+    command: String,
+}
+
+/// One column of a soak's windows: its key in a sample, and its title.
+const SOAK_COLUMNS: &[(&str, &str)] = &[
+    ("t_secs", "t (s)"),
+    ("rss_mib", "RSS (MiB)"),
+    ("server_cpu_pct", "server CPU %"),
+    ("gen_cpu_pct", "generator CPU %"),
+    ("other_cpu_pct", "other processes' CPU % (of the machine)"),
+    ("echos", "echos"),
+    ("echo_p50_ms", "echo p50 (ms)"),
+    ("echo_p99_ms", "echo p99 (ms)"),
+    ("echo_max_ms", "echo max (ms)"),
+    ("broadcasts", "broadcasts"),
+    ("deliveries", "deliveries"),
+    ("broadcast_last_p50_ms", "last delivery p50 (ms)"),
+    ("broadcast_last_max_ms", "last delivery max (ms)"),
+    ("errors", "errors"),
+];
+
+/// A soak figure as text: counts as whole numbers, the rest as [`num`] does.
+fn soak_num(key: &str, v: f64) -> String {
+    const COUNTS: &[&str] = &[
+        "errors",
+        "clients_lost",
+        "deliveries_missing",
+        "echos",
+        "broadcasts",
+        "deliveries",
+    ];
+    if COUNTS.contains(&key) {
+        format!("{v:.0}")
+    } else {
+        num(v)
+    }
+}
+
+/// Writes SOAK.md and the soak's plots (RSS, and latency, over time).
+pub(crate) fn soak(args: &SoakReportArgs) -> Result<(), BoxError> {
+    let text = std::fs::read_to_string(&args.result)?;
+    let r: RunResult = serde_json::from_str(&text)?;
+    if r.samples.is_empty() {
+        return Err(format!("{}: no samples", args.result.display()).into());
+    }
+    let plots = args
+        .result
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::create_dir_all(&plots)?;
+    // The plots' paths as SOAK.md links them.
+    let link = |file: &str| {
+        let path = plots.join(file);
+        let out = args.out.canonicalize().unwrap_or_else(|_| args.out.clone());
+        let full = path.canonicalize().unwrap_or_else(|_| path.clone());
+        full.strip_prefix(&out)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| full.to_string_lossy().into_owned())
+    };
+    let series = |key: &str, name: &str| svg::Series {
+        name: name.to_owned(),
+        points: r
+            .samples
+            .iter()
+            .filter_map(|s| Some((s.get("t_secs").copied()? / 60.0, s.get(key).copied()?)))
+            .collect(),
+    };
+    let end = r
+        .samples
+        .last()
+        .and_then(|s| s.get("t_secs").copied())
+        .unwrap_or(0.0)
+        / 60.0;
+    let step = if end > 20.0 { 5.0 } else { 1.0 };
+    let ticks: Vec<(f64, String)> = (0..=(end / step) as usize)
+        .map(|k| (k as f64 * step, format!("{}", k as f64 * step)))
+        .collect();
+    std::fs::write(
+        plots.join("rss.svg"),
+        svg::lines_linear(
+            "Soak: server RSS over time",
+            "minutes",
+            "MiB",
+            &ticks,
+            &[series("rss_mib", "server RSS")],
+        ),
+    )?;
+    std::fs::write(
+        plots.join("latency.svg"),
+        svg::lines(
+            "Soak: latency per window over time",
+            "minutes",
+            "ms (log)",
+            &ticks,
+            &[
+                series("echo_p99_ms", "echo p99"),
+                series("echo_p50_ms", "echo p50"),
+                series("broadcast_last_max_ms", "broadcast max"),
+                series("broadcast_last_p50_ms", "broadcast p50"),
+            ],
+        ),
+    )?;
+
+    let raw = link(
+        args.result
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("soak.json"),
+    );
+    let m = |k: &str| r.metrics.get(k).copied();
+    let p = |k: &str| r.params.get(k).map_or("-".to_owned(), |v| v.to_string());
+    let f = |k: &str| m(k).map_or("-".to_owned(), |v| soak_num(k, v));
+    let mut md = String::new();
+    let _ = writeln!(md, "# socketlet soak\n");
+    let _ = writeln!(
+        md,
+        "Made by `{}` on {} with the benchmark's load generator (`bench/`, scenario `soak`): {} \
+         WebSocket clients stay connected for {} s; each sends {} echo(s) with ack a second on a \
+         fixed schedule (open loop; latency is timed from the scheduled send), and one more \
+         client sends a `broadcast` to every socket every {} ms. Every {} s the generator records \
+         a window: the server's RSS (`VmRSS`) and CPU, the echo latency of that window, the \
+         broadcasts and deliveries, the errors (connections lost, acks missing after {} s, \
+         deliveries missing). The RSS drift is measured from the end of the {} s warm-up to the \
+         end. Raw result: [`{}`]({}).\n",
+        args.command,
+        if args.date.is_empty() {
+            "an unrecorded date"
+        } else {
+            &args.date
+        },
+        p("clients"),
+        p("secs"),
+        p("echo_rate"),
+        p("broadcast_ms"),
+        p("sample_secs"),
+        p("ack_timeout"),
+        p("warmup_secs"),
+        raw,
+        raw,
+    );
+    let _ = writeln!(md, "## Machine and server\n");
+    let _ = writeln!(md, "| | |\n| --- | --- |");
+    for (k, v) in machine() {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    if !args.server_version.is_empty() {
+        let _ = writeln!(md, "| server | {} |", args.server_version);
+    }
+    if let Some(n) = r.params.get("gen_nofile") {
+        let _ = writeln!(md, "| generator open-files limit | {n} |");
+    }
+    let _ = writeln!(
+        md,
+        "\n## Result: {}\n",
+        if r.ok { "passed" } else { "FAILED" }
+    );
+    let _ = writeln!(md, "| figure | value |\n| --- | --- |");
+    let rows: &[(&str, &str)] = &[
+        (
+            "errors",
+            "errors (connections lost, acks missing, failed broadcasts)",
+        ),
+        ("clients_lost", "clients whose connection ended early"),
+        ("deliveries_missing", "broadcast deliveries missing"),
+        ("echos", "echos acked"),
+        ("broadcasts", "broadcasts sent"),
+        ("connect_secs", "seconds to connect every client"),
+        ("rss_first_mib", "RSS at the first window (MiB)"),
+        ("rss_start_mib", "RSS at the end of the warm-up (MiB)"),
+        ("rss_end_mib", "RSS at the end (MiB)"),
+        ("rss_drift_pct", "RSS drift, warm-up end to end (%)"),
+        ("rss_max_mib", "highest RSS (MiB)"),
+        (
+            "rss_after_mib",
+            "RSS after the traffic, the clients still connected (MiB)",
+        ),
+        ("echo_p99_min_ms", "echo p99 per window: lowest (ms)"),
+        ("echo_p99_median_ms", "echo p99 per window: median (ms)"),
+        ("echo_p99_max_ms", "echo p99 per window: highest (ms)"),
+        (
+            "broadcast_last_p50_ms",
+            "broadcast to the last client: p50 (ms)",
+        ),
+        (
+            "broadcast_last_p99_ms",
+            "broadcast to the last client: p99 (ms)",
+        ),
+        (
+            "server_cpu_pct_mean",
+            "server CPU, mean of the windows (% of one core)",
+        ),
+        (
+            "gen_cpu_pct_mean",
+            "generator CPU, mean of the windows (% of one core)",
+        ),
+        (
+            "other_cpu_pct_mean",
+            "other processes' CPU, mean of the windows (% of the machine)",
+        ),
+    ];
+    for (k, label) in rows {
+        let _ = writeln!(md, "| {label} | {} |", f(k));
+    }
+    if !r.errors.is_empty() {
+        let _ = writeln!(md, "\nErrors: {}", distinct_errors(&r.errors));
+    }
+    let _ = writeln!(
+        md,
+        "\n## Over time\n\n![RSS over time]({})\n\n![latency over time]({})\n\nPer window: the \
+         echo latency's p50 and p99, and the median and highest time from a broadcast's send to \
+         its last delivery. The server under test and the generator each run on one thread: an \
+         echo that comes while either is writing or reading a broadcast's {} deliveries waits \
+         for it, which is most of the p99. The other processes' share of the machine is in the \
+         windows' table.\n",
+        link("rss.svg"),
+        link("latency.svg"),
+        p("clients"),
+    );
+    let _ = writeln!(md, "## Windows\n");
+    let titles: Vec<&str> = SOAK_COLUMNS.iter().map(|c| c.1).collect();
+    let _ = writeln!(md, "| {} |", titles.join(" | "));
+    let _ = writeln!(md, "|{}", " --- |".repeat(titles.len()));
+    for s in &r.samples {
+        let cells: Vec<String> = SOAK_COLUMNS
+            .iter()
+            .map(|(k, _)| s.get(*k).map_or("-".to_owned(), |v| soak_num(k, *v)))
+            .collect();
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
+    }
+    std::fs::write(args.out.join("SOAK.md"), md)?;
+    println!(
+        "wrote {} and the plots in {}",
+        args.out.join("SOAK.md").display(),
+        plots.display()
+    );
+    Ok(())
+}
+
 fn machine() -> Vec<(String, String)> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");

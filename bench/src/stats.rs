@@ -21,6 +21,11 @@ impl Samples {
         Samples { us }
     }
 
+    /// The number of samples.
+    pub(crate) fn len(&self) -> usize {
+        self.us.len()
+    }
+
     /// The `q` quantile (0..=1) in milliseconds, nearest rank; 0 when empty.
     pub(crate) fn ms(&self, q: f64) -> f64 {
         if self.us.is_empty() {
@@ -47,7 +52,7 @@ impl Samples {
 /// What one run of a scenario measured; written as JSON.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct RunResult {
-    /// The scenario (`idle`, `connect`, `echo`, `broadcast`, `polling`).
+    /// The scenario (`idle`, `connect`, `echo`, `broadcast`, `polling`, `soak`).
     pub(crate) scenario: String,
     /// The cell name given by the runner (e.g. `idle-ws-10k`).
     pub(crate) cell: String,
@@ -64,6 +69,9 @@ pub(crate) struct RunResult {
     /// Latency curve (quantile, ms), for the plots.
     #[serde(default)]
     pub(crate) latency_curve: Vec<(f64, f64)>,
+    /// Figures over time, one map per window (the soak).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) samples: Vec<BTreeMap<String, f64>>,
 }
 
 impl RunResult {

@@ -66,6 +66,28 @@ pub(crate) fn lines(
     x_ticks: &[(f64, String)],
     series: &[Series],
 ) -> String {
+    chart(title, x_label, y_label, x_ticks, series, true)
+}
+
+/// Lines on linear axes, y from 0 (with `x_ticks` labelled).
+pub(crate) fn lines_linear(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    x_ticks: &[(f64, String)],
+    series: &[Series],
+) -> String {
+    chart(title, x_label, y_label, x_ticks, series, false)
+}
+
+fn chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    x_ticks: &[(f64, String)],
+    series: &[Series],
+    log_y: bool,
+) -> String {
     let mut out = String::new();
     header(&mut out, title);
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
@@ -83,18 +105,29 @@ pub(crate) fn lines(
         ymin.log10().floor(),
         ymax.log10().ceil().max(ymin.log10().floor() + 1.0),
     );
+    let top = nice_ceiling(ymax);
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
     let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * pw;
-    let py = |y: f64| TOP + ph - (y.max(1e-9).log10() - ly0) / (ly1 - ly0) * ph;
+    let py = |y: f64| {
+        if log_y {
+            TOP + ph - (y.max(1e-9).log10() - ly0) / (ly1 - ly0) * ph
+        } else {
+            TOP + ph - y.max(0.0) / top * ph
+        }
+    };
     let _ = writeln!(
         out,
         r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
     );
-    let mut d = ly0 as i32;
-    while d <= ly1 as i32 {
-        let y = py(10f64.powi(d));
-        let label = format!("{}", 10f64.powi(d));
+    let ticks: Vec<f64> = if log_y {
+        (ly0 as i32..=ly1 as i32).map(|d| 10f64.powi(d)).collect()
+    } else {
+        (0..=5).map(|k| top * k as f64 / 5.0).collect()
+    };
+    for v in ticks {
+        let y = py(v);
+        let label = if log_y { format!("{v}") } else { trim(v) };
         let _ = writeln!(
             out,
             r##"<line x1="{LEFT}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{label}</text>"##,
@@ -102,7 +135,6 @@ pub(crate) fn lines(
             LEFT - 6.0,
             y + 4.0
         );
-        d += 1;
     }
     for (x, label) in x_ticks {
         let xx = px(*x);

@@ -35,16 +35,52 @@ struct Round {
     last_ns: AtomicU64,
 }
 
-struct Board {
-    epoch: Instant,
-    clients: usize,
+/// The deliveries of each round of broadcasts, as the receivers count them.
+pub(crate) struct Board {
+    /// Times are in nanoseconds since this.
+    pub(crate) epoch: Instant,
+    /// Receivers of each round.
+    pub(crate) clients: usize,
     rounds: Vec<Round>,
     done: Notify,
     stray: AtomicUsize,
 }
 
 impl Board {
-    fn record(&self, round: u64) {
+    /// A board for `rounds` rounds of `clients` receivers each, its epoch now.
+    pub(crate) fn new(clients: usize, rounds: usize) -> Board {
+        Board {
+            epoch: Instant::now(),
+            clients,
+            rounds: (0..rounds)
+                .map(|_| Round {
+                    count: AtomicUsize::new(0),
+                    first_ns: AtomicU64::new(u64::MAX),
+                    last_ns: AtomicU64::new(0),
+                })
+                .collect(),
+            done: Notify::new(),
+            stray: AtomicUsize::new(0),
+        }
+    }
+
+    /// The number of rounds.
+    pub(crate) fn rounds(&self) -> usize {
+        self.rounds.len()
+    }
+
+    /// Round `i`'s deliveries so far and the time of its last one.
+    pub(crate) fn round(&self, i: usize) -> Option<(usize, u64)> {
+        self.rounds.get(i).map(|r| {
+            (
+                r.count.load(Ordering::Acquire),
+                r.last_ns.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Counts one delivery of `round`.
+    pub(crate) fn record(&self, round: u64) {
         let now = self.epoch.elapsed().as_nanos() as u64;
         match self.rounds.get(round as usize) {
             Some(r) => {
@@ -107,19 +143,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &BroadcastArgs, result: &mut RunResult)
         return;
     };
     let n = clients.len();
-    let board = Arc::new(Board {
-        epoch: Instant::now(),
-        clients: n,
-        rounds: (0..args.rounds)
-            .map(|_| Round {
-                count: AtomicUsize::new(0),
-                first_ns: AtomicU64::new(u64::MAX),
-                last_ns: AtomicU64::new(0),
-            })
-            .collect(),
-        done: Notify::new(),
-        stray: AtomicUsize::new(0),
-    });
+    let board = Arc::new(Board::new(n, args.rounds));
     let mut sender = clients.swap_remove(0);
     let mut receivers = tokio::task::JoinSet::new();
     for ws in clients {

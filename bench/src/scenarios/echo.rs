@@ -107,7 +107,7 @@ async fn closed_loop(
 /// client's task; send `j` belongs to client `j % n` and is due at `start + j * interval`
 /// rounded down to a multiple of `quantum` (the schedule itself is on that grid, so the
 /// rounding adds no lateness).
-fn spawn_pacer(
+pub(crate) fn spawn_pacer(
     start: std::time::Instant,
     interval: Duration,
     quantum: Duration,

@@ -5,6 +5,7 @@ pub(crate) mod connect;
 pub(crate) mod echo;
 pub(crate) mod idle;
 pub(crate) mod polling;
+pub(crate) mod soak;
 
 use crate::net::Target;
 use crate::procfs::{Probe, Window};
