@@ -168,7 +168,7 @@ impl State {
     /// Queues a packet; returns whether the writer must be woken.
     fn push(&mut self, packet: Packet) -> bool {
         self.outbox.push_back(packet);
-        !self.writer_busy
+        !self.writer_busy && !self.ws_out.stalled
     }
 }
 
@@ -353,7 +353,7 @@ impl Socket {
                 st.deliver(version, msgs)
             } else {
                 st.outbox.extend(msgs.map(Message::into_packet));
-                !st.writer_busy
+                !st.writer_busy && !st.ws_out.stalled
             }
         };
         if wake {

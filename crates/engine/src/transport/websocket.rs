@@ -162,7 +162,9 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, req: Request<B>) -> Response<Respo
             let _ = ws.close(None).await;
             let _ = tokio::time::timeout(CLOSE_LINGER, flush(&mut ws)).await;
             // What the client did not take belongs to this WebSocket only.
-            socket.lock().ws_out.pending = bytes::BytesMut::new();
+            let mut st = socket.lock();
+            st.ws_out.pending = bytes::BytesMut::new();
+            st.ws_out.stalled = false;
         }
     });
     res
@@ -191,8 +193,22 @@ async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
         return false;
     };
     let deadline = tokio::time::Instant::now() + timeout;
+    // The session may end meanwhile (a heartbeat timeout on polling): the probe ends with it.
+    let closed = socket.closed_wake.notified();
+    tokio::pin!(closed);
+    closed.as_mut().enable();
     loop {
-        let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
+        if socket.is_closed() {
+            return false;
+        }
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, ws.next()) => next,
+            () = &mut closed => {
+                tracing::debug!(sid = %socket.sid(), "session closed during the upgrade");
+                return false;
+            }
+        };
+        let frame = match next {
             Ok(Some(Ok(frame))) => frame,
             Ok(_) => return false,
             Err(_) => {
@@ -200,8 +216,17 @@ async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
                 return false;
             }
         };
-        let Some(Ok(packet)) = decode(socket.protocol(), frame) else {
-            return false;
+        let packet = match decode(socket.protocol(), frame) {
+            Some(Ok(packet)) => packet,
+            // A ping or a pong carries no packet (Node's `ws` answers pings below the protocol
+            // too): send the pong tungstenite queued, and wait for the next frame.
+            None => {
+                if SinkExt::flush(ws).await.is_err() || flush(ws).await.is_err() {
+                    return false;
+                }
+                continue;
+            }
+            Some(Err(_)) => return false,
         };
         let step = socket.lock().session.on_probe(&packet, now());
         tracing::trace!(sid = %socket.sid(), ?packet, ok = step.is_ok(), "upgrade step");
@@ -317,6 +342,7 @@ impl Drop for Direct<'_> {
         let mut st = self.0.lock();
         st.ws_out.direct = None;
         st.ws_out.pending = bytes::BytesMut::new();
+        st.ws_out.stalled = false;
     }
 }
 
@@ -511,5 +537,84 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CloseReason, Engine, EngineConfig, EngineHandler, EngineService, Message, Socket};
+    use futures_util::{SinkExt, StreamExt};
+    use http_body_util::{BodyExt, Empty};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::io::DuplexStream;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    use tokio_tungstenite::WebSocketStream;
+    use tower::ServiceExt;
+
+    /// Counts upgrades.
+    #[derive(Default)]
+    struct Upgrades(AtomicUsize);
+
+    impl EngineHandler for Upgrades {
+        fn on_open(&self, _socket: &Arc<Socket>) {}
+        fn on_message(&self, _socket: &Arc<Socket>, _msg: Message) {}
+        fn on_close(&self, _socket: &Arc<Socket>, _reason: CloseReason) {}
+        fn on_upgrade(&self, _socket: &Arc<Socket>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    async fn next(ws: &mut WebSocketStream<DuplexStream>) -> Frame {
+        tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("a frame")
+            .expect("a valid frame")
+    }
+
+    /// Found by the `websocket_read` fuzz target (fuzz/seeds/websocket_read/
+    /// v4_upgrade_with_pings): a WebSocket ping during the probe made the upgrade fail. Pings
+    /// carry no packet: the probe answers them and goes on, as Node's engine.io does.
+    #[tokio::test(start_paused = true)]
+    async fn pings_during_the_probe_are_answered_and_the_upgrade_completes() {
+        let handler = Arc::new(Upgrades::default());
+        let engine = Engine::new(EngineConfig::default(), handler.clone());
+        let svc = EngineService::new(engine.clone());
+        let req = http::Request::get("/engine.io/?EIO=4&transport=polling")
+            .header(http::header::HOST, "localhost")
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("a request");
+        let Ok(res) = svc.clone().oneshot(req).await;
+        let body = res.into_body().collect().await.expect("a body").to_bytes();
+        let open: serde_json::Value = serde_json::from_slice(&body[1..]).expect("OPEN");
+        let sid = open["sid"].as_str().expect("a sid").to_owned();
+
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let hyper_svc = hyper::service::service_fn(move |req| svc.clone().oneshot(req));
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(server), hyper_svc)
+                .with_upgrades(),
+        );
+        let url = format!("ws://localhost/engine.io/?EIO=4&transport=websocket&sid={sid}");
+        let (mut ws, _) = tokio_tungstenite::client_async(url, client)
+            .await
+            .expect("the WebSocket handshake");
+
+        ws.send(Frame::Ping("before".into())).await.expect("sent");
+        assert_eq!(next(&mut ws).await, Frame::Pong("before".into()));
+        ws.send(Frame::text("2probe")).await.expect("sent");
+        assert_eq!(next(&mut ws).await, Frame::text("3probe"));
+        ws.send(Frame::Ping("between".into())).await.expect("sent");
+        assert_eq!(next(&mut ws).await, Frame::Pong("between".into()));
+        ws.send(Frame::text("5")).await.expect("sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(handler.0.load(Ordering::SeqCst), 1, "not upgraded");
+        let socket = engine
+            .socket(crate::Sid::parse(&sid).expect("a sid"))
+            .expect("the session");
+        assert_eq!(socket.transport(), crate::TransportKind::WebSocket);
     }
 }

@@ -41,6 +41,10 @@ pub(crate) struct WsOut {
     /// Framed bytes the kernel has not taken yet. While not empty, new packets wait in the
     /// outbox.
     pub(crate) pending: BytesMut,
+    /// The task's last drain could not write everything: it waits for the socket to be
+    /// writable and will write what is queued then, so a new packet need not wake it (a
+    /// client that does not read would otherwise cost a wake-up per packet sent to it).
+    pub(crate) stalled: bool,
 }
 
 impl State {
@@ -65,7 +69,7 @@ impl State {
             }
         }
         self.outbox.extend(msgs.map(Message::into_packet));
-        !self.writer_busy
+        !self.writer_busy && !self.ws_out.stalled
     }
 }
 
@@ -371,6 +375,7 @@ pub(crate) fn drain(io: &mut WsIo, cx: &mut Context<'_>, take_outbox: bool) -> i
             Ok(())
         })?;
     };
+    st.ws_out.stalled = !done;
     Ok(Drained {
         deadline: st.session.next_deadline(),
         closed: st.session.closed().is_some(),
