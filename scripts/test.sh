@@ -18,6 +18,9 @@
 #  10. the gateway (server API and backend hooks): the socketlet Python package's tests (python/),
 #      a Starlette backend with socket.io-client 4.x and python-socketio 5.x, one node and two on
 #      Redis, and schemathesis against /api/openapi.json, tests/e2e/gateway
+#  10b. the story's application, examples/django (Django behind nginx, socketlet, dramatiq
+#      workers on Redis and RabbitMQ), started by its run.sh and driven in headless Chromium,
+#      tests/e2e/django
 #  11. resilience: hostile raw clients against the binary (slow-loris and endless bodies, ping and
 #      pong floods, non-readers in a busy room, abandoned sessions and upgrades, a job flood),
 #      memory and latency within stated bounds, tests/e2e/resilience
@@ -160,6 +163,10 @@ bash "$E2E_DIR/cluster/run.sh" || die "the cluster e2e suite failed"
 # ---------------------------------------------------------------------------------------------
 step "10/12 e2e: the gateway (python/ package, Starlette backend, Node and Python clients, Redis, schemathesis), tests/e2e/gateway"
 bash "$E2E_DIR/gateway/run.sh" || die "the gateway e2e suite failed"
+
+# ---------------------------------------------------------------------------------------------
+step "10b/12 e2e: the Django example (examples/django/run.sh: Django, nginx, dramatiq, Chromium), tests/e2e/django"
+bash "$E2E_DIR/django/run.sh" || die "the Django example's e2e suite failed"
 
 # ---------------------------------------------------------------------------------------------
 step "11/12 e2e: resilience (slow bodies, floods, non-readers, abandoned sessions, job flood), tests/e2e/resilience"

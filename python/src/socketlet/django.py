@@ -126,8 +126,9 @@ def user_from_cookies(headers):
     ``--hook-forward-cookie``: ``headers`` is the payload's ``"headers"`` (or the cookie string
     itself). The session is read with ``settings.SESSION_ENGINE`` and the user with the
     authentication backend that logged them in, as Django's own middleware does (a session
-    whose password hash no longer matches gives no user). Check ``headers["origin"]`` too: a
-    cookie rides along whatever site opened the WebSocket.
+    whose password hash no longer matches gives no user). Check ``headers.get("origin")`` too
+    when there is one: a cookie rides along whatever site opened the WebSocket (browsers send no
+    ``Origin`` on same-origin polling requests, so refuse a wrong one, not a missing one).
     """
     from django.contrib.auth import get_user
     from django.http.cookie import parse_cookie

@@ -19,8 +19,9 @@ const GRACE_MS = 500;
 /** The ```nginx block of the README, pointed at `ports` and listening on 127.0.0.1:`listen`. */
 function documentedConfig(ports, listen) {
   const doc = readFileSync(join(HERE, "..", "..", "..", "README.md"), "utf8");
-  const m = /```nginx\n([\s\S]*?)```/.exec(doc);
-  assert.ok(m, "the README has an nginx block");
+  // The block of "nginx in front" (the one with an upstream of nodes; other sections have theirs).
+  const m = [...doc.matchAll(/```nginx\n([\s\S]*?)```/g)].find((b) => /^upstream socketlet \{$/m.test(b[1]));
+  assert.ok(m, "the README has an nginx block with `upstream socketlet`");
   let conf = m[1];
   const servers = conf.match(/^\s*server \d+\.\d+\.\d+\.\d+:\d+;$/gm) ?? [];
   assert.equal(servers.length, ports.length, "one upstream server line per node in the README");
