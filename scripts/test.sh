@@ -18,15 +18,15 @@
 #  10. the gateway (server API and backend hooks): the socketlet Python package's tests (python/),
 #      a Starlette backend with socket.io-client 4.x and python-socketio 5.x, one node and two on
 #      Redis, and schemathesis against /api/openapi.json, tests/e2e/gateway
-#  10b. the story's application, examples/django (Django behind nginx, socketlet, dramatiq
+#  11. the story's application, examples/django (Django behind nginx, socketlet, dramatiq
 #      workers on Redis and RabbitMQ), started by its run.sh and driven in headless Chromium,
 #      tests/e2e/django
-#  11. resilience: hostile raw clients against the binary (slow-loris and endless bodies, ping and
+#  12. resilience: hostile raw clients against the binary (slow-loris and endless bodies, ping and
 #      pong floods, non-readers in a busy room, abandoned sessions and upgrades, a job flood),
 #      memory and latency within stated bounds, tests/e2e/resilience
-#  12. the benchmark harness in smoke mode (tiny numbers, socketlet only: the scenarios complete), bench/
+#  13. the benchmark harness in smoke mode (tiny numbers, socketlet only: the scenarios complete), bench/
 # Environment:
-#   SOCKETLET_SKIP_E2E=1  skip steps 5 to 12 (quick local runs; never set in CI)
+#   SOCKETLET_SKIP_E2E=1  skip steps 5 to 13 (quick local runs; never set in CI)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -64,7 +64,7 @@ trap on_exit EXIT
 command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust: https://rustup.rs)"
 
 # ---------------------------------------------------------------------------------------------
-step "1/12 cargo test --workspace --all-features"
+step "1/13 cargo test --workspace --all-features"
 # The Redis crate's own tests start a redis-server of their own (Debian's package when missing);
 # in this run they must not skip for want of one.
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
@@ -77,7 +77,7 @@ export SOCKETLET_REQUIRE_DRAMATIQ=1
 cargo test --workspace --all-features
 
 # ---------------------------------------------------------------------------------------------
-step "2/12 static checks: rustfmt, clippy on every member, sans-I/O crates without tokio/hyper/tungstenite"
+step "2/13 static checks: rustfmt, clippy on every member, sans-I/O crates without tokio/hyper/tungstenite"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 for crate in "${SANS_IO_CRATES[@]}"; do
@@ -92,7 +92,7 @@ for crate in "${SANS_IO_CRATES[@]}"; do
 done
 
 # ---------------------------------------------------------------------------------------------
-step "3/12 fuzz targets, short run (scripts/fuzz.sh --quiet --seconds $FUZZ_SECONDS, every target)"
+step "3/13 fuzz targets, short run (scripts/fuzz.sh --quiet --seconds $FUZZ_SECONDS, every target)"
 # Every target of fuzz/ for a few seconds, on a copy of its seeds; a crash (a panic, a failed
 # check, an overflow, a timeout) fails the step. cargo-fuzz builds with the nightly toolchain:
 # without it this fails, it does not skip. scripts/fuzz.sh installs cargo-fuzz when missing.
@@ -102,7 +102,7 @@ bash "$ROOT/scripts/fuzz.sh" --quiet --seconds "$FUZZ_SECONDS" ||
   die "a fuzz target failed (above: its input in fuzz/artifacts/<target>/ and how to replay it)"
 
 # ---------------------------------------------------------------------------------------------
-step "4/12 cargo build -p socketlet --example e2e_server -p socketlet-cli --bin socketlet"
+step "4/13 cargo build -p socketlet --example e2e_server -p socketlet-cli --bin socketlet"
 cargo build -p socketlet --example e2e_server -p socketlet-cli --bin socketlet
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
@@ -116,7 +116,7 @@ export SOCKETLET_BIN
 echo "SOCKETLET_BIN=$SOCKETLET_BIN"
 
 if [ "${SOCKETLET_SKIP_E2E:-}" = 1 ]; then
-  step "5/12 to 12/12 e2e suites SKIPPED (SOCKETLET_SKIP_E2E=1)"
+  step "5/13 to 13/13 e2e suites SKIPPED (SOCKETLET_SKIP_E2E=1)"
   CURRENT_STEP=""
   exit 0
 fi
@@ -125,7 +125,7 @@ rm -rf "$ARTIFACTS"
 mkdir -p "$ARTIFACTS"
 
 # ---------------------------------------------------------------------------------------------
-step "5/12 e2e: official Node client (socket.io-client), tests/e2e/node"
+step "5/13 e2e: official Node client (socket.io-client), tests/e2e/node"
 need_node
 echo "node $(node --version), npm $(npm --version)"
 # tls.test.mjs makes its certificate with openssl.
@@ -140,7 +140,7 @@ if ! node_test "$NODE_DIR" "${node_test_files[@]}"; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-step "6/12 e2e: official Python client (python-socketio), tests/e2e/python"
+step "6/13 e2e: official Python client (python-socketio), tests/e2e/python"
 make_venv "$VENV" "$PY_DIR/requirements.txt"
 "$VENV/bin/python" --version
 if ! (cd "$PY_DIR" && with_limit "$VENV/bin/python" -m pytest -q); then
@@ -149,31 +149,31 @@ if ! (cd "$PY_DIR" && with_limit "$VENV/bin/python" -m pytest -q); then
 fi
 
 # ---------------------------------------------------------------------------------------------
-step "7/12 e2e: python-socketio 4.5.1 and 4.6.1 (Engine.IO v3), mixed room, tests/e2e/python4"
+step "7/13 e2e: python-socketio 4.5.1 and 4.6.1 (Engine.IO v3), mixed room, tests/e2e/python4"
 bash "$E2E_DIR/python4/run.sh" || die "the python-socketio 4.x e2e suite failed"
 
 # ---------------------------------------------------------------------------------------------
-step "8/12 e2e: headless Chromium (JSONP polling, VM console, Admin UI), tests/e2e/browser"
+step "8/13 e2e: headless Chromium (JSONP polling, VM console, Admin UI), tests/e2e/browser"
 bash "$E2E_DIR/browser/run.sh" || die "the browser e2e tests failed"
 
 # ---------------------------------------------------------------------------------------------
-step "9/12 e2e: Redis clusters (nginx, Node redis-adapter and emitter, python-socketio queue), tests/e2e/cluster"
+step "9/13 e2e: Redis clusters (nginx, Node redis-adapter and emitter, python-socketio queue), tests/e2e/cluster"
 bash "$E2E_DIR/cluster/run.sh" || die "the cluster e2e suite failed"
 
 # ---------------------------------------------------------------------------------------------
-step "10/12 e2e: the gateway (python/ package, Starlette backend, Node and Python clients, Redis, schemathesis), tests/e2e/gateway"
+step "10/13 e2e: the gateway (python/ package, Starlette backend, Node and Python clients, Redis, schemathesis), tests/e2e/gateway"
 bash "$E2E_DIR/gateway/run.sh" || die "the gateway e2e suite failed"
 
 # ---------------------------------------------------------------------------------------------
-step "10b/12 e2e: the Django example (examples/django/run.sh: Django, nginx, dramatiq, Chromium), tests/e2e/django"
+step "11/13 e2e: the Django example (examples/django/run.sh: Django, nginx, dramatiq, Chromium), tests/e2e/django"
 bash "$E2E_DIR/django/run.sh" || die "the Django example's e2e suite failed"
 
 # ---------------------------------------------------------------------------------------------
-step "11/12 e2e: resilience (slow bodies, floods, non-readers, abandoned sessions, job flood), tests/e2e/resilience"
+step "12/13 e2e: resilience (slow bodies, floods, non-readers, abandoned sessions, job flood), tests/e2e/resilience"
 bash "$E2E_DIR/resilience/run.sh" || die "the resilience e2e suite failed"
 
 # ---------------------------------------------------------------------------------------------
-step "12/12 benchmark harness, smoke mode (bench/run.sh --smoke)"
+step "13/13 benchmark harness, smoke mode (bench/run.sh --smoke)"
 bash "$ROOT/bench/run.sh" --smoke || die "the benchmark smoke run failed"
 
 CURRENT_STEP=""
