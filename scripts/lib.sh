@@ -118,6 +118,21 @@ node_test() {
   (cd "$dir" && with_limit node "${flags[@]}" "$@")
 }
 
+# node_suite <name> <lines> <dir> <test file>...: an e2e suite of node:test files in <dir>
+# (node_test) whose processes log to $E2E_ARTIFACTS/<name>-*.log: those are cleared first, and
+# their last <lines> lines shown if the suite fails, which is then fatal.
+node_suite() {
+  local name="$1" lines="$2" dir="$3"
+  shift 3
+  mkdir -p "$E2E_ARTIFACTS"
+  rm -f "$E2E_ARTIFACTS/$name"-*.log
+  if ! node_test "$dir" "$@"; then
+    show_logs "$lines" "$E2E_ARTIFACTS/$name"-*.log
+    die "the $name e2e suite failed"
+  fi
+  echo "$name e2e suite passed"
+}
+
 # show_logs <lines> <file>...: after a failure, the last <lines> lines of each log file that
 # exists (callers pass globs of $E2E_ARTIFACTS), on stderr.
 show_logs() {

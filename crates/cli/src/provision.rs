@@ -265,11 +265,7 @@ impl GroupKiller {
     /// Kills the group now, without blocking the runtime.
     async fn kill(&mut self) {
         if let Some(pgid) = self.0.take() {
-            let killed = tokio::process::Command::new("kill")
-                .args(kill_group_args(pgid))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+            let killed = tokio::process::Command::from(kill_group(pgid))
                 .status()
                 .await;
             log_kill(pgid, killed);
@@ -282,21 +278,21 @@ impl Drop for GroupKiller {
         // The future was dropped mid-run: no runtime to await on, so this blocks for the
         // millisecond `kill` takes.
         if let Some(pgid) = self.0.take() {
-            let killed = std::process::Command::new("kill")
-                .args(kill_group_args(pgid))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            log_kill(pgid, killed);
+            log_kill(pgid, kill_group(pgid).status());
         }
     }
 }
 
 /// `kill -s KILL -- -<pgid>`: every process of the group (the workspace forbids `unsafe`, so no
 /// `killpg` from libc; the `kill` program does it).
-fn kill_group_args(pgid: u32) -> [String; 4] {
-    ["-s".into(), "KILL".into(), "--".into(), format!("-{pgid}")]
+/// `kill -s KILL -- -<pgid>`, without standard streams.
+fn kill_group(pgid: u32) -> std::process::Command {
+    let mut kill = std::process::Command::new("kill");
+    kill.args(["-s", "KILL", "--", &format!("-{pgid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    kill
 }
 
 fn log_kill(pgid: u32, killed: std::io::Result<std::process::ExitStatus>) {
@@ -572,6 +568,18 @@ echo "{\"name\":\"$VM_NAME\",\"args\":\"$*\",\"mem\":$VM_MEMORY_MB}""#,
         }
     }
 
+    /// Waits (up to 5 s) until the program and its child sleep (`pids`, as the hanging script
+    /// wrote them) are gone; fails if either survives.
+    async fn assert_killed(pids: &[String]) {
+        assert_eq!(
+            survivors(pids).await,
+            Vec::<String>::new(),
+            "the program (pid {}) or its child sleep (pid {}) survived",
+            pids[0],
+            pids[1]
+        );
+    }
+
     /// A script that starts a child `sleep 60`, writes "<its pid> <the child's pid>" to `marker`,
     /// and waits for the child.
     fn hanging_script(marker: &std::path::Path) -> PathBuf {
@@ -614,13 +622,7 @@ echo "{\"name\":\"$VM_NAME\",\"args\":\"$*\",\"mem\":$VM_MEMORY_MB}""#,
         }
         let pids = pids_in(&marker).await;
         assert_eq!(pids.len(), 2, "{pids:?}");
-        assert_eq!(
-            survivors(&pids).await,
-            Vec::<String>::new(),
-            "the program (pid {}) or its child sleep (pid {}) survived",
-            pids[0],
-            pids[1]
-        );
+        assert_killed(&pids).await;
     }
 
     /// Issue 19, finding E: when the server's shutdown grace period ends, a command still running
@@ -645,13 +647,7 @@ echo "{\"name\":\"$VM_NAME\",\"args\":\"$*\",\"mem\":$VM_MEMORY_MB}""#,
             .wait(tokio::time::Instant::now() + Duration::from_secs(5), |_| {})
             .await;
         assert_eq!(results[0].1, Outcome::Running, "abandoned at the grace end");
-        assert_eq!(
-            survivors(&pids).await,
-            Vec::<String>::new(),
-            "the program (pid {}) or its child sleep (pid {}) survived",
-            pids[0],
-            pids[1]
-        );
+        assert_killed(&pids).await;
     }
 
     #[tokio::test(start_paused = true)]

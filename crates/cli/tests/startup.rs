@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_socketlet");
@@ -20,6 +20,33 @@ fn run(args: &[&str]) -> (std::process::ExitStatus, String) {
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Starts the binary with `args`, logging at info to a pipe; returns once it listens, with the
+/// line that says so.
+fn start(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the socketlet binary runs");
+    // The listening line on stdout means start-up logging is done.
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the listening line");
+    (child, line)
+}
+
+/// Sends SIGTERM to `child`; whether `kill` did.
+fn terminate(child: &Child) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[test]
@@ -63,29 +90,13 @@ fn a_provisioner_without_its_command_is_named() {
 
 #[test]
 fn logs_to_a_pipe_have_no_colour_codes() {
-    let mut child = Command::new(BIN)
-        .args(["--addr", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the socketlet binary runs");
-    // The listening line on stdout means start-up logging is done.
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the listening line");
+    let (mut child, line) = start(&["--addr", "127.0.0.1:0"]);
     assert!(
         line.starts_with("socketlet listening on http://127.0.0.1:"),
         "{line}"
     );
     // SIGTERM: the server logs its shutdown at info, then exits.
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(term.success());
+    assert!(terminate(&child));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while child.try_wait().expect("wait").is_none() {
         assert!(
@@ -196,21 +207,8 @@ fn check_config_refuses_what_would_not_start() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let mut child = Command::new(BIN)
-        .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the socketlet binary runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the listening line");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    let (child, _) = start(&["--addr", "127.0.0.1:0", "--log-format", "json"]);
+    terminate(&child);
     let out = child.wait_with_output().expect("exit");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();

@@ -7,12 +7,11 @@ use crate::message::{redis_queue_keys, Message};
 use crate::results::{decode_result, result_key};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::Value;
-use socketlet_jobs::{BoxFuture, JobBackend, JobContext, JobId, JobRequest};
-use std::collections::{HashMap, VecDeque};
+use socketlet_jobs::{BoxFuture, JobBackend, JobContext, JobId, JobPool, JobRequest, JobRunner};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 async fn redis_connection(url: &str) -> Result<ConnectionManager, DramatiqError> {
@@ -81,7 +80,7 @@ struct Shared {
 
 impl Shared {
     /// Sends the job's message and awaits its result.
-    async fn run(
+    async fn send_and_await(
         &self,
         kind: &str,
         id: &JobId,
@@ -177,85 +176,38 @@ enum Awaited {
     TimedOut,
 }
 
-/// The jobs waiting for a place in flight, and the tasks of those in flight.
-struct Pool {
-    max_in_flight: usize,
-    shared: Arc<Shared>,
-    runtime: tokio::runtime::Handle,
-    state: Mutex<PoolState>,
-}
-
-#[derive(Default)]
-struct PoolState {
-    queue: VecDeque<JobRequest>,
-    in_flight: usize,
-    closing: bool,
-    tasks: JoinSet<()>,
-}
-
-impl Pool {
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+impl JobRunner for Shared {
+    fn knows(&self, kind: &str) -> bool {
+        self.actors.contains_key(kind)
     }
 
-    /// Sends queued jobs while there is room in flight.
-    fn pump(pool: &Arc<Pool>, state: &mut PoolState) {
-        while state.tasks.try_join_next().is_some() {}
-        if state.closing {
-            return;
-        }
-        while state.in_flight < pool.max_in_flight {
-            let Some(mut job) = state.queue.pop_front() else {
-                break;
-            };
-            // The point of no return: a job cancelled before this is never sent.
-            if !job.start() {
-                continue;
-            }
-            state.in_flight += 1;
-            let slot_pool = pool.clone();
-            let shared = pool.shared.clone();
-            state.tasks.spawn_on(
-                async move {
-                    // Made here, not before the spawn: a task dropped unpolled (its runtime shut
-                    // down) must not take the pool's lock, which the spawn holds.
-                    let _slot = Slot(slot_pool);
-                    let input = std::mem::take(&mut job.input);
-                    let result = shared.run(&job.kind, job.id(), input, &job.context).await;
-                    job.finish(result);
-                },
-                &pool.runtime,
-            );
-        }
-    }
-}
-
-/// A place in flight, given back (and the next job sent) when its task ends or is aborted.
-struct Slot(Arc<Pool>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.in_flight = state.in_flight.saturating_sub(1);
-        Pool::pump(&self.0, &mut state);
+    fn run<'a>(
+        &'a self,
+        job: &'a JobRequest,
+        input: Value,
+    ) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(self.send_and_await(&job.kind, job.id(), input, &job.context))
     }
 }
 
 /// A [`JobBackend`] whose jobs Python dramatiq workers run; see the crate's documentation.
 pub struct DramatiqBackend {
-    pool: Arc<Pool>,
+    /// The jobs in dramatiq (their results awaited), and those waiting for a place.
+    pool: Arc<JobPool<Shared>>,
     broker_kind: BrokerKind,
 }
 
 impl fmt::Debug for DramatiqBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.pool.lock();
         f.debug_struct("DramatiqBackend")
             .field("broker", &self.broker_kind)
-            .field("kinds", &self.pool.shared.actors.keys().collect::<Vec<_>>())
-            .field("max_in_flight", &self.pool.max_in_flight)
-            .field("in_flight", &state.in_flight)
-            .field("waiting", &state.queue.len())
+            .field(
+                "kinds",
+                &self.pool.runner().actors.keys().collect::<Vec<_>>(),
+            )
+            .field("max_in_flight", &self.pool.max_in_flight())
+            .field("in_flight", &self.pool.in_flight())
+            .field("waiting", &self.pool.waiting())
             .finish()
     }
 }
@@ -299,7 +251,7 @@ impl DramatiqBackend {
                 Broker::RabbitMq(Box::new(amqp))
             }
         };
-        let shared = Arc::new(Shared {
+        let shared = Shared {
             actors: config.actors,
             broker,
             results,
@@ -308,14 +260,13 @@ impl DramatiqBackend {
             poll_interval: config.poll_interval,
             result_timeout: config.result_timeout,
             enqueue_timeout: config.enqueue_timeout,
-        });
+        };
         Ok(DramatiqBackend {
-            pool: Arc::new(Pool {
-                max_in_flight: config.max_in_flight,
+            pool: JobPool::new(
+                config.max_in_flight,
                 shared,
-                runtime: tokio::runtime::Handle::current(),
-                state: Mutex::default(),
-            }),
+                Some(tokio::runtime::Handle::current()),
+            ),
             broker_kind,
         })
     }
@@ -327,62 +278,38 @@ impl DramatiqBackend {
 
     /// Jobs in dramatiq now, their results awaited.
     pub fn in_flight(&self) -> usize {
-        self.pool.lock().in_flight
+        self.pool.in_flight()
     }
 }
 
 impl JobBackend for DramatiqBackend {
     fn knows(&self, kind: &str) -> bool {
-        self.pool.shared.actors.contains_key(kind)
+        self.pool.runner().knows(kind)
     }
 
     fn submit(&self, job: JobRequest) {
-        if !self.knows(&job.kind) {
-            let error = format!("no job of kind {:?}", job.kind);
-            return job.finish(Err(error));
-        }
-        let mut state = self.pool.lock();
-        if state.closing {
-            drop(state);
-            return job.finish(Err("jobs are shutting down".into()));
-        }
-        state.queue.push_back(job);
-        Pool::pump(&self.pool, &mut state);
+        self.pool.submit(job);
     }
 
     fn cancel(&self, _jobs: &[JobId]) {
         // Cancelled jobs leave the queue now; they were never sent, and never will be.
-        self.pool.lock().queue.retain(|job| !job.is_cancelled());
+        self.pool.drop_cancelled();
     }
 
     fn shutdown(&self, grace: Duration) -> BoxFuture<'static, ()> {
-        let (queued, mut tasks) = {
-            let mut state = self.pool.lock();
-            state.closing = true;
-            (
-                std::mem::take(&mut state.queue),
-                std::mem::take(&mut state.tasks),
-            )
-        };
-        for job in queued {
-            job.finish(Err("jobs are shutting down".into()));
-        }
-        let shared = self.pool.shared.clone();
+        // Results still arriving within the grace period are reported; then awaiting stops
+        // (the workers go on with whatever they have: a message cannot be recalled).
+        let drained = self.pool.shutdown(grace);
+        let pool = self.pool.clone();
         Box::pin(async move {
-            // Results still arriving within the grace period are reported; then awaiting stops
-            // (the workers go on with whatever they have: a message cannot be recalled).
-            let drained =
-                tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
-                    .await;
-            if drained.is_err() {
+            let left = drained.await;
+            if left > 0 {
                 tracing::warn!(
-                    left = tasks.len(),
+                    left,
                     "grace period over: no longer awaiting dramatiq's results"
                 );
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
             }
-            if let Broker::RabbitMq(amqp) = &shared.broker {
+            if let Broker::RabbitMq(amqp) = &pool.runner().broker {
                 amqp.close().await;
             }
         })

@@ -88,8 +88,8 @@
 //!   Redis, `HSET dramatiq:<queue>.msgs <rid> <json>` and `RPUSH dramatiq:<queue> <rid>` in one
 //!   `MULTI` (what dramatiq's `dispatch.lua` does for `enqueue`); on RabbitMQ, a confirmed
 //!   publish to the default exchange after declaring the queues exactly as dramatiq does.
-//! - [`DramatiqBackend`]: a first-in first-out queue of jobs and at most `max_in_flight` tokio
-//!   tasks, each of which enqueues one message and then polls its result key with `LINDEX key 0`
+//! - [`DramatiqBackend`]: a [`JobPool`](socketlet_jobs::JobPool) (a first-in first-out queue of
+//!   jobs and at most `max_in_flight` tokio tasks), each task of which enqueues one message and then polls its result key with `LINDEX key 0`
 //!   (dramatiq's own non-blocking read) on a shared, reconnecting, multiplexed Redis connection.
 //!   Polling, rather than `BRPOPLPUSH`, keeps one connection for any number of jobs: a blocking
 //!   read would hold a connection per awaited result. When a task ends, its place goes to the

@@ -31,6 +31,22 @@ fn config(broker: &str, results: &str, queue: &str) -> DramatiqConfig {
     config
 }
 
+/// A redis-server (broker and results), real dramatiq workers on its queue `default` with
+/// `processes` processes of `threads` threads each, and jobs on the backend that
+/// `configure(config(...))` configures. `None` when the test skips (no venv, no redis-server).
+async fn with_workers(
+    processes: u32,
+    threads: u32,
+    configure: impl FnOnce(DramatiqConfig) -> DramatiqConfig,
+) -> Option<(RedisServer, Workers, Jobs)> {
+    let venv = support::venv()?;
+    let redis = RedisServer::start()?;
+    let workers = Workers::start(&venv, &redis.url, &redis.url, "default", processes, threads);
+    let config = configure(config(&redis.url, &redis.url, "default"));
+    let jobs = Jobs::new(DramatiqBackend::connect(config).await.unwrap());
+    Some((redis, workers, jobs))
+}
+
 /// Keeps track of what was in flight (started, not ended) at once, and when each job ended.
 #[derive(Default)]
 struct Watch {
@@ -69,16 +85,10 @@ impl Watch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_completes_with_the_workers_results_and_bounded_in_flight() {
-    let Some(venv) = support::venv() else { return };
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, _workers, jobs)) = with_workers(2, 2, |c| c.with_max_in_flight(3)).await
+    else {
         return;
     };
-    let _workers = Workers::start(&venv, &redis.url, &redis.url, "default", 2, 2);
-    let backend =
-        DramatiqBackend::connect(config(&redis.url, &redis.url, "default").with_max_in_flight(3))
-            .await
-            .unwrap();
-    let jobs = Jobs::new(backend);
     let mut inputs: Vec<(&str, Value)> = (0..6).map(|i| ("add", json!([i, i * 10]))).collect();
     inputs.push(("nap", json!({"seconds": 0.5, "tag": "a"})));
     inputs.push(("nap", json!([0.5, "b"])));
@@ -114,16 +124,9 @@ async fn a_batch_completes_with_the_workers_results_and_bounded_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_is_reported_when_dramatiq_records_it_with_the_exception() {
-    let Some(venv) = support::venv() else { return };
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, _workers, jobs)) = with_workers(1, 4, |c| c).await else {
         return;
     };
-    let _workers = Workers::start(&venv, &redis.url, &redis.url, "default", 1, 4);
-    let jobs = Jobs::new(
-        DramatiqBackend::connect(config(&redis.url, &redis.url, "default"))
-            .await
-            .unwrap(),
-    );
     let t0 = Instant::now();
     let batch = jobs
         .submit_batch([
@@ -164,24 +167,23 @@ async fn a_failure_is_reported_when_dramatiq_records_it_with_the_exception() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_message_waits_on_the_delay_queue_and_runs_after_its_delay() {
-    let Some(venv) = support::venv() else { return };
-    let Some(redis) = RedisServer::start() else {
+    let delays = |config: DramatiqConfig| {
+        config
+            .with_actor(
+                "later",
+                Actor::new("default", "record").with_delay(Duration::from_millis(2500)),
+            )
+            .with_actor(
+                "per_job_delay",
+                Actor::new("default", "record").with_call(|_id, input| {
+                    let ms = input["delay_ms"].as_u64().unwrap_or(0);
+                    Ok(Call::args(vec![input["tag"].clone()]).delayed(Duration::from_millis(ms)))
+                }),
+            )
+    };
+    let Some((redis, _workers, jobs)) = with_workers(1, 2, delays).await else {
         return;
     };
-    let _workers = Workers::start(&venv, &redis.url, &redis.url, "default", 1, 2);
-    let config = config(&redis.url, &redis.url, "default")
-        .with_actor(
-            "later",
-            Actor::new("default", "record").with_delay(Duration::from_millis(2500)),
-        )
-        .with_actor(
-            "per_job_delay",
-            Actor::new("default", "record").with_call(|_id, input| {
-                let ms = input["delay_ms"].as_u64().unwrap_or(0);
-                Ok(Call::args(vec![input["tag"].clone()]).delayed(Duration::from_millis(ms)))
-            }),
-        );
-    let jobs = Jobs::new(DramatiqBackend::connect(config).await.unwrap());
     let sent_ms = socketlet_dramatiq::message::now_millis();
     let t0 = Instant::now();
     let batch = jobs
@@ -229,17 +231,11 @@ async fn a_delayed_message_waits_on_the_delay_queue_and_runs_after_its_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_cancelled_before_it_is_enqueued_never_runs() {
-    let Some(venv) = support::venv() else { return };
-    let Some(redis) = RedisServer::start() else {
+    // One in flight: the second and third jobs wait here, unsent, until the first ends.
+    let Some((redis, _workers, jobs)) = with_workers(1, 2, |c| c.with_max_in_flight(1)).await
+    else {
         return;
     };
-    let _workers = Workers::start(&venv, &redis.url, &redis.url, "default", 1, 2);
-    // One in flight: the second and third jobs wait here, unsent, until the first ends.
-    let backend =
-        DramatiqBackend::connect(config(&redis.url, &redis.url, "default").with_max_in_flight(1))
-            .await
-            .unwrap();
-    let jobs = Jobs::new(backend);
     let group = jobs.group(8);
     let t0 = Instant::now();
     let batch = group
@@ -274,16 +270,9 @@ async fn a_job_cancelled_before_it_is_enqueued_never_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_shorter_than_the_work_reports_running_jobs_and_shutdown_stops_awaiting() {
-    let Some(venv) = support::venv() else { return };
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, _workers, jobs)) = with_workers(1, 2, |c| c).await else {
         return;
     };
-    let _workers = Workers::start(&venv, &redis.url, &redis.url, "default", 1, 2);
-    let jobs = Jobs::new(
-        DramatiqBackend::connect(config(&redis.url, &redis.url, "default"))
-            .await
-            .unwrap(),
-    );
     let t0 = Instant::now();
     let batch = jobs
         .submit_batch([("add", json!([1, 2])), ("nap", json!([6, "slow"]))])

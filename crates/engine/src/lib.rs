@@ -42,7 +42,7 @@ pub use proxy::{AllowedHosts, IpNet, TrustedProxies};
 pub use query::percent_decode;
 #[cfg(feature = "tls")]
 pub use service::serve_tls;
-pub use service::{bind, serve, EngineService};
+pub use service::{bind, serve, EngineService, Servable};
 pub use socket::{Message, RemoteAddr, RequestInfo, Sid, Socket, TransportKind};
 pub use socketlet_engineio_proto as proto;
 pub use socketlet_engineio_proto::session::CloseReason;

@@ -57,6 +57,38 @@ where
     }
 }
 
+/// A tower service that [`serve`] (and `serve_tls`) can run: it takes hyper's requests, never
+/// fails, is cloned for each connection, and answers with a body of bytes. Every service with
+/// these properties is one.
+pub trait Servable:
+    Service<
+        Request<Incoming>,
+        Response = Response<Self::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The body of its responses.
+    type Body: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+}
+
+impl<S, B> Servable for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Body = B;
+}
+
 /// Binds a TCP listener with a deep accept backlog (4096), so bursts of connections do not pay
 /// SYN retries.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -74,15 +106,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// completes; then stops accepting and returns. Connections already open carry on until they end.
 ///
 /// Each request gets a [`RemoteAddr`] extension with the peer's address.
-pub async fn serve<S, B, F>(listener: TcpListener, service: S, shutdown: F) -> std::io::Result<()>
+pub async fn serve<S, F>(listener: TcpListener, service: S, shutdown: F) -> std::io::Result<()>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Servable,
     F: Future<Output = ()> + Send,
 {
     accept_loop(listener, shutdown, move |stream, peer| {
@@ -100,20 +126,14 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// protocols are set to `http/1.1` when empty). A handshake that fails or takes longer than
 /// 10 s ends that connection only.
 #[cfg(feature = "tls")]
-pub async fn serve_tls<S, B, F>(
+pub async fn serve_tls<S, F>(
     listener: TcpListener,
     service: S,
     tls: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
     shutdown: F,
 ) -> std::io::Result<()>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Servable,
     F: Future<Output = ()> + Send,
 {
     let tls = if tls.alpn_protocols.is_empty() {
@@ -168,16 +188,10 @@ where
 }
 
 /// Serves one HTTP/1.1 connection (with upgrades) until it ends.
-async fn serve_connection<I, S, B>(io: I, peer: SocketAddr, service: S)
+async fn serve_connection<I, S>(io: I, peer: SocketAddr, service: S)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Servable,
 {
     let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(RemoteAddr(peer));

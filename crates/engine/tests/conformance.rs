@@ -268,7 +268,7 @@ async fn websocket_text_echo(eio: Eio) {
     let svc = server();
     let mut ws = ws_open(&svc, eio).await;
     ws_send(&mut ws, Frame::text("4hello there")).await;
-    assert_eq!(ws_text(&mut ws).await, "4hello there");
+    assert_eq!(ws_recv_text(&mut ws).await, "4hello there");
 }
 
 #[tokio::test(start_paused = true)]
@@ -374,13 +374,13 @@ async fn v4_websocket_server_pings_and_accepts_pongs() {
     let mut ws = ws_open(&svc, Eio::V4).await;
     for _ in 0..3 {
         let asked = Instant::now();
-        assert_eq!(ws_text(&mut ws).await, "2");
+        assert_eq!(ws_recv_text(&mut ws).await, "2");
         assert!(asked.elapsed() >= PING_INTERVAL, "{:?}", asked.elapsed());
         ws_send(&mut ws, Frame::text("3")).await;
     }
     // Still open: messages flow.
     ws_send(&mut ws, Frame::text("4alive")).await;
-    assert_eq!(ws_text(&mut ws).await, "4alive");
+    assert_eq!(ws_recv_text(&mut ws).await, "4alive");
 }
 
 #[tokio::test(start_paused = true)]
@@ -389,7 +389,7 @@ async fn v3_websocket_client_pings_and_gets_pongs() {
     let mut ws = ws_open(&svc, Eio::V3).await;
     for _ in 0..3 {
         ws_send(&mut ws, Frame::text("2")).await;
-        assert_eq!(ws_text(&mut ws).await, "3");
+        assert_eq!(ws_recv_text(&mut ws).await, "3");
     }
 }
 
@@ -503,11 +503,11 @@ async fn upgrade(eio: Eio) {
     let query = format!("{}&transport=websocket&sid={}", eio.param(), session.sid);
     let mut ws = ws_connect(&svc, &query).await.unwrap();
     ws_send(&mut ws, Frame::text("2probe")).await;
-    assert_eq!(ws_text(&mut ws).await, "3probe");
+    assert_eq!(ws_recv_text(&mut ws).await, "3probe");
     session.expect(&["6"]).await;
     ws_send(&mut ws, Frame::text("5")).await;
     ws_send(&mut ws, Frame::text("4hello")).await;
-    assert_eq!(ws_text(&mut ws).await, "4hello");
+    assert_eq!(ws_recv_text(&mut ws).await, "4hello");
 }
 
 #[tokio::test(start_paused = true)]
@@ -527,7 +527,7 @@ async fn upgrade_then_polling(eio: Eio) {
     let res = session.get().await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST, "{:?}", res.text());
     ws_send(&mut ws, Frame::text("4hello")).await;
-    assert_eq!(ws_text(&mut ws).await, "4hello");
+    assert_eq!(ws_recv_text(&mut ws).await, "4hello");
 }
 
 #[tokio::test(start_paused = true)]
@@ -551,7 +551,7 @@ async fn upgrade_then_second_websocket(eio: Eio) {
         .expect("the second WebSocket's handshake completes");
     ws_expect_end(&mut second, &[]).await;
     ws_send(&mut ws, Frame::text("4hello")).await;
-    assert_eq!(ws_text(&mut ws).await, "4hello");
+    assert_eq!(ws_recv_text(&mut ws).await, "4hello");
 }
 
 #[tokio::test(start_paused = true)]

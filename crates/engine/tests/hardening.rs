@@ -53,13 +53,21 @@ fn slow_post(
     (tx, tokio::spawn(async move { send(&svc, req).await }))
 }
 
+/// The suite's configuration with pings a minute apart: no session times out during a test.
+fn unhurried() -> EngineConfig {
+    suite_config().with_ping_interval(Duration::from_secs(60))
+}
+
+/// A server whose POST bodies must arrive within 5 s, and a v4 polling session on it.
+async fn five_second_bodies() -> (EngineService, Polling) {
+    let svc = server_with(unhurried().with_max_body_time(Duration::from_secs(5)));
+    let session = Polling::start(&svc, Eio::V4).await;
+    (svc, session)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_body_that_stops_coming_is_cut_off_at_its_deadline() {
-    let config = suite_config()
-        .with_ping_interval(Duration::from_secs(60))
-        .with_max_body_time(Duration::from_secs(5));
-    let svc = server_with(config);
-    let session = Polling::start(&svc, Eio::V4).await;
+    let (svc, session) = five_second_bodies().await;
     let (tx, post) = slow_post(&svc, &session, Some(100_000));
     tx.send(Bytes::from(vec![b'4'; 1000])).await.unwrap();
     let started = Instant::now();
@@ -74,11 +82,7 @@ async fn a_body_that_stops_coming_is_cut_off_at_its_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn an_endless_body_is_cut_off_at_max_payload_or_its_deadline() {
-    let config = suite_config()
-        .with_ping_interval(Duration::from_secs(60))
-        .with_max_body_time(Duration::from_secs(5));
-    let svc = server_with(config);
-    let session = Polling::start(&svc, Eio::V4).await;
+    let (svc, session) = five_second_bodies().await;
     // Chunked (no length), 10 KB a second: the payload limit is far, the deadline ends it.
     let (tx, post) = slow_post(&svc, &session, None);
     let feeder = tokio::spawn(async move {
@@ -124,10 +128,7 @@ async fn a_body_is_abandoned_when_its_session_times_out() {
 
 #[tokio::test(start_paused = true)]
 async fn bodies_in_flight_share_a_memory_budget() {
-    let config = suite_config()
-        .with_ping_interval(Duration::from_secs(60))
-        .with_max_body_memory(250_000);
-    let svc = server_with(config);
+    let svc = server_with(unhurried().with_max_body_memory(250_000));
     // Two sessions hold 100 KB each of unfinished bodies.
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -173,10 +174,7 @@ async fn a_v4_client_ping_breaks_the_protocol() {
 
 #[tokio::test(start_paused = true)]
 async fn v3_pongs_carry_no_data_and_a_ping_flood_is_bounded() {
-    let config = suite_config()
-        .with_ping_interval(Duration::from_secs(60))
-        .with_max_buffered_packets(100);
-    let svc = server_with(config);
+    let svc = server_with(unhurried().with_max_buffered_packets(100));
     let session = Polling::start(&svc, Eio::V3).await;
     // A big ping is answered with a plain pong.
     let big = format!("2{}", "x".repeat(100_000));
@@ -191,25 +189,20 @@ async fn v3_pongs_carry_no_data_and_a_ping_flood_is_bounded() {
 
 #[tokio::test(start_paused = true)]
 async fn jsonp_is_refused_unless_enabled() {
-    let svc = server();
-    let res = call(
-        &svc,
-        Method::GET,
-        "EIO=3&transport=polling&j=0",
-        Bytes::new(),
-    )
-    .await;
+    let handshake = |svc| async move {
+        call(
+            &svc,
+            Method::GET,
+            "EIO=3&transport=polling&j=0",
+            Bytes::new(),
+        )
+        .await
+    };
+    let res = handshake(server()).await;
     res.assert_error(3);
     assert!(res.text().contains("JSONP"), "{}", res.text());
 
-    let svc = server_with(suite_config().with_allow_jsonp(true));
-    let res = call(
-        &svc,
-        Method::GET,
-        "EIO=3&transport=polling&j=0",
-        Bytes::new(),
-    )
-    .await;
+    let res = handshake(server_with(suite_config().with_allow_jsonp(true))).await;
     assert_eq!(res.status, StatusCode::OK);
     assert!(res.text().starts_with("___eio[0](\""), "{}", res.text());
 }

@@ -53,6 +53,14 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    fn no_method(method: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no API method {method:?}"),
+        )
+    }
+
     fn json(&self) -> Value {
         json!({ "error": { "code": self.code, "message": self.message } })
     }
@@ -77,17 +85,25 @@ fn root() -> String {
     "/".to_owned()
 }
 
+impl Selection {
+    /// Its fields, which every method that selects sockets takes beside its own.
+    const FIELDS: [&'static str; 4] = ["nsp", "rooms", "except", "sids"];
+
+    /// Every socket of a namespace.
+    fn all(nsp: String) -> Self {
+        Selection {
+            nsp,
+            rooms: Vec::new(),
+            except: Vec::new(),
+            sids: Vec::new(),
+        }
+    }
+}
+
+/// `emit`'s own fields.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmitRequest {
-    #[serde(default = "root")]
-    nsp: String,
-    #[serde(default)]
-    rooms: Vec<String>,
-    #[serde(default)]
-    except: Vec<String>,
-    #[serde(default)]
-    sids: Vec<String>,
     event: String,
     #[serde(default)]
     args: Vec<Value>,
@@ -102,42 +118,18 @@ struct EmitRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JoinRequest {
-    #[serde(default = "root")]
-    nsp: String,
-    #[serde(default)]
-    rooms: Vec<String>,
-    #[serde(default)]
-    except: Vec<String>,
-    #[serde(default)]
-    sids: Vec<String>,
     join: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LeaveRequest {
-    #[serde(default = "root")]
-    nsp: String,
-    #[serde(default)]
-    rooms: Vec<String>,
-    #[serde(default)]
-    except: Vec<String>,
-    #[serde(default)]
-    sids: Vec<String>,
     leave: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DisconnectRequest {
-    #[serde(default = "root")]
-    nsp: String,
-    #[serde(default)]
-    rooms: Vec<String>,
-    #[serde(default)]
-    except: Vec<String>,
-    #[serde(default)]
-    sids: Vec<String>,
     #[serde(default)]
     close: bool,
 }
@@ -206,12 +198,27 @@ fn fail(error: &ApiError) -> Response<Full<Bytes>> {
     res
 }
 
+const NOT_AN_OBJECT: &str = "the body must be a JSON object";
+
 fn parse<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     // serde reads a struct from an array too, by position: the API takes objects only.
     if !v.is_object() {
-        return Err(ApiError::bad_request("the body must be a JSON object"));
+        return Err(ApiError::bad_request(NOT_AN_OBJECT));
     }
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The body of a method that selects sockets: the [`Selection`]'s fields, and the method's own
+/// (`T`); a field that is neither is an error.
+fn parse_selected<T: DeserializeOwned>(v: Value) -> Result<(Selection, T), ApiError> {
+    let Value::Object(mut own) = v else {
+        return Err(ApiError::bad_request(NOT_AN_OBJECT));
+    };
+    let selection: Map<String, Value> = Selection::FIELDS
+        .iter()
+        .filter_map(|&field| Some((field.to_owned(), own.remove(field)?)))
+        .collect();
+    Ok((parse(Value::Object(selection))?, parse(Value::Object(own))?))
 }
 
 impl Gateway {
@@ -259,11 +266,7 @@ impl Gateway {
             return res;
         }
         if !KNOWN.contains(&method) {
-            return fail(&ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no API method {method:?}"),
-            ));
+            return fail(&ApiError::no_method(method));
         }
         let limit = inner.config.api_body_limit;
         let body = match Limited::new(req.into_body(), limit).collect().await {
@@ -296,43 +299,24 @@ impl Gateway {
     /// Runs one API method.
     async fn call(&self, method: &str, body: Value) -> Result<Value, ApiError> {
         match method {
-            "emit" => self.emit(parse(body)?).await,
+            "emit" => {
+                let (sel, r) = parse_selected(body)?;
+                self.emit(&sel, r).await
+            }
             "sockets_join" => {
-                let r: JoinRequest = parse(body)?;
-                let sel = Selection {
-                    nsp: r.nsp,
-                    rooms: r.rooms,
-                    except: r.except,
-                    sids: r.sids,
-                };
-                self.select(&sel)?
-                    .sockets_join(r.join)
-                    .await
-                    .map_err(cluster)?;
+                let (sel, r): (_, JoinRequest) = parse_selected(body)?;
+                let op = self.select(&sel)?;
+                op.sockets_join(r.join).await.map_err(cluster)?;
                 Ok(json!({}))
             }
             "sockets_leave" => {
-                let r: LeaveRequest = parse(body)?;
-                let sel = Selection {
-                    nsp: r.nsp,
-                    rooms: r.rooms,
-                    except: r.except,
-                    sids: r.sids,
-                };
-                self.select(&sel)?
-                    .sockets_leave(r.leave)
-                    .await
-                    .map_err(cluster)?;
+                let (sel, r): (_, LeaveRequest) = parse_selected(body)?;
+                let op = self.select(&sel)?;
+                op.sockets_leave(r.leave).await.map_err(cluster)?;
                 Ok(json!({}))
             }
             "disconnect_sockets" => {
-                let r: DisconnectRequest = parse(body)?;
-                let sel = Selection {
-                    nsp: r.nsp,
-                    rooms: r.rooms,
-                    except: r.except,
-                    sids: r.sids,
-                };
+                let (sel, r): (_, DisconnectRequest) = parse_selected(body)?;
                 let op = self.select(&sel)?;
                 if r.close {
                     op.close_connections().await.map_err(cluster)?;
@@ -350,13 +334,11 @@ impl Gateway {
             }
             "rooms" => {
                 let r: RoomsRequest = parse(body)?;
-                let sel = Selection {
-                    nsp: r.nsp,
-                    rooms: Vec::new(),
-                    except: Vec::new(),
-                    sids: Vec::new(),
-                };
-                let sockets = self.select(&sel)?.fetch_sockets().await.map_err(cluster)?;
+                let sockets = self
+                    .select(&Selection::all(r.nsp))?
+                    .fetch_sockets()
+                    .await
+                    .map_err(cluster)?;
                 let mut rooms: BTreeMap<String, usize> = BTreeMap::new();
                 for s in &sockets {
                     for room in s.rooms.iter().filter(|r| **r != s.id) {
@@ -388,11 +370,7 @@ impl Gateway {
                 }
                 Ok(Value::Array(answers))
             }
-            _ => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no API method {method:?}"),
-            )),
+            _ => Err(ApiError::no_method(method)),
         }
     }
 
@@ -433,14 +411,8 @@ impl Gateway {
         Ok(op)
     }
 
-    async fn emit(&self, r: EmitRequest) -> Result<Value, ApiError> {
-        let sel = Selection {
-            nsp: r.nsp,
-            rooms: r.rooms,
-            except: r.except,
-            sids: r.sids,
-        };
-        let mut op = self.select(&sel)?;
+    async fn emit(&self, sel: &Selection, r: EmitRequest) -> Result<Value, ApiError> {
+        let mut op = self.select(sel)?;
         if r.volatile {
             op = op.volatile();
         }
@@ -523,11 +495,7 @@ fn single(command: Map<String, Value>) -> Result<(String, Value), ApiError> {
     let mut it = command.into_iter();
     match (it.next(), it.next()) {
         (Some((method, body)), None) if KNOWN.contains(&method.as_str()) => Ok((method, body)),
-        (Some((method, _)), None) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no API method {method:?}"),
-        )),
+        (Some((method, _)), None) => Err(ApiError::no_method(&method)),
         _ => Err(ApiError::bad_request(
             "a command is an object with one key, the method: {\"emit\": {...}}",
         )),

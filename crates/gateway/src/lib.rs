@@ -45,11 +45,10 @@ pub use data::WireError;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::BodyExt;
-use socketlet::{BoxError, ResponseBody, SocketIo};
+use socketlet::{
+    box_response, call_inner, BoxError, InnerService, ResponseBody, ServiceFuture, SocketIo,
+};
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -162,18 +161,15 @@ impl<S> ApiService<S> {
     }
 }
 
-impl<S, B, RB> Service<Request<B>> for ApiService<S>
+impl<S, B> Service<Request<B>> for ApiService<S>
 where
-    S: Service<Request<B>, Response = Response<RB>, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    RB: http_body::Body<Data = Bytes> + Send + 'static,
-    RB::Error: Into<BoxError>,
+    S: InnerService<B, Error = Infallible>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = ServiceFuture<Infallible>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -183,17 +179,10 @@ where
         let method = req.uri().path().strip_prefix("/api/").map(str::to_owned);
         if let Some(method) = method.filter(|_| self.enabled) {
             let gateway = self.gateway.clone();
-            return Box::pin(async move {
-                let res = gateway.handle_api(&method, req).await;
-                Ok(res.map(|b| b.map_err(|never| match never {}).boxed_unsync()))
-            });
+            return Box::pin(
+                async move { Ok(box_response(gateway.handle_api(&method, req).await)) },
+            );
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let fut = inner.call(req);
-        Box::pin(async move {
-            let res = fut.await?;
-            Ok(res.map(|b| b.map_err(Into::into).boxed_unsync()))
-        })
+        call_inner(&mut self.inner, req)
     }
 }

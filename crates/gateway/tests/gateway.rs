@@ -19,7 +19,6 @@ use socketlet_gateway::{sign, Gateway, GatewayConfig, HookConfig};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tower::ServiceExt;
 
 const KEY: &str = "test key";
 
@@ -106,17 +105,26 @@ impl Backend {
 
 /// A server with the gateway (`hooks`) on every namespace, and the API.
 fn server(hooks: HookConfig) -> (SocketIo, Gateway) {
-    let io = SocketIo::builder()
-        .engine(|e| e.with_allowed_hosts(socketlet::AllowedHosts::Any))
-        .build();
-    let gateway = Gateway::new(
-        &io,
+    server_with(
         GatewayConfig::default()
             .with_api_keys([KEY])
             .with_hooks(hooks),
-    );
+    )
+}
+
+/// A server with a gateway of this configuration, attached to every namespace.
+fn server_with(config: GatewayConfig) -> (SocketIo, Gateway) {
+    let io = SocketIo::builder()
+        .engine(|e| e.with_allowed_hosts(socketlet::AllowedHosts::Any))
+        .build();
+    let gateway = Gateway::new(&io, config);
     gateway.attach_all();
     (io, gateway)
+}
+
+/// A request to the gateway's API service (in front of a 404).
+async fn send(gateway: &Gateway, req: Request<Full<Bytes>>) -> Reply {
+    exchange(gateway.api_service(socketlet::NotFound), req).await
 }
 
 /// An API call: status and JSON answer.
@@ -128,15 +136,9 @@ async fn api(gateway: &Gateway, method: &str, key: Option<&str>, body: &str) -> 
         req = req.header("authorization", format!("Bearer {key}"));
     }
     let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-    let res = within(
-        "the API",
-        gateway.api_service(socketlet::NotFound).oneshot(req),
-    )
-    .await
-    .unwrap();
-    let status = res.status().as_u16();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    let res = send(gateway, req).await;
+    let answer = serde_json::from_slice(&res.body).unwrap_or(Value::Null);
+    (res.status.as_u16(), answer)
 }
 
 /// A client connected to `/` whose connect hook let it in (or with no connect hook).
@@ -158,17 +160,11 @@ fn accept_all(_: &Seen) -> (u16, Value, Duration) {
 
 #[tokio::test]
 async fn the_api_makes_few_namespaces() {
-    let io = SocketIo::builder()
-        .engine(|e| e.with_allowed_hosts(socketlet::AllowedHosts::Any))
-        .build();
-    let gateway = Gateway::new(
-        &io,
+    let (io, gateway) = server_with(
         GatewayConfig::default()
             .with_api_keys([KEY])
-            .with_api_max_new_namespaces(2)
-            .with_hooks(HookConfig::default()),
+            .with_api_max_new_namespaces(2),
     );
-    gateway.attach_all();
     for n in 0..2 {
         let body = format!(r#"{{"event":"x","nsp":"/n{n}"}}"#);
         assert_eq!(api(&gateway, "emit", Some(KEY), &body).await.0, 200);
@@ -253,27 +249,16 @@ async fn the_api_needs_its_key_and_says_what_is_wrong() {
     let req = Request::get("/api/openapi.json")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let res = gateway
-        .api_service(socketlet::NotFound)
-        .oneshot(req)
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let doc: Value =
-        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    assert_eq!(doc["openapi"], "3.0.3");
+    let res = send(&gateway, req).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json()["openapi"], "3.0.3");
     // Without keys, the API is not there at all.
     let io = SocketIo::new();
     let off = Gateway::new(&io, GatewayConfig::default());
     let req = Request::post("/api/emit")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let res = off
-        .api_service(socketlet::NotFound)
-        .oneshot(req)
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
+    assert_eq!(send(&off, req).await.status, 404);
 }
 
 #[tokio::test(start_paused = true)]
@@ -701,11 +686,7 @@ async fn a_namespace_can_have_hooks_of_its_own() {
         _ => (200, json!({"result": {"user": "any"}}), Duration::ZERO),
     })
     .await;
-    let io = SocketIo::builder()
-        .engine(|e| e.with_allowed_hosts(socketlet::AllowedHosts::Any))
-        .build();
-    let gateway = Gateway::new(
-        &io,
+    let (io, _gateway) = server_with(
         GatewayConfig::default()
             .with_hooks(HookConfig::default().with_connect(backend.uri("/connect")))
             .with_namespace_hooks(
@@ -713,7 +694,6 @@ async fn a_namespace_can_have_hooks_of_its_own() {
                 HookConfig::default().with_connect(backend.uri("/chat-connect")),
             ),
     );
-    gateway.attach_all();
     let client = Polling::open(&io).await;
     client.send("40").await;
     assert!(client.recv_one().await.starts_with("40{"));

@@ -82,7 +82,7 @@
 //!
 //! # How this crate is built
 //!
-//! Everything is in this file, in four layers:
+//! Everything is in this file but the pool of slots (`pool.rs`), in four layers:
 //!
 //! - **A job's life** (`JobCore`, shared by the [`JobRequest`] a backend holds, the
 //!   [`JobContext`]s the job reports through, and weakly by its [`Batch`] and [`JobGroup`]): one
@@ -99,28 +99,32 @@
 //!   batch ([`JobContext::progress`]). So a batch's queue is bounded by its size. [`Batch::wait`]
 //!   reads it until every job ended or the deadline.
 //! - **Backends**: the [`JobBackend`] trait (`knows`, `submit`, `cancel`, `shutdown`) and the
-//!   in-process one, [`InProcessBackend`]: a FIFO queue of requests and at most `max_concurrent`
-//!   tokio tasks; when a task ends, its slot goes to the next request that is not cancelled.
-//!   A distributed backend (a broker, workers elsewhere) implements the same trait: it calls
+//!   in-process one, [`InProcessBackend`]: a [`JobPool`] (`pool.rs`), a FIFO queue of requests
+//!   and at most `max_concurrent` tokio tasks; when a task ends, its slot goes to the next
+//!   request that is not cancelled. A backend whose jobs run elsewhere can bound its jobs in
+//!   flight with a [`JobPool`] too (socketlet-dramatiq does). A distributed backend (a broker, workers elsewhere) implements the same trait: it calls
 //!   [`JobRequest::start`] when a worker takes the job, runs it only when that returns `true`,
 //!   and calls [`JobRequest::finish`] with the result.
 //!
 //! This crate knows nothing of Socket.IO; `socketlet` does not depend on it, and it does not
 //! depend on `socketlet`.
 
+mod pool;
+
+pub use pool::{JobPool, JobRunner};
+
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// A boxed future that can move between threads (what [`JobBackend::shutdown`] returns).
@@ -522,76 +526,38 @@ type JobFn =
 /// Runs jobs as tokio tasks in this process, at most `max_concurrent` at a time; the others wait
 /// in a first-in first-out queue (bounded by [`Jobs`]).
 pub struct InProcessBackend {
-    kinds: HashMap<String, JobFn>,
-    pool: Arc<Pool>,
+    pool: Arc<JobPool<Kinds>>,
 }
 
-struct Pool {
-    max_concurrent: usize,
-    state: Mutex<PoolState>,
-}
-
+/// What jobs of each kind do.
 #[derive(Default)]
-struct PoolState {
-    queue: VecDeque<(JobFn, JobRequest)>,
-    running: usize,
-    closing: bool,
-    tasks: JoinSet<()>,
-}
+struct Kinds(HashMap<String, JobFn>);
 
-impl Pool {
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+impl JobRunner for Kinds {
+    fn knows(&self, kind: &str) -> bool {
+        self.0.contains_key(kind)
     }
 
-    /// Starts queued jobs while there are free slots.
-    fn pump(pool: &Arc<Pool>, state: &mut PoolState) {
-        // Reap finished tasks, so the set holds only the work in flight.
-        while state.tasks.try_join_next().is_some() {}
-        if state.closing || tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        while state.running < pool.max_concurrent {
-            let Some((f, mut job)) = state.queue.pop_front() else {
-                break;
-            };
-            if !job.start() {
-                // Cancelled while it waited: already reported, and it never runs.
-                continue;
-            }
-            state.running += 1;
-            let slot_pool = pool.clone();
-            state.tasks.spawn(async move {
-                // Gives the slot back (and starts the next job) however this task ends.
-                let _slot = Slot(slot_pool);
-                let input = std::mem::take(&mut job.input);
-                // A panicking job is a failed job, not a dead server.
-                let result = AssertUnwindSafe(f(job.context.clone(), input))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| Err("the job panicked".into()));
-                job.finish(result);
-            });
-        }
-    }
-}
-
-/// A running job's slot, given back when its task ends or is aborted.
-struct Slot(Arc<Pool>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.running = state.running.saturating_sub(1);
-        Pool::pump(&self.0, &mut state);
+    fn run<'a>(
+        &'a self,
+        job: &'a JobRequest,
+        input: Value,
+    ) -> BoxFuture<'a, Result<Value, String>> {
+        let Some(f) = self.0.get(&job.kind) else {
+            let error = format!("no job of kind {:?}", job.kind);
+            return Box::pin(std::future::ready(Err(error)));
+        };
+        // A panicking job is a failed job, not a dead server.
+        let run = AssertUnwindSafe(f(job.context.clone(), input)).catch_unwind();
+        Box::pin(run.map(|result| result.unwrap_or_else(|_| Err("the job panicked".into()))))
     }
 }
 
 impl fmt::Debug for InProcessBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InProcessBackend")
-            .field("kinds", &self.kinds.keys().collect::<Vec<_>>())
-            .field("max_concurrent", &self.pool.max_concurrent)
+            .field("kinds", &self.pool.runner().0.keys().collect::<Vec<_>>())
+            .field("max_concurrent", &self.pool.max_in_flight())
             .finish()
     }
 }
@@ -600,76 +566,49 @@ impl InProcessBackend {
     /// A backend running at most `max_concurrent` jobs at once (at least 1).
     pub fn new(max_concurrent: u32) -> Self {
         InProcessBackend {
-            kinds: HashMap::new(),
-            pool: Arc::new(Pool {
-                max_concurrent: max_concurrent.max(1) as usize,
-                state: Mutex::default(),
-            }),
+            pool: JobPool::new(max_concurrent.max(1) as usize, Kinds::default(), None),
         }
     }
 
     /// Registers what jobs of `kind` do. The function gets the job's context (for progress) and
     /// its input, and returns the result or an error message. It must not block: blocking work
     /// belongs in `tokio::task::spawn_blocking`.
-    pub fn register<F, Fut>(mut self, kind: impl Into<String>, f: F) -> Self
+    pub fn register<F, Fut>(self, kind: impl Into<String>, f: F) -> Self
     where
         F: Fn(JobContext, Value) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, String>> + Send + 'static,
     {
         let f: JobFn = Arc::new(move |ctx, input| Box::pin(f(ctx, input)));
-        self.kinds.insert(kind.into(), f);
-        self
+        let mut kinds = self.pool.runner().0.clone();
+        kinds.insert(kind.into(), f);
+        // A pool of its own for the new set of kinds (registering comes before any job).
+        InProcessBackend {
+            pool: JobPool::new(self.pool.max_in_flight(), Kinds(kinds), None),
+        }
     }
 }
 
 impl JobBackend for InProcessBackend {
     fn knows(&self, kind: &str) -> bool {
-        self.kinds.contains_key(kind)
+        self.pool.runner().knows(kind)
     }
 
     fn submit(&self, job: JobRequest) {
-        let Some(f) = self.kinds.get(&job.kind).cloned() else {
-            let error = format!("no job of kind {:?}", job.kind);
-            return job.finish(Err(error));
-        };
-        let mut state = self.pool.lock();
-        if state.closing {
-            drop(state);
-            return job.finish(Err("jobs are shutting down".into()));
-        }
-        state.queue.push_back((f, job));
-        Pool::pump(&self.pool, &mut state);
+        self.pool.submit(job);
     }
 
     fn cancel(&self, _jobs: &[JobId]) {
         // Whatever was cancelled leaves the queue now rather than when its turn comes.
-        self.pool
-            .lock()
-            .queue
-            .retain(|(_, job)| !job.is_cancelled());
+        self.pool.drop_cancelled();
     }
 
     fn shutdown(&self, grace: Duration) -> BoxFuture<'static, ()> {
         // Queued jobs fail at once ("shutting down"); running ones get the grace period.
-        let (queued, mut tasks) = {
-            let mut state = self.pool.lock();
-            state.closing = true;
-            (
-                std::mem::take(&mut state.queue),
-                std::mem::take(&mut state.tasks),
-            )
-        };
-        for (_, job) in queued {
-            job.finish(Err("jobs are shutting down".into()));
-        }
+        let drained = self.pool.shutdown(grace);
         Box::pin(async move {
-            let drained =
-                tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
-                    .await;
-            if drained.is_err() {
-                tracing::warn!(left = tasks.len(), "grace period over, abandoning jobs");
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
+            let left = drained.await;
+            if left > 0 {
+                tracing::warn!(left, "grace period over, abandoned jobs");
             }
         })
     }

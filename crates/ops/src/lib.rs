@@ -39,11 +39,9 @@ pub use metrics::{Metrics, MAX_NAMESPACE_LABELS};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use socketlet::{BoxError, ResponseBody};
+use http_body_util::Full;
+use socketlet::{box_response, call_inner, InnerService, ResponseBody, ServiceFuture};
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -74,28 +72,21 @@ impl<S> OpsService<S> {
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ResponseBody> {
-    let mut res = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut res = Response::new(Full::new(Bytes::from(body)));
     *res.status_mut() = status;
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    res
+    box_response(res)
 }
 
-impl<S, B, RB> Service<Request<B>> for OpsService<S>
+impl<S, B> Service<Request<B>> for OpsService<S>
 where
-    S: Service<Request<B>, Response = Response<RB>, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    RB: http_body::Body<Data = Bytes> + Send + 'static,
-    RB::Error: Into<BoxError>,
+    S: InnerService<B, Error = Infallible>,
     B: Send + 'static,
 {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = ServiceFuture<Infallible>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -145,12 +136,6 @@ where
             }
             _ => {}
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let fut = inner.call(req);
-        Box::pin(async move {
-            let res = fut.await?;
-            Ok(res.map(|b| b.map_err(Into::into).boxed_unsync()))
-        })
+        call_inner(&mut self.inner, req)
     }
 }

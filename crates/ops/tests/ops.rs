@@ -7,12 +7,11 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use socketlet::{Socket, SocketIo};
 use socketlet_ops::{Health, Metrics, OpsService, MAX_NAMESPACE_LABELS};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tower::ServiceExt;
 
 /// GETs `path` through the ops service in front of `io`.
 async fn ops_get(io: &SocketIo, health: &Health, metrics: Option<&Metrics>, path: &str) -> Reply {
@@ -24,13 +23,7 @@ async fn ops_get(io: &SocketIo, health: &Health, metrics: Option<&Metrics>, path
         .header("host", "localhost")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let res = within(path, service.oneshot(req)).await.unwrap();
-    let (parts, body) = res.into_parts();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+    exchange(service, req).await
 }
 
 /// The value of the series `name` (with its labels, as written) in a scrape.

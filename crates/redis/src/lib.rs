@@ -67,6 +67,8 @@ mod streams;
 #[cfg(test)]
 mod streams_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod wire_tests;
 
 pub use streams::StreamsConfig;

@@ -63,9 +63,21 @@ impl Node {
         commands.get().await.ok_or_else(|| {
             redis::RedisError::from((redis::ErrorKind::Io, "cannot connect to Redis"))
         })?;
+        let (node, rx) = Node::assemble(random_id(6), config, client, commands);
+        tokio::spawn(run_publisher(Arc::downgrade(&node), rx));
+        Ok(node)
+    }
+
+    /// A node of these parts, and the other end of its publish queue (which nothing reads yet).
+    fn assemble(
+        uid: String,
+        config: RedisConfig,
+        client: redis::Client,
+        commands: Commands,
+    ) -> (Arc<Node>, mpsc::Receiver<(String, Vec<u8>)>) {
         let (queue, rx) = mpsc::channel(config.publish_queue.max(1));
         let node = Arc::new(Node {
-            uid: random_id(6),
+            uid,
             config,
             client,
             commands,
@@ -78,8 +90,7 @@ impl Node {
             publish_failing: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
         });
-        tokio::spawn(run_publisher(Arc::downgrade(&node), rx));
-        Ok(node)
+        (node, rx)
     }
 
     pub(crate) fn uid(&self) -> &str {
@@ -98,7 +109,7 @@ impl Node {
         cmd: &redis::Cmd,
         timeout: Duration,
     ) -> Result<T, QueryError> {
-        self.commands.query(cmd, timeout).await
+        self.commands.run(Query::Cmd(cmd), timeout).await
     }
 
     /// Runs a pipeline on the shared command connection (not tried again after a timeout).
@@ -107,7 +118,7 @@ impl Node {
         pipe: &redis::Pipeline,
         timeout: Duration,
     ) -> Result<T, QueryError> {
-        self.commands.query_pipe(pipe, timeout).await
+        self.commands.run(Query::Pipe(pipe), timeout).await
     }
 
     pub(crate) fn attach(self: &Arc<Self>, io: &SocketIo) {
@@ -189,7 +200,6 @@ impl Node {
             cmd.arg("NUMSUB").arg(self.request_channel(nsp));
         }
         let (_, n): (String, usize) = self
-            .commands
             .query(&cmd, self.config.request_timeout)
             .await
             .map_err(|e| AdapterError::with_source("Redis could not count the nodes", e))?;
@@ -325,7 +335,6 @@ async fn run_publisher(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<(Stri
         });
         cmd.arg(&channel).arg(payload);
         let result = node
-            .commands
             .query::<i64>(&cmd, Duration::from_secs(2))
             .await
             .map(|_| ());
@@ -402,13 +411,11 @@ impl Commands {
         *lock(&self.conn) = None;
     }
 
-    /// Runs a pipeline once (a pipeline may add to a stream: trying it again after a timeout
-    /// could add twice); on a failure the connection is dropped, for the next use to make anew.
-    /// When the connection is known to have been dropped before the pipeline ran, it is tried
-    /// once more on a fresh one.
-    async fn query_pipe<T: redis::FromRedisValue>(
+    /// Runs a query; on a failure the connection is dropped, for the next use to make anew, and
+    /// the query may be tried once more on a fresh one (see [`Query`]).
+    async fn run<T: redis::FromRedisValue>(
         &self,
-        pipe: &redis::Pipeline,
+        query: Query<'_>,
         timeout: Duration,
     ) -> Result<T, QueryError> {
         let mut last = QueryError::NotConnected;
@@ -416,45 +423,51 @@ impl Commands {
             let Some(mut conn) = self.get().await else {
                 return Err(last);
             };
-            match tokio::time::timeout(timeout, pipe.query_async::<T>(&mut conn)).await {
+            let again = match tokio::time::timeout(timeout, query.run(&mut conn)).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => {
-                    self.reset();
-                    let again = e.is_connection_dropped() || e.is_connection_refusal();
+                    let unsent = e.is_connection_dropped() || e.is_connection_refusal();
                     last = QueryError::Redis(e);
-                    if !again {
-                        return Err(last);
-                    }
+                    unsent || query.may_repeat()
                 }
                 Err(_) => {
-                    self.reset();
-                    return Err(QueryError::Timeout(timeout));
+                    last = QueryError::Timeout(timeout);
+                    query.may_repeat()
                 }
+            };
+            self.reset();
+            if !again {
+                return Err(last);
             }
         }
         Err(last)
     }
+}
 
-    /// Runs a command; on a failure (a connection gone stale while Redis restarted, say) drops
-    /// the connection and tries once more on a fresh one.
-    async fn query<T: redis::FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-        timeout: Duration,
-    ) -> Result<T, QueryError> {
-        let mut last = QueryError::NotConnected;
-        for _ in 0..2 {
-            let Some(mut conn) = self.get().await else {
-                return Err(last);
-            };
-            match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => last = QueryError::Redis(e),
-                Err(_) => last = QueryError::Timeout(timeout),
-            }
-            self.reset();
+/// What runs on the command connection. A command is tried again after any failure (a
+/// connection gone stale while Redis restarted, say); a pipeline only when the connection is
+/// known to have been dropped before it ran (a pipeline may add to a stream: trying it again
+/// after a timeout could add twice).
+#[derive(Clone, Copy)]
+enum Query<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+}
+
+impl Query<'_> {
+    async fn run<T: redis::FromRedisValue>(
+        self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Query::Cmd(cmd) => cmd.query_async(conn).await,
+            Query::Pipe(pipe) => pipe.query_async(conn).await,
         }
-        Err(last)
+    }
+
+    /// Whether it may run twice.
+    fn may_repeat(self) -> bool {
+        matches!(self, Query::Cmd(_))
     }
 }
 
@@ -810,22 +823,8 @@ impl Node {
         uid: &str,
     ) -> (Arc<Node>, mpsc::Receiver<(String, Vec<u8>)>) {
         let client = redis::Client::open(config.url.as_str()).expect("a Redis URL");
-        let (queue, rx) = mpsc::channel(config.publish_queue.max(1));
-        let node = Arc::new(Node {
-            uid: uid.to_owned(),
-            config,
-            commands: Commands::new(client.clone()),
-            client,
-            queue,
-            io: OnceLock::new(),
-            namespaces: Mutex::default(),
-            rooms_to_check: Mutex::default(),
-            subscriptions_changed: Notify::new(),
-            pending: Mutex::default(),
-            publish_failing: AtomicBool::new(false),
-            subscribed: AtomicBool::new(false),
-        });
-        (node, rx)
+        let commands = Commands::new(client.clone());
+        Node::assemble(uid.to_owned(), config, client, commands)
     }
 
     /// Delivers to `io` what [`Node::dispatch`] gets, without a subscriber.

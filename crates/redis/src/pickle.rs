@@ -406,7 +406,7 @@ impl Machine {
     }
 
     fn set_items(&mut self, items: Vec<Id>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(PickleError::Malformed("odd number of dict items"));
         }
         let target = self.top()?;

@@ -856,18 +856,42 @@ impl StreamsAdapter {
         self.node.io()?.config().recovery.clone()
     }
 
-    /// Adds `entry`, then runs `local` (this node's part), and resolves once both are done.
+    /// Makes the targeted sockets join (`join`) or leave `rooms`, through the stream.
+    fn join_or_leave(
+        &self,
+        local: &LocalNamespace,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+        join: bool,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        let entry =
+            (!opts.local).then(|| rooms_entry(self.node.uid(), &self.nsp, &opts, &rooms, join));
+        self.add_then(local, entry, move |local| match join {
+            true => local.add_sockets(&opts, &rooms),
+            false => local.del_sockets(&opts, &rooms),
+        })
+    }
+
+    /// Adds `entry`, then does `op` on this node's sockets (whatever Redis answered, as Node
+    /// does), and resolves once both are done. Without an entry (a local operation), does `op`
+    /// at once.
     fn add_then(
         &self,
-        entry: Entry,
-        local: impl FnOnce() + Send + 'static,
+        local: &LocalNamespace,
+        entry: Option<Entry>,
+        op: impl FnOnce(&LocalNamespace) + Send + 'static,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        let Some(entry) = entry else {
+            op(local);
+            return Box::pin(std::future::ready(Ok(())));
+        };
         let (tx, rx) = oneshot::channel();
+        let local = local.clone();
         let queued = self.streams.add(
             &self.stream,
             entry,
             Box::new(move |result| {
-                local();
+                op(&local);
                 let _ = tx.send(result.map(|_| ()));
             }),
         );
@@ -931,13 +955,7 @@ impl Adapter for StreamsAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        if opts.local {
-            local.add_sockets(&opts, &rooms);
-            return Box::pin(std::future::ready(Ok(())));
-        }
-        let entry = rooms_entry(self.node.uid(), &self.nsp, &opts, &rooms, true);
-        let local = local.clone();
-        self.add_then(entry, move || local.add_sockets(&opts, &rooms))
+        self.join_or_leave(local, opts, rooms, true)
     }
 
     fn del_sockets(
@@ -946,13 +964,7 @@ impl Adapter for StreamsAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        if opts.local {
-            local.del_sockets(&opts, &rooms);
-            return Box::pin(std::future::ready(Ok(())));
-        }
-        let entry = rooms_entry(self.node.uid(), &self.nsp, &opts, &rooms, false);
-        let local = local.clone();
-        self.add_then(entry, move || local.del_sockets(&opts, &rooms))
+        self.join_or_leave(local, opts, rooms, false)
     }
 
     fn disconnect_sockets(
@@ -961,14 +973,12 @@ impl Adapter for StreamsAdapter {
         opts: BroadcastOptions,
         how: Disconnect,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        if opts.local {
-            local.disconnect_sockets(&opts, how);
-            return Box::pin(std::future::ready(Ok(())));
-        }
         let close = how == Disconnect::Connection;
-        let entry = disconnect_entry(self.node.uid(), &self.nsp, &opts, close);
-        let local = local.clone();
-        self.add_then(entry, move || local.disconnect_sockets(&opts, how))
+        let entry =
+            (!opts.local).then(|| disconnect_entry(self.node.uid(), &self.nsp, &opts, close));
+        self.add_then(local, entry, move |local| {
+            local.disconnect_sockets(&opts, how)
+        })
     }
 
     fn server_side_emit(

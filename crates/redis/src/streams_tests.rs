@@ -16,9 +16,9 @@ use crate::msgpack;
 use crate::node::{parse_incoming, Incoming, Node};
 use crate::sharded::{Message, MessageKind, Sharded};
 use crate::streams::*;
-use crate::wire_tests::common::{settle, within, Polling};
+use crate::test_support::common::{settle, within, Polling};
+use crate::test_support::{event, fixture, indexed, local, node_broadcasts, opts};
 use crate::{RedisCluster, RedisConfig, SubscriptionMode};
-use bytes::Bytes;
 use serde_json::{json, Value};
 use socketlet::adapter::{BroadcastOptions, Session};
 use socketlet::socketio_proto::{Packet, PacketData};
@@ -82,12 +82,7 @@ fn recovery(key: &str) -> Value {
 
 /// A captured stream entry: its id and fields.
 fn entry(name: &str) -> StreamEntry {
-    let text = ENTRIES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .unwrap_or_else(|| panic!("no entry {name}"))
-        .1;
-    let v: Value = serde_json::from_str(text).expect("an entry");
+    let v: Value = serde_json::from_str(fixture(ENTRIES, name)).expect("an entry");
     StreamEntry {
         id: v["id"].as_str().expect("id").to_owned(),
         fields: v["fields"]
@@ -101,21 +96,12 @@ fn entry(name: &str) -> StreamEntry {
 
 /// A captured pub/sub message: its channel and bytes.
 fn message(name: &str) -> (String, &'static [u8]) {
-    let payload = MESSAGES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .unwrap_or_else(|| panic!("no message {name}"))
-        .1;
     let index = index();
-    let channel = index["frames"]
-        .as_array()
-        .expect("frames")
-        .iter()
-        .find(|f| f["name"] == name)
-        .and_then(|f| f["channel"].as_str())
+    let channel = indexed(&index, name)["channel"]
+        .as_str()
         .expect("the message's channel")
         .to_owned();
-    (channel, payload)
+    (channel, fixture(MESSAGES, name))
 }
 
 /// The commands Node's nodes sent during capture step `step`, as text (a binary argument as
@@ -166,66 +152,14 @@ fn args(cmd: &redis::Cmd) -> Vec<String> {
         .collect()
 }
 
-fn placeholder(n: u64) -> Value {
-    json!({ "_placeholder": true, "num": n })
-}
-
-fn event(nsp: &str, name: &str, args: Vec<Value>, attachments: Vec<Bytes>) -> Packet {
-    Packet {
-        nsp: nsp.to_owned(),
-        data: PacketData::Event {
-            name: name.to_owned(),
-            args,
-            id: None,
-        },
-        attachments,
-    }
-}
-
-fn opts(rooms: &[&str], except: &[&str], volatile: bool) -> BroadcastOptions {
-    BroadcastOptions {
-        rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
-        except: except.iter().map(|r| (*r).to_owned()).collect(),
-        volatile,
-        ..Default::default()
-    }
-}
-
-fn local(mut o: BroadcastOptions) -> BroadcastOptions {
-    o.local = true;
-    o
-}
-
 /// The broadcasts of the capture: fixture, sending node, packet and options.
 fn broadcasts() -> Vec<(&'static str, &'static str, Packet, BroadcastOptions)> {
     let sid = recovery("sid").as_str().expect("sid").to_owned();
-    vec![
-        (
-            "broadcast_all",
-            "A",
-            event("/", "hello", vec![json!("world"), json!(1)], vec![]),
-            opts(&[], &[], false),
-        ),
-        (
-            "broadcast_room",
-            "A",
-            event("/", "news", vec![json!({ "title": "x", "n": 2 })], vec![]),
-            opts(&["room1"], &[], false),
-        ),
-        (
-            "broadcast_except_binary",
-            "A",
-            event(
-                "/",
-                "file",
-                vec![
-                    placeholder(0),
-                    json!({ "name": "a.bin", "body": placeholder(1) }),
-                ],
-                vec![Bytes::from_static(&[1, 2, 3]), Bytes::from_static(&[4, 5])],
-            ),
-            opts(&["room1", "room2"], &["room3"], true),
-        ),
+    let mut broadcasts: Vec<_> = node_broadcasts()
+        .into_iter()
+        .map(|(name, packet, options)| (name, "A", packet, options))
+        .collect();
+    broadcasts.extend([
         (
             "socket_emit",
             "B",
@@ -241,7 +175,8 @@ fn broadcasts() -> Vec<(&'static str, &'static str, Packet, BroadcastOptions)> {
             event("/", "missed", vec![json!(1)], vec![]),
             opts(&["room1"], &[], false),
         ),
-    ]
+    ]);
+    broadcasts
 }
 
 // ---- the names of things ----

@@ -15,21 +15,19 @@
 //! The tests run on tokio's paused clock: "nothing else reached this client" is checked as "its
 //! next GET carries the heartbeat ping", which the clock reaches without waiting.
 
-#[path = "../../socketlet/tests/common/mod.rs"]
-pub(crate) mod common;
-
 use crate::adapter::{opts_from, packet_from, packet_mp, socket_from, Wire};
 use crate::classic::Classic;
 use crate::msgpack;
 use crate::node::{decode_json_or_msgpack, Node};
 use crate::sharded::Sharded;
+use crate::test_support::common::{event_with_id, settle, within, Polling, Reply};
+use crate::test_support::{event, fixture, indexed, local, node_broadcasts, opts, placeholder};
 use crate::{RedisCluster, RedisConfig, SubscriptionMode};
 use bytes::Bytes;
-use common::{event_with_id, settle, within, Polling, Reply};
 use rmpv::Value as Mp;
 use serde_json::{json, Value};
 use socketlet::adapter::BroadcastOptions;
-use socketlet::socketio_proto::{Packet, PacketData};
+use socketlet::socketio_proto::Packet;
 use socketlet::{Data, Socket, SocketIo};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -102,21 +100,13 @@ struct Frame {
 }
 
 fn frame(name: &str) -> Frame {
-    let payload = FIXTURES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .unwrap_or_else(|| panic!("no fixture {name}"))
-        .1;
     let index = index();
-    let entry = index["frames"]
-        .as_array()
-        .expect("frames")
-        .iter()
-        .find(|f| f["name"] == name)
-        .unwrap_or_else(|| panic!("{name} is not in frames.json"));
     Frame {
-        channel: entry["channel"].as_str().expect("channel").to_owned(),
-        payload,
+        channel: indexed(&index, name)["channel"]
+            .as_str()
+            .expect("channel")
+            .to_owned(),
+        payload: fixture(FIXTURES, name),
     }
 }
 
@@ -364,66 +354,10 @@ fn with_ids(mut expected: Value, actual: &Value) -> Value {
     expected
 }
 
-fn placeholder(n: u64) -> Value {
-    json!({ "_placeholder": true, "num": n })
-}
-
-fn event(nsp: &str, name: &str, args: Vec<Value>, attachments: Vec<Bytes>) -> Packet {
-    Packet {
-        nsp: nsp.to_owned(),
-        data: PacketData::Event {
-            name: name.to_owned(),
-            args,
-            id: None,
-        },
-        attachments,
-    }
-}
-
-fn opts(rooms: &[&str], except: &[&str], volatile: bool) -> BroadcastOptions {
-    BroadcastOptions {
-        rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
-        except: except.iter().map(|r| (*r).to_owned()).collect(),
-        volatile,
-        ..Default::default()
-    }
-}
-
-/// What the crate's readers make of options from Node (always local: they are applied here).
-fn local(mut o: BroadcastOptions) -> BroadcastOptions {
-    o.local = true;
-    o
-}
-
 /// The packets and options of the broadcasts the capture made (Node's and the emitter's).
 fn broadcast_meanings() -> Vec<(&'static str, Packet, BroadcastOptions)> {
-    let file = || {
-        event(
-            "/",
-            "file",
-            vec![
-                placeholder(0),
-                json!({ "name": "a.bin", "body": placeholder(1) }),
-            ],
-            vec![Bytes::from_static(&[1, 2, 3]), Bytes::from_static(&[4, 5])],
-        )
-    };
-    vec![
-        (
-            "broadcast_all",
-            event("/", "hello", vec![json!("world"), json!(1)], vec![]),
-            opts(&[], &[], false),
-        ),
-        (
-            "broadcast_room",
-            event("/", "news", vec![json!({ "title": "x", "n": 2 })], vec![]),
-            opts(&["room1"], &[], false),
-        ),
-        (
-            "broadcast_except_binary",
-            file(),
-            opts(&["room1", "room2"], &["room3"], true),
-        ),
+    let mut meanings = node_broadcasts();
+    meanings.extend([
         (
             "emitter_emit",
             event(
@@ -439,7 +373,8 @@ fn broadcast_meanings() -> Vec<(&'static str, Packet, BroadcastOptions)> {
             event("/chat", "news", vec![json!({ "n": 1 })], vec![]),
             opts(&["room1"], &["room2"], false),
         ),
-    ]
+    ]);
+    meanings
 }
 
 // ---- a node without Redis, with in-process clients ----
@@ -513,6 +448,17 @@ impl Harness {
         }
     }
 
+    /// Dispatches `name`, a server-side event: `/`'s handlers get `event` with `args`.
+    async fn dispatch_server_side(&mut self, name: &str, event: &str, args: Vec<Value>) {
+        self.dispatch(name);
+        settle().await;
+        assert_eq!(
+            self.server_side.try_recv().expect(name),
+            (event.to_owned(), args),
+            "{name}"
+        );
+    }
+
     fn dispatch(&self, name: &str) {
         let f = frame(name);
         self.node.dispatch(&f.channel, f.payload);
@@ -578,6 +524,11 @@ async fn parked_get(client: &Polling) -> JoinHandle<Reply> {
 async fn parked_received(client: &Polling, get: JoinHandle<Reply>) -> Vec<(String, Value)> {
     let reply = within("a parked GET", get).await.expect("the GET task");
     client.decode(&reply).iter().map(|m| parse(m)).collect()
+}
+
+/// What [`Harness::rooms_of`] says of a socket in these rooms.
+fn rooms(names: &[&str]) -> Option<Vec<String>> {
+    Some(names.iter().map(|s| (*s).to_owned()).collect())
 }
 
 /// Nothing more reached `client`: its next GET carries the heartbeat ping (answered).
@@ -1062,18 +1013,12 @@ fn our_classic_frames_are_nodes_frames() {
     let a = uid("A");
     // A node with Node's uid: the frames must then be equal, ids included.
     let (node, mut published) = Node::detached(RedisConfig::new("redis://127.0.0.1:1"), &a);
-    let mut take = |what: &str| {
+    let mut check = |what: &str, adjust: fn(&mut Value)| {
         let (channel, payload) = published.try_recv().expect(what);
         let f = frame(what);
         assert_eq!(channel, f.channel, "{what}: channel");
         assert_same_encoding(what, &payload, f.payload);
-        (payload, f.payload)
-    };
-    let request_id = |name: &str| {
-        value_of(frame(name).payload)["requestId"]
-            .as_str()
-            .expect("requestId")
-            .to_owned()
+        assert_same_frame(what, &payload, f.payload, adjust);
     };
 
     for (name, packet, options) in broadcast_meanings() {
@@ -1084,72 +1029,80 @@ fn our_classic_frames_are_nodes_frames() {
         Classic
             .broadcast(&node, &packet.nsp, mp, &options)
             .expect("queued");
-        let (ours, theirs) = take(name);
-        assert_same_frame(name, &ours, theirs, exact);
+        check(name, exact);
     }
 
-    let question = event("/", "question", vec![json!(42)], vec![]);
-    Classic
-        .broadcast_with_ack(
-            &node,
-            "/",
-            packet_mp(&question).expect("an event"),
-            &opts(&["room1"], &[], false),
-            Duration::from_millis(1500),
-            &request_id("broadcast_ack_request"),
-        )
-        .expect("queued");
-    let (ours, theirs) = take("broadcast_ack_request");
-    assert_same_frame("broadcast_ack_request", &ours, theirs, exact);
+    publish_nodes_requests(Classic, &node, "", exact, &mut check);
+    assert!(published.try_recv().is_err(), "one frame per operation");
+}
 
-    Classic
-        .fetch_sockets(
-            &node,
-            "/",
-            &opts(&["room1"], &[], false),
-            &request_id("fetch_sockets_request"),
-        )
-        .expect("queued");
-    let (ours, theirs) = take("fetch_sockets_request");
-    assert_same_frame("fetch_sockets_request", &ours, theirs, exact);
+/// Publishes through `wire` the requests that Node's adapter published in the capture, with
+/// their request ids: a broadcast with acks, fetchSockets, a join, a leave, a disconnection and
+/// a server-side event. After each, `check` is given the name of Node's frame (`prefix` and the
+/// classic name) and what to take out of ours before comparing them: `adjust_ack_request` for
+/// the broadcast with acks, nothing for the others.
+fn publish_nodes_requests<W: Wire>(
+    wire: W,
+    node: &Node,
+    prefix: &str,
+    adjust_ack_request: fn(&mut Value),
+    mut check: impl FnMut(&str, fn(&mut Value)),
+) {
+    let name = |classic: &str| format!("{prefix}{classic}");
+    let request_id = |classic: &str| {
+        let v = value_of(frame(&name(classic)).payload);
+        // Sharded messages carry their request under `data`.
+        let v = if prefix.is_empty() { &v } else { &v["data"] };
+        v["requestId"].as_str().expect("requestId").to_owned()
+    };
+    let question = event("/", "question", vec![json!(42)], vec![]);
+    wire.broadcast_with_ack(
+        node,
+        "/",
+        packet_mp(&question).expect("an event"),
+        &opts(&["room1"], &[], false),
+        Duration::from_millis(1500),
+        &request_id("broadcast_ack_request"),
+    )
+    .expect("queued");
+    check(&name("broadcast_ack_request"), adjust_ack_request);
+
+    wire.fetch_sockets(
+        node,
+        "/",
+        &opts(&["room1"], &[], false),
+        &request_id("fetch_sockets_request"),
+    )
+    .expect("queued");
+    check(&name("fetch_sockets_request"), exact);
 
     let rooms = ["room2".to_owned(), "room3".to_owned()];
-    Classic
-        .sockets_join(&node, "/", &opts(&["room1"], &[], false), &rooms, true)
+    wire.sockets_join(node, "/", &opts(&["room1"], &[], false), &rooms, true)
         .expect("queued");
-    let (ours, theirs) = take("sockets_join");
-    assert_same_frame("sockets_join", &ours, theirs, exact);
+    check(&name("sockets_join"), exact);
 
-    Classic
-        .sockets_join(
-            &node,
-            "/",
-            &opts(&[], &["room9"], false),
-            &["room2".to_owned()],
-            false,
-        )
+    wire.sockets_join(
+        node,
+        "/",
+        &opts(&[], &["room9"], false),
+        &["room2".to_owned()],
+        false,
+    )
+    .expect("queued");
+    check(&name("sockets_leave"), exact);
+
+    wire.disconnect_sockets(node, "/", &opts(&["nobody"], &[], false), true)
         .expect("queued");
-    let (ours, theirs) = take("sockets_leave");
-    assert_same_frame("sockets_leave", &ours, theirs, exact);
+    check(&name("disconnect_sockets"), exact);
 
-    Classic
-        .disconnect_sockets(&node, "/", &opts(&["nobody"], &[], false), true)
-        .expect("queued");
-    let (ours, theirs) = take("disconnect_sockets");
-    assert_same_frame("disconnect_sockets", &ours, theirs, exact);
-
-    Classic
-        .server_side_emit(
-            &node,
-            "/",
-            "ping",
-            Data::args(vec![json!(1), json!({ "x": "y" })]),
-        )
-        .expect("queued");
-    let (ours, theirs) = take("server_side_emit");
-    assert_same_frame("server_side_emit", &ours, theirs, exact);
-
-    assert!(published.try_recv().is_err(), "one frame per operation");
+    wire.server_side_emit(
+        node,
+        "/",
+        "ping",
+        Data::args(vec![json!(1), json!({ "x": "y" })]),
+    )
+    .expect("queued");
+    check(&name("server_side_emit"), exact);
 }
 
 /// The same through the adapter: a broadcast made on the server is Node's broadcast.
@@ -1184,34 +1137,17 @@ fn our_sharded_frames_are_nodes_frames() {
         RedisConfig::new("redis://127.0.0.1:1").with_sharded(Some(SubscriptionMode::Dynamic));
     let (node, mut published) = Node::detached(config, &c);
     let wire = Sharded(SubscriptionMode::Dynamic);
-    let mut take = |what: &str| {
+    let mut check = |what: &str, adjust: fn(&mut Value)| {
         let (channel, payload) = published.try_recv().expect(what);
         let f = frame(what);
         assert_eq!(channel, f.channel, "{what}: channel");
-        (payload, f.payload)
-    };
-    let request_id = |name: &str| {
-        value_of(frame(name).payload)["data"]["requestId"]
-            .as_str()
-            .expect("requestId")
-            .to_owned()
+        assert_same_frame(what, &payload, f.payload, adjust);
     };
 
-    let broadcasts = [
-        ("sharded_broadcast_all", "broadcast_all"),
-        ("sharded_broadcast_room", "broadcast_room"),
-        ("sharded_broadcast_except_binary", "broadcast_except_binary"),
-    ];
-    let meanings = broadcast_meanings();
-    for (name, classic) in broadcasts {
-        let (_, packet, options) = meanings
-            .iter()
-            .find(|(n, _, _)| *n == classic)
-            .expect("a meaning");
-        let mp = packet_mp(packet).expect("an event");
-        wire.broadcast(&node, "/", mp, options).expect("queued");
-        let (ours, theirs) = take(name);
-        assert_same_frame(name, &ours, theirs, without_packet_nsp);
+    for (classic, packet, options) in node_broadcasts() {
+        let mp = packet_mp(&packet).expect("an event");
+        wire.broadcast(&node, "/", mp, &options).expect("queued");
+        check(&format!("sharded_{classic}"), without_packet_nsp);
     }
     // Node's adapters have a uid per namespace: this one is C's adapter of /chat.
     let (chat_node, mut chat_published) = Node::detached(
@@ -1236,66 +1172,7 @@ fn our_sharded_frames_are_nodes_frames() {
         without_packet_nsp,
     );
 
-    let question = event("/", "question", vec![json!(42)], vec![]);
-    wire.broadcast_with_ack(
-        &node,
-        "/",
-        packet_mp(&question).expect("an event"),
-        &opts(&["room1"], &[], false),
-        Duration::from_millis(1500),
-        &request_id("sharded_broadcast_ack_request"),
-    )
-    .expect("queued");
-    let (ours, theirs) = take("sharded_broadcast_ack_request");
-    assert_same_frame(
-        "sharded_broadcast_ack_request",
-        &ours,
-        theirs,
-        without_packet_nsp,
-    );
-
-    wire.fetch_sockets(
-        &node,
-        "/",
-        &opts(&["room1"], &[], false),
-        &request_id("sharded_fetch_sockets_request"),
-    )
-    .expect("queued");
-    let (ours, theirs) = take("sharded_fetch_sockets_request");
-    assert_same_frame("sharded_fetch_sockets_request", &ours, theirs, exact);
-
-    let rooms = ["room2".to_owned(), "room3".to_owned()];
-    wire.sockets_join(&node, "/", &opts(&["room1"], &[], false), &rooms, true)
-        .expect("queued");
-    let (ours, theirs) = take("sharded_sockets_join");
-    assert_same_frame("sharded_sockets_join", &ours, theirs, exact);
-
-    wire.sockets_join(
-        &node,
-        "/",
-        &opts(&[], &["room9"], false),
-        &["room2".to_owned()],
-        false,
-    )
-    .expect("queued");
-    let (ours, theirs) = take("sharded_sockets_leave");
-    assert_same_frame("sharded_sockets_leave", &ours, theirs, exact);
-
-    wire.disconnect_sockets(&node, "/", &opts(&["nobody"], &[], false), true)
-        .expect("queued");
-    let (ours, theirs) = take("sharded_disconnect_sockets");
-    assert_same_frame("sharded_disconnect_sockets", &ours, theirs, exact);
-
-    wire.server_side_emit(
-        &node,
-        "/",
-        "ping",
-        Data::args(vec![json!(1), json!({ "x": "y" })]),
-    )
-    .expect("queued");
-    let (ours, theirs) = take("sharded_server_side_emit");
-    assert_same_frame("sharded_server_side_emit", &ours, theirs, exact);
-
+    publish_nodes_requests(wire, &node, "sharded_", without_packet_nsp, &mut check);
     assert!(published.try_recv().is_err(), "one frame per operation");
 }
 
@@ -1358,17 +1235,40 @@ fn sharded_broadcasts_choose_nodes_channels() {
 #[tokio::test(start_paused = true)]
 async fn node_classic_broadcasts_reach_the_sockets_they_target() {
     let h = harness("rustnd", None);
+    assert_node_broadcasts_reach_their_targets(&h, "", &[]).await;
+}
+
+/// Node's broadcasts to all of `/` and to room1 (the frames `{prefix}broadcast_all` and
+/// `{prefix}broadcast_room`), then its volatile broadcast with an exception and binary data
+/// (`{prefix}broadcast_except_binary`) reach the sockets of `/` they target, and only those.
+/// Each of `others` is a frame for another namespace, dispatched with the first two, and the
+/// one message its client there gets.
+async fn assert_node_broadcasts_reach_their_targets(
+    h: &Harness,
+    prefix: &str,
+    others: &[(&str, &Polling, (String, Value))],
+) {
     let (in_room1, _) = client(&h.io, "/", "room1").await;
     let (in_room1_and_3, _) = client(&h.io, "/", "room1.room3").await;
     let (elsewhere, _) = client(&h.io, "/", "").await;
 
-    h.dispatch("broadcast_all");
-    h.dispatch("broadcast_room");
+    h.dispatch(&format!("{prefix}broadcast_all"));
+    h.dispatch(&format!("{prefix}broadcast_room"));
+    for (name, _, _) in others {
+        h.dispatch(name);
+    }
     let hello = msg("42", json!(["hello", "world", 1]));
     let news = msg("42", json!(["news", { "title": "x", "n": 2 }]));
     assert_eq!(received(&in_room1).await, [hello.clone(), news.clone()]);
     assert_eq!(received(&in_room1_and_3).await, [hello.clone(), news]);
     assert_eq!(received(&elsewhere).await, [hello]);
+    for (name, client, message) in others {
+        assert_eq!(
+            received(client).await,
+            std::slice::from_ref(message),
+            "{name}"
+        );
+    }
 
     // Volatile, with an exception, with binary data: to clients ready for it.
     let gets = [
@@ -1376,7 +1276,7 @@ async fn node_classic_broadcasts_reach_the_sockets_they_target() {
         parked_get(&in_room1_and_3).await,
         parked_get(&elsewhere).await,
     ];
-    h.dispatch("broadcast_except_binary");
+    h.dispatch(&format!("{prefix}broadcast_except_binary"));
     let [g1, g2, g3] = gets;
     assert_eq!(
         parked_received(&in_room1, g1).await,
@@ -1434,7 +1334,7 @@ async fn a_node_ignores_its_own_frames() {
         h.dispatch(name);
     }
     settle().await;
-    assert_eq!(h.rooms_of(&sid), Some(vec!["room1".to_owned()]));
+    assert_eq!(h.rooms_of(&sid), rooms(&["room1"]));
     h.assert_nothing_published();
     assert!(h.server_side.try_recv().is_err());
     assert_nothing_more(&in_room1).await;
@@ -1450,7 +1350,7 @@ async fn a_node_ignores_its_own_frames() {
         h.dispatch(name);
     }
     settle().await;
-    assert_eq!(h.rooms_of(&sid), Some(vec!["room1".to_owned()]));
+    assert_eq!(h.rooms_of(&sid), rooms(&["room1"]));
     h.assert_nothing_published();
     assert_nothing_more(&in_room1).await;
 }
@@ -1461,7 +1361,6 @@ async fn a_node_ignores_its_own_frames() {
 async fn node_classic_room_requests_are_done() {
     let mut h = harness("rustnd", None);
     let (_c1, sid) = client(&h.io, "/", "room1").await;
-    let rooms = |r: &[&str]| Some(r.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
 
     h.dispatch("sockets_join");
     assert_eq!(h.rooms_of(&sid), rooms(&["room1", "room2", "room3"]));
@@ -1541,28 +1440,24 @@ async fn node_classic_requests_are_answered_as_node_answers() {
     );
 
     // serverSideEmit without an ack: the handlers run, nobody is answered.
-    h.dispatch("server_side_emit");
-    settle().await;
-    assert_eq!(
-        h.server_side.try_recv().expect("the event"),
-        ("ping".to_owned(), vec![json!(1), json!({ "x": "y" })])
-    );
+    h.dispatch_server_side(
+        "server_side_emit",
+        "ping",
+        vec![json!(1), json!({ "x": "y" })],
+    )
+    .await;
     h.assert_nothing_published();
-    h.dispatch("emitter_server_side_emit");
-    settle().await;
-    assert_eq!(
-        h.server_side.try_recv().expect("the emitter's event"),
-        ("hello".to_owned(), vec![json!("from emitter")])
-    );
+    h.dispatch_server_side(
+        "emitter_server_side_emit",
+        "hello",
+        vec![json!("from emitter")],
+    )
+    .await;
 
     // With an ack: socketlet's handlers do not answer; the node says so at once, with Node's
     // answer's keys and `null` where Node's handler had answered 42.
-    h.dispatch("server_side_emit_ack_request");
-    settle().await;
-    assert_eq!(
-        h.server_side.try_recv().expect("the event"),
-        ("compute".to_owned(), vec![json!(21)])
-    );
+    h.dispatch_server_side("server_side_emit_ack_request", "compute", vec![json!(21)])
+        .await;
     let (channel, ours) = h.published();
     assert_eq!(channel, "socket.io-response#/#");
     let theirs = frame("server_side_emit_ack_response").payload;
@@ -1656,14 +1551,7 @@ async fn a_node_broadcast_with_acks_is_served_and_answered_as_node_does() {
     assert_same_encoding("broadcast_client_count", &ours, theirs);
     assert_same_frame("broadcast_client_count", &ours, theirs, exact);
 
-    let asked = within("the question", in_room1.recv_one()).await;
-    let (id, args) = event_with_id(&asked);
-    assert_eq!(args, json!(["question", 42]));
-    in_room1
-        .send(&format!(
-            "461-{id}[{{\"ok\":true,\"n\":42,\"bin\":{{\"_placeholder\":true,\"num\":0}}}}]\x1eb3q0="
-        ))
-        .await;
+    answer_nodes_question(&in_room1).await;
     let (channel, ours) = h.next_published().await;
     assert_eq!(channel, "socket.io-response#/#");
     let theirs = frame("broadcast_ack").payload;
@@ -1671,6 +1559,19 @@ async fn a_node_broadcast_with_acks_is_served_and_answered_as_node_does() {
     assert_same_frame("broadcast_ack", &ours, theirs, exact);
     assert_nothing_more(&elsewhere).await;
     h.assert_nothing_published();
+}
+
+/// Node's broadcast with acks asked `client` its question: it answers as Node's client did
+/// (with an attachment).
+async fn answer_nodes_question(client: &Polling) {
+    let asked = within("the question", client.recv_one()).await;
+    let (id, args) = event_with_id(&asked);
+    assert_eq!(args, json!(["question", 42]));
+    client
+        .send(&format!(
+            "461-{id}[{{\"ok\":true,\"n\":42,\"bin\":{{\"_placeholder\":true,\"num\":0}}}}]\x1eb3q0="
+        ))
+        .await;
 }
 
 /// Node's answers reach the request of this node that waits for them, on the shared response
@@ -1695,26 +1596,12 @@ async fn node_classic_answers_reach_the_waiting_request() {
     let ack = frame("broadcast_ack");
     // The same answer on this node's own response channel.
     h.node.dispatch("socket.io-response#/#rustnd#", ack.payload);
-    let (v, bins) = pending.rx.try_recv().expect("the ack");
-    assert_eq!(v["type"], 9);
-    assert_eq!(
-        v["packet"],
-        json!({ "ok": true, "n": 42, "bin": placeholder(0) })
-    );
-    assert_eq!(bins, [Bytes::from_static(&[0xde, 0xad])]);
+    assert_nodes_ack(pending.rx.try_recv().expect("the ack"));
     drop(pending);
 
     let mut pending = h.node.expect_answers(&id_of("fetch_sockets_request"));
     h.dispatch("fetch_sockets_response");
-    let (v, _) = pending.rx.try_recv().expect("the sockets");
-    let sockets: Vec<_> = v["sockets"]
-        .as_array()
-        .expect("sockets")
-        .iter()
-        .filter_map(|s| socket_from("/", s))
-        .collect();
-    assert_eq!(sockets.len(), 1);
-    assert_eq!(sockets[0].handshake.auth, json!({ "token": "t1" }));
+    assert_nodes_socket_list(pending.rx.try_recv().expect("the sockets"));
     drop(pending);
 
     let mut pending = h.node.expect_answers(&id_of("all_rooms_request"));
@@ -1740,50 +1627,43 @@ async fn node_classic_answers_reach_the_waiting_request() {
     assert!(pending.rx.try_recv().is_err());
 }
 
+/// An answer of Node's to a broadcast with acks: its client's ack, with its attachment.
+#[track_caller]
+fn assert_nodes_ack((v, bins): (Value, Vec<Bytes>)) {
+    assert_eq!(v["type"], 9);
+    assert_eq!(
+        v["packet"],
+        json!({ "ok": true, "n": 42, "bin": placeholder(0) })
+    );
+    assert_eq!(bins, [Bytes::from_static(&[0xde, 0xad])]);
+}
+
+/// An answer of Node's to fetchSockets: its one socket, which a reader here understands.
+#[track_caller]
+fn assert_nodes_socket_list((v, _): (Value, Vec<Bytes>)) {
+    let sockets: Vec<_> = v["sockets"]
+        .as_array()
+        .expect("sockets")
+        .iter()
+        .filter_map(|s| socket_from("/", s))
+        .collect();
+    assert_eq!(sockets.len(), 1);
+    assert_eq!(sockets[0].handshake.auth, json!({ "token": "t1" }));
+}
+
 // ---- dispatch: sharded ----
 
 /// Node's sharded broadcasts reach the sockets they target, in the namespace of the message.
 #[tokio::test(start_paused = true)]
 async fn node_sharded_broadcasts_reach_the_sockets_they_target() {
     let h = harness("rustnd", Some(SubscriptionMode::Dynamic));
-    let (in_room1, _) = client(&h.io, "/", "room1").await;
-    let (in_room1_and_3, _) = client(&h.io, "/", "room1.room3").await;
-    let (elsewhere, _) = client(&h.io, "/", "").await;
     let (chat_room1, _) = client(&h.io, "/chat", "room1").await;
-
-    h.dispatch("sharded_broadcast_all");
-    h.dispatch("sharded_broadcast_room");
-    h.dispatch("sharded_broadcast_chat_room");
-    let hello = msg("42", json!(["hello", "world", 1]));
-    let news = msg("42", json!(["news", { "title": "x", "n": 2 }]));
-    assert_eq!(received(&in_room1).await, [hello.clone(), news.clone()]);
-    assert_eq!(received(&in_room1_and_3).await, [hello.clone(), news]);
-    assert_eq!(received(&elsewhere).await, [hello]);
-    assert_eq!(
-        received(&chat_room1).await,
-        [msg("42/chat,", json!(["news", { "n": 1 }]))]
+    let chat = (
+        "sharded_broadcast_chat_room",
+        &chat_room1,
+        msg("42/chat,", json!(["news", { "n": 1 }])),
     );
-
-    let gets = [
-        parked_get(&in_room1).await,
-        parked_get(&in_room1_and_3).await,
-        parked_get(&elsewhere).await,
-    ];
-    h.dispatch("sharded_broadcast_except_binary");
-    let [g1, g2, g3] = gets;
-    assert_eq!(
-        parked_received(&in_room1, g1).await,
-        [
-            msg(
-                "452-",
-                json!(["file", placeholder(0), { "name": "a.bin", "body": placeholder(1) }])
-            ),
-            msg("bAQID", Value::Null),
-            msg("bBAU=", Value::Null),
-        ]
-    );
-    assert_parked_get_gets_nothing(&in_room1_and_3, g2).await;
-    assert_parked_get_gets_nothing(&elsewhere, g3).await;
+    assert_node_broadcasts_reach_their_targets(&h, "sharded_", &[chat]).await;
 }
 
 /// Node's sharded requests: done, and answered on the asking node's channel in the shape of
@@ -1806,14 +1686,7 @@ async fn node_sharded_requests_are_done_and_answered_as_node_does() {
         frame("sharded_broadcast_client_count").payload,
         exact,
     );
-    let asked = within("the question", in_room1.recv_one()).await;
-    let (id, args) = event_with_id(&asked);
-    assert_eq!(args, json!(["question", 42]));
-    in_room1
-        .send(&format!(
-            "461-{id}[{{\"ok\":true,\"n\":42,\"bin\":{{\"_placeholder\":true,\"num\":0}}}}]\x1eb3q0="
-        ))
-        .await;
+    answer_nodes_question(&in_room1).await;
     let (channel, ours) = h.next_published().await;
     assert_eq!(channel, to_c);
     assert_same_frame(
@@ -1837,19 +1710,19 @@ async fn node_sharded_requests_are_done_and_answered_as_node_does() {
 
     // serverSideEmit, without and with an ack (answered with null: socketlet's handlers do
     // not answer).
-    h.dispatch("sharded_server_side_emit");
-    settle().await;
-    assert_eq!(
-        h.server_side.try_recv().expect("the event"),
-        ("ping".to_owned(), vec![json!(1), json!({ "x": "y" })])
-    );
+    h.dispatch_server_side(
+        "sharded_server_side_emit",
+        "ping",
+        vec![json!(1), json!({ "x": "y" })],
+    )
+    .await;
     h.assert_nothing_published();
-    h.dispatch("sharded_server_side_emit_ack_request");
-    settle().await;
-    assert_eq!(
-        h.server_side.try_recv().expect("the event"),
-        ("compute".to_owned(), vec![json!(21)])
-    );
+    h.dispatch_server_side(
+        "sharded_server_side_emit_ack_request",
+        "compute",
+        vec![json!(21)],
+    )
+    .await;
     let (channel, ours) = h.published();
     assert_eq!(channel, to_c);
     assert_same_frame(
@@ -1868,7 +1741,6 @@ async fn node_sharded_requests_are_done_and_answered_as_node_does() {
     );
 
     // Rooms and disconnections: done, not answered.
-    let rooms = |r: &[&str]| Some(r.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
     h.dispatch("sharded_sockets_join");
     assert_eq!(h.rooms_of(&sid), rooms(&["room1", "room2", "room3"]));
     h.dispatch("sharded_sockets_leave");
@@ -1902,28 +1774,14 @@ async fn node_sharded_answers_reach_the_waiting_request() {
     let (v, _) = pending.rx.try_recv().expect("the count");
     assert_eq!(v["type"], 8);
     assert_eq!(v["clientCount"], 1);
-    let (v, bins) = pending.rx.try_recv().expect("the ack");
-    assert_eq!(v["type"], 9);
-    assert_eq!(
-        v["packet"],
-        json!({ "ok": true, "n": 42, "bin": placeholder(0) })
-    );
-    assert_eq!(bins, [Bytes::from_static(&[0xde, 0xad])]);
+    assert_nodes_ack(pending.rx.try_recv().expect("the ack"));
     drop(pending);
 
     let mut pending = h
         .node
         .expect_answers(&id_of("sharded_fetch_sockets_request"));
     h.dispatch("sharded_fetch_sockets_response");
-    let (v, _) = pending.rx.try_recv().expect("the sockets");
-    let sockets: Vec<_> = v["sockets"]
-        .as_array()
-        .expect("sockets")
-        .iter()
-        .filter_map(|s| socket_from("/", s))
-        .collect();
-    assert_eq!(sockets.len(), 1);
-    assert_eq!(sockets[0].handshake.auth, json!({ "token": "t1" }));
+    assert_nodes_socket_list(pending.rx.try_recv().expect("the sockets"));
     drop(pending);
 
     let mut pending = h

@@ -98,15 +98,6 @@ fn offset(packet: &str) -> String {
     offset
 }
 
-/// The client's transport goes away (a recoverable reason).
-async fn drop_transport(io: &SocketIo, client: &Polling) {
-    io.engine()
-        .socket(socketlet::engine::Sid::parse(&client.sid).unwrap())
-        .unwrap()
-        .close();
-    let _ = client.get().await;
-}
-
 /// The session Redis keeps for `pid`, decoded (base64 msgpack), once it is there.
 async fn session_in_redis(redis: &RedisServer, pid: &str) -> rmpv::Value {
     let key = format!("sio:session:{pid}");
@@ -153,7 +144,7 @@ async fn a_client_recovers_on_another_node_with_what_it_missed() {
     let last_seen = offset(&direct);
     assert!(offset(&news) < last_seen || offset(&news).len() < last_seen.len());
 
-    drop_transport(&a, &client).await;
+    client.drop_transport().await;
     // The session is in Redis, in Node's format.
     let session = session_in_redis(&redis, &pid).await;
     let get = |k: &str| {
@@ -225,7 +216,7 @@ async fn an_offset_gone_from_the_stream_gives_a_fresh_socket() {
     let (client, answer, _) = connect(&a, json!({"room": "lobby"})).await;
     a.emit("one", 1).unwrap();
     let seen = offset(&within("one", client.recv_one()).await);
-    drop_transport(&a, &client).await;
+    client.drop_transport().await;
     session_in_redis(&redis, answer["pid"].as_str().unwrap()).await;
 
     // An offset that is not an entry id: refused before Redis is asked (the session stays).

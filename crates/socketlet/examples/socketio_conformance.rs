@@ -8,10 +8,11 @@
 //! cd socket.io/docs/socket.io-protocol/v5-test-suite && npm ci && npm test
 //! ```
 //!
-//! `PORT` changes the port.
+//! `PORT` changes the port. The application is `tests/conformance/app.rs`, which the
+//! conformance tests serve too.
 
-use socketlet::{AckSender, Cors, Data, Socket, SocketIo};
-use std::time::Duration;
+#[path = "../tests/conformance/app.rs"]
+mod app;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
@@ -19,28 +20,7 @@ async fn main() -> std::io::Result<()> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    let io = SocketIo::builder()
-        .ping_interval(Duration::from_millis(300))
-        .ping_timeout(Duration::from_millis(200))
-        .max_payload(1_000_000)
-        .connect_timeout(Duration::from_millis(1000))
-        .cors(Cors::Any)
-        .build();
-    io.of("/").on_connect(|socket: Socket| async move {
-        let _ = socket.emit("auth", socket.auth());
-        socket.on("message", |socket: Socket, data: Data| async move {
-            let _ = socket.emit("message-back", data);
-        });
-        socket.on(
-            "message-with-ack",
-            |data: Data, ack: AckSender| async move {
-                let _ = ack.send(data);
-            },
-        );
-    });
-    io.of("/custom").on_connect(|socket: Socket| async move {
-        let _ = socket.emit("auth", socket.auth());
-    });
+    let io = app::server();
     let listener = socketlet::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
     eprintln!("LISTENING {}", listener.local_addr()?);
     socketlet::serve(listener, io.service(), std::future::pending()).await

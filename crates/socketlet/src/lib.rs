@@ -84,11 +84,14 @@ pub use namespace::Namespace;
 pub use observer::Observer;
 pub use operators::{AckResponses, BroadcastOperator};
 pub use server::{SocketIo, WeakSocketIo};
-pub use service::{BoxError, NotFound, ResponseBody, SocketIoLayer, SocketIoService};
+pub use service::{
+    box_response, call_inner, BoxError, InnerService, NotFound, ResponseBody, ServiceFuture,
+    SocketIoLayer, SocketIoService,
+};
 pub use socket::{AnyEvent, Socket};
 pub use socketlet_engine::{
     bind, serve, AllowedHosts, Cookie, Cors, EngineConfig, IpNet, RemoteAddr, RequestInfo,
-    TransportKind, Transports, TrustedProxies,
+    Servable, TransportKind, Transports, TrustedProxies,
 };
 /// HTTPS and WSS on the listener (feature `tls`), and rustls to configure them.
 #[cfg(feature = "tls")]

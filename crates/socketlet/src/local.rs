@@ -402,7 +402,7 @@ const WARM_BATCH: usize = 8;
 /// otherwise waits for two or three cache misses per receiver, one after the other, since the
 /// kernel's work for each send evicts what the next one needs.
 fn warm_ahead(rest: &[Socket], i: usize) {
-    if i % WARM_BATCH == 0 {
+    if i.is_multiple_of(WARM_BATCH) {
         for s in rest.iter().take(WARM_BATCH) {
             s.warm();
         }

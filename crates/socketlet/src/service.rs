@@ -18,6 +18,55 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The response body of [`SocketIoService`]: the engine's, or the wrapped service's.
 pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
+/// The future of [`SocketIoService`], and of any service that answers some requests itself and
+/// passes the others on (see [`call_inner`]).
+pub type ServiceFuture<E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, E>> + Send>>;
+
+/// A response with its body boxed as a [`ResponseBody`].
+pub fn box_response<RB>(res: Response<RB>) -> Response<ResponseBody>
+where
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    res.map(|b| b.map_err(Into::into).boxed_unsync())
+}
+
+/// A service that a service in front of it ([`SocketIoService`], and the like) passes requests
+/// on to with [`call_inner`]: it can be cloned, and its response bodies boxed. Every service
+/// with these properties is one.
+pub trait InnerService<B>:
+    Service<Request<B>, Response = Response<Self::Body>, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+    /// The body of its responses.
+    type Body: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B, RB> InnerService<B> for S
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    type Body = RB;
+}
+
+/// For a service in front of `inner` that does not answer `req` itself: `inner` takes the
+/// request, and its response comes back with the body boxed. `inner` must be the service the
+/// wrapper's `poll_ready` readied; a clone of it (not ready yet) stays in its place.
+pub fn call_inner<S: InnerService<B>, B>(
+    inner: &mut S,
+    req: Request<B>,
+) -> ServiceFuture<S::Error> {
+    let clone = inner.clone();
+    let mut ready = std::mem::replace(inner, clone);
+    let fut = ready.call(req);
+    Box::pin(async move { Ok(box_response(fut.await?)) })
+}
+
 /// The innermost service of a standalone server: 404 for everything.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NotFound;
@@ -63,18 +112,15 @@ impl<S> SocketIoService<S> {
     }
 }
 
-impl<S, B, RB> Service<Request<B>> for SocketIoService<S>
+impl<S, B> Service<Request<B>> for SocketIoService<S>
 where
-    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    RB: http_body::Body<Data = Bytes> + Send + 'static,
-    RB::Error: Into<BoxError>,
+    S: InnerService<B>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = Response<ResponseBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Future = ServiceFuture<S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -83,19 +129,9 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if self.io.engine().matches_path(req.uri().path()) {
             let engine = self.io.engine().clone();
-            return Box::pin(async move {
-                let res = engine.handle(req).await;
-                Ok(res.map(|b| b.map_err(|never| match never {}).boxed_unsync()))
-            });
+            return Box::pin(async move { Ok(box_response(engine.handle(req).await)) });
         }
-        // The clone is not ready yet; the ready one (polled in `poll_ready`) takes the request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let fut = inner.call(req);
-        Box::pin(async move {
-            let res = fut.await?;
-            Ok(res.map(|b| b.map_err(Into::into).boxed_unsync()))
-        })
+        call_inner(&mut self.inner, req)
     }
 }
 

@@ -37,8 +37,10 @@ const MAX_EARLY_EVENTS: usize = 64;
 /// An event held until the socket is ready: name, arguments, ack id.
 type EarlyEvent = (String, Data, Option<u64>);
 
-type AnyHandler = Arc<dyn Fn(Socket, AnyEvent) -> HandlerFuture + Send + Sync>;
-type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) -> HandlerFuture + Send + Sync>;
+/// A listener of the socket's events ([`AnyEvent`]) or of its end ([`DisconnectReason`]).
+type Listener<A> = Arc<dyn Fn(Socket, A) -> HandlerFuture + Send + Sync>;
+type AnyHandler = Listener<AnyEvent>;
+type DisconnectHandler = Listener<DisconnectReason>;
 /// Lists of handlers are replaced whole when one is added (copy on write): a dispatch clones
 /// the `Arc` and calls them with no lock held (a handler may disconnect the socket, or add
 /// a handler).
@@ -52,11 +54,35 @@ fn add_to<T: Clone>(list: &RwLock<List<T>>, f: T) {
     *guard = all.into();
 }
 
+/// Adds listener `f` to `list`.
+fn add_listener<A, F, Fut>(list: &RwLock<List<Listener<A>>>, f: F)
+where
+    F: Fn(Socket, A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    add_to(list, Arc::new(move |s, a| Box::pin(f(s, a)) as _));
+}
+
 /// The handlers of one event: most events have one, which costs no list.
 #[derive(Clone)]
 enum EventHandlers {
     One(BoxedHandler),
     Many(List<BoxedHandler>),
+}
+
+impl EventHandlers {
+    /// `handlers` (if any) and `handler` after them.
+    fn then(handlers: Option<EventHandlers>, handler: BoxedHandler) -> EventHandlers {
+        match handlers {
+            None => EventHandlers::One(handler),
+            Some(EventHandlers::One(first)) => EventHandlers::Many(Arc::new([first, handler])),
+            Some(EventHandlers::Many(list)) => {
+                let mut all = list.to_vec();
+                all.push(handler);
+                EventHandlers::Many(all.into())
+            }
+        }
+    }
 }
 
 /// An event as catch-all listeners see it ([`Socket::on_any`], [`Socket::on_any_outgoing`]).
@@ -300,15 +326,7 @@ impl Socket {
         let handler = boxed(handler);
         let mut map = write(&self.inner.handlers);
         let name = event.into();
-        let handlers = match map.remove(&name) {
-            None => EventHandlers::One(handler),
-            Some(EventHandlers::One(first)) => EventHandlers::Many(Arc::new([first, handler])),
-            Some(EventHandlers::Many(list)) => {
-                let mut all = list.to_vec();
-                all.push(handler);
-                EventHandlers::Many(all.into())
-            }
-        };
+        let handlers = EventHandlers::then(map.remove(&name), handler);
         map.insert(name, handlers);
     }
 
@@ -321,15 +339,7 @@ impl Socket {
     {
         let handler = boxed(handler);
         let mut slot = write(&self.inner.fallback);
-        *slot = Some(match slot.take() {
-            None => EventHandlers::One(handler),
-            Some(EventHandlers::One(first)) => EventHandlers::Many(Arc::new([first, handler])),
-            Some(EventHandlers::Many(list)) => {
-                let mut all = list.to_vec();
-                all.push(handler);
-                EventHandlers::Many(all.into())
-            }
-        });
+        *slot = Some(EventHandlers::then(slot.take(), handler));
     }
 
     /// Adds a listener called with every incoming event, before its handlers.
@@ -338,10 +348,7 @@ impl Socket {
         F: Fn(Socket, AnyEvent) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        add_to(
-            &self.inner.any_incoming,
-            Arc::new(move |s, e| Box::pin(f(s, e)) as _),
-        );
+        add_listener(&self.inner.any_incoming, f);
     }
 
     /// Adds a listener called with every outgoing event of this socket (emits and broadcasts
@@ -351,10 +358,7 @@ impl Socket {
         F: Fn(Socket, AnyEvent) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        add_to(
-            &self.inner.any_outgoing,
-            Arc::new(move |s, e| Box::pin(f(s, e)) as _),
-        );
+        add_listener(&self.inner.any_outgoing, f);
         self.inner.has_outgoing.store(true, Ordering::Release);
     }
 
@@ -365,10 +369,7 @@ impl Socket {
         F: Fn(Socket, DisconnectReason) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        add_to(
-            &self.inner.on_disconnect,
-            Arc::new(move |s, r| Box::pin(f(s, r)) as _),
-        );
+        add_listener(&self.inner.on_disconnect, f);
     }
 
     /// Emits an event to this socket: any `Serialize` value is one argument

@@ -1,86 +1,25 @@
 //! socketlet held to every behaviour that the official Socket.IO v5 protocol test suite checks
 //! (its "Engine.IO protocol" part over `/socket.io`: handshake, heartbeat, close, upgrade; and
 //! its "Socket.IO protocol" part: connect, disconnect, message), with the application and
-//! settings that suite expects (the same as `examples/socketio_conformance.rs`).
+//! settings that suite expects (`conformance/app.rs`, which `examples/socketio_conformance.rs`
+//! serves too).
 //!
 //! Nothing touches the network: polling goes through the tower service, WebSockets run over an
 //! in-memory pipe served by hyper (see `common`). The clock is tokio's paused one, so heartbeats
 //! and timeouts cost no real time. Each test reads as a protocol transcript.
 #![allow(clippy::unwrap_used)]
 
+#[path = "conformance/app.rs"]
+mod app;
 mod common;
 
+use app::{server, CONNECT_TIMEOUT};
 use common::*;
 use http::{Method, StatusCode};
-use serde_json::{json, Value};
-use socketlet::{AckSender, Cors, Data, Socket, SocketIo};
-use std::time::Duration;
+use serde_json::Value;
+use socketlet::SocketIo;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
-
-/// The suite's settings.
-const PING_INTERVAL: Duration = Duration::from_millis(300);
-const PING_TIMEOUT: Duration = Duration::from_millis(200);
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-const MAX_PAYLOAD: u64 = 1_000_000;
-
-/// The application the suite talks to: on connect to `/` or `/custom` the socket is sent an
-/// `auth` event with its auth payload; on `/`, `message` is answered with `message-back` and
-/// the same arguments, and `message-with-ack` is acked with the same arguments.
-fn server() -> SocketIo {
-    let io = SocketIo::builder()
-        .ping_interval(PING_INTERVAL)
-        .ping_timeout(PING_TIMEOUT)
-        .max_payload(MAX_PAYLOAD)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .cors(Cors::Any)
-        .build();
-    io.of("/").on_connect(|socket: Socket| async move {
-        let _ = socket.emit("auth", socket.auth());
-        socket.on("message", |socket: Socket, data: Data| async move {
-            let _ = socket.emit("message-back", data);
-        });
-        socket.on(
-            "message-with-ack",
-            |data: Data, ack: AckSender| async move {
-                let _ = ack.send(data);
-            },
-        );
-    });
-    io.of("/custom").on_connect(|socket: Socket| async move {
-        let _ = socket.emit("auth", socket.auth());
-    });
-    io
-}
-
-/// Checks an OPEN packet against the suite's settings (exactly these five keys); returns the
-/// sid.
-#[track_caller]
-fn check_open(packet: &str, upgrades: &[&str]) -> String {
-    let open = open_json(packet);
-    let mut keys: Vec<&str> = open
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    assert_eq!(
-        keys,
-        [
-            "maxPayload",
-            "pingInterval",
-            "pingTimeout",
-            "sid",
-            "upgrades"
-        ]
-    );
-    assert_eq!(open["upgrades"], json!(upgrades));
-    assert_eq!(open["pingInterval"], PING_INTERVAL.as_millis() as u64);
-    assert_eq!(open["pingTimeout"], PING_TIMEOUT.as_millis() as u64);
-    assert_eq!(open["maxPayload"], MAX_PAYLOAD);
-    open["sid"].as_str().expect("sid is a string").to_owned()
-}
 
 /// The JSON after a CONNECT prefix (`40` or `40/custom,`): it must be `{"sid": <string>}` and
 /// nothing else. Returns the socket id.
@@ -99,19 +38,13 @@ fn check_connect(packet: &str, prefix: &str) -> String {
 
 /// Asserts that the WebSocket handshake with `query` is refused (a 400 instead of a 101).
 async fn ws_refused(io: &SocketIo, query: &str) {
-    match ws_connect(io, query).await {
-        Err(tungstenite::Error::Http(res)) => {
-            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{query}");
-        }
-        Ok(_) => panic!("WebSocket accepted with {query:?}"),
-        Err(e) => panic!("unexpected error with {query:?}: {e}"),
-    }
+    assert_ws_refused(ws_connect(io, query).await, query);
 }
 
 /// Opens a WebSocket session (no sid) and checks its OPEN frame: nothing to upgrade to.
 async fn ws_open(io: &SocketIo) -> Ws {
     let mut ws = ws_connect(io, "EIO=4&transport=websocket").await.unwrap();
-    check_open(&ws_recv_text(&mut ws).await, &[]);
+    check_open(Eio::V4, &ws_recv_text(&mut ws).await, &[]);
     ws
 }
 
@@ -153,26 +86,39 @@ async fn ws_next_skipping_pings(ws: &mut Ws) -> Message {
     }
 }
 
+/// Sends the CONNECT `packet`, checks the server's CONNECT (after `prefix`) and the `auth`
+/// event the application sends then (`auth_event`). Returns the socket id.
+async fn sio_connect(ws: &mut Ws, packet: &str, prefix: &str, auth_event: &str) -> String {
+    ws_send_text(ws, packet).await;
+    let id = check_connect(&ws_recv_text(ws).await, prefix);
+    assert_eq!(ws_recv_text(ws).await, auth_event);
+    id
+}
+
 /// A WebSocket connected to `/` without payload, as the suite's Socket.IO tests start: OPEN,
 /// `40`, the CONNECT answer, the `auth` event. Returns the WebSocket and the socket id.
 async fn sio_connected(io: &SocketIo) -> (Ws, String) {
     let mut ws = ws_open(io).await;
-    ws_send_text(&mut ws, "40").await;
-    let id = check_connect(&ws_recv_text(&mut ws).await, "40");
-    assert_eq!(ws_recv_text(&mut ws).await, r#"42["auth",{}]"#);
+    let id = sio_connect(&mut ws, "40", "40", r#"42["auth",{}]"#).await;
     (ws, id)
 }
 
 /// Opens a polling session and upgrades it: WebSocket with its sid, `2probe`, `3probe`, `5`.
-async fn upgraded(io: &SocketIo) -> (Polling, Ws) {
+async fn upgrade(io: &SocketIo) -> (Polling, Ws) {
     let session = Polling::open(io).await;
     let query = format!("EIO=4&transport=websocket&sid={}", session.sid);
     let mut ws = ws_connect(io, &query).await.unwrap();
     ws_send_text(&mut ws, "2probe").await;
     assert_eq!(ws_recv_text(&mut ws).await, "3probe");
     ws_send_text(&mut ws, "5").await;
-    settle().await;
     (session, ws)
+}
+
+/// [`upgrade`], and the server has taken it in.
+async fn upgraded(io: &SocketIo) -> (Polling, Ws) {
+    let upgraded = upgrade(io).await;
+    settle().await;
+    upgraded
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -186,7 +132,7 @@ async fn polling_handshake_opens_a_session() {
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.text());
     let packets = v4_packets(res.text());
     assert_eq!(packets.len(), 1, "only the OPEN packet: {packets:?}");
-    let sid = check_open(&packets[0], &["websocket"]);
+    let sid = check_open(Eio::V4, &packets[0], &["websocket"]);
     assert!(!sid.is_empty());
 }
 
@@ -329,16 +275,9 @@ async fn websocket_close_packet_ends_the_connection() {
 #[tokio::test(start_paused = true)]
 async fn upgrade_from_polling_to_websocket() {
     let io = server();
-    let session = Polling::open(&io).await;
-    let query = format!("EIO=4&transport=websocket&sid={}", session.sid);
-    let mut ws = ws_connect(&io, &query).await.unwrap();
-    ws_send_text(&mut ws, "2probe").await;
-    assert_eq!(ws_recv_text(&mut ws).await, "3probe");
-    ws_send_text(&mut ws, "5").await;
+    let (_session, mut ws) = upgrade(&io).await;
     // The session now lives on the WebSocket: a Socket.IO connection runs over it.
-    ws_send_text(&mut ws, "40").await;
-    check_connect(&ws_recv_text(&mut ws).await, "40");
-    assert_eq!(ws_recv_text(&mut ws).await, r#"42["auth",{}]"#);
+    sio_connect(&mut ws, "40", "40", r#"42["auth",{}]"#).await;
     assert_eq!(io.engine().session_count(), 1);
 }
 
@@ -377,10 +316,8 @@ async fn upgrade_then_second_websocket_is_closed() {
 async fn connect_to_the_main_namespace() {
     let io = server();
     let mut ws = ws_open(&io).await;
-    ws_send_text(&mut ws, "40").await;
-    let id = check_connect(&ws_recv_text(&mut ws).await, "40");
     // No payload: the handler sees `{}`, not null.
-    assert_eq!(ws_recv_text(&mut ws).await, r#"42["auth",{}]"#);
+    let id = sio_connect(&mut ws, "40", "40", r#"42["auth",{}]"#).await;
     assert!(io.of("/").get_socket(&id).is_some());
 }
 
@@ -388,9 +325,13 @@ async fn connect_to_the_main_namespace() {
 async fn connect_to_the_main_namespace_with_a_payload() {
     let io = server();
     let mut ws = ws_open(&io).await;
-    ws_send_text(&mut ws, r#"40{"token":"123"}"#).await;
-    let id = check_connect(&ws_recv_text(&mut ws).await, "40");
-    assert_eq!(ws_recv_text(&mut ws).await, r#"42["auth",{"token":"123"}]"#);
+    let id = sio_connect(
+        &mut ws,
+        r#"40{"token":"123"}"#,
+        "40",
+        r#"42["auth",{"token":"123"}]"#,
+    )
+    .await;
     assert!(io.of("/").get_socket(&id).is_some());
 }
 
@@ -398,9 +339,13 @@ async fn connect_to_the_main_namespace_with_a_payload() {
 async fn connect_to_a_custom_namespace() {
     let io = server();
     let mut ws = ws_open(&io).await;
-    ws_send_text(&mut ws, "40/custom,").await;
-    let id = check_connect(&ws_recv_text(&mut ws).await, "40/custom,");
-    assert_eq!(ws_recv_text(&mut ws).await, r#"42/custom,["auth",{}]"#);
+    let id = sio_connect(
+        &mut ws,
+        "40/custom,",
+        "40/custom,",
+        r#"42/custom,["auth",{}]"#,
+    )
+    .await;
     assert!(io.of("/custom").get_socket(&id).is_some());
     assert_eq!(
         io.of("/").local().socket_count(),
@@ -413,12 +358,13 @@ async fn connect_to_a_custom_namespace() {
 async fn connect_to_a_custom_namespace_with_a_payload() {
     let io = server();
     let mut ws = ws_open(&io).await;
-    ws_send_text(&mut ws, r#"40/custom,{"token":"abc"}"#).await;
-    let id = check_connect(&ws_recv_text(&mut ws).await, "40/custom,");
-    assert_eq!(
-        ws_recv_text(&mut ws).await,
-        r#"42/custom,["auth",{"token":"abc"}]"#
-    );
+    let id = sio_connect(
+        &mut ws,
+        r#"40/custom,{"token":"abc"}"#,
+        "40/custom,",
+        r#"42/custom,["auth",{"token":"abc"}]"#,
+    )
+    .await;
     assert!(io.of("/custom").get_socket(&id).is_some());
 }
 
@@ -486,10 +432,8 @@ async fn disconnect_from_the_main_namespace() {
     assert_eq!(io.of("/").local().socket_count(), 0);
     // The client may join again, as a new socket.
     ws_send_text(&mut ws, "3").await;
-    ws_send_text(&mut ws, "40").await;
-    let again = check_connect(&ws_recv_text(&mut ws).await, "40");
+    let again = sio_connect(&mut ws, "40", "40", r#"42["auth",{}]"#).await;
     assert_ne!(again, id);
-    assert_eq!(ws_recv_text(&mut ws).await, r#"42["auth",{}]"#);
 }
 
 #[tokio::test(start_paused = true)]
@@ -500,9 +444,13 @@ async fn connect_then_disconnect_from_a_custom_namespace() {
     ws_send_text(&mut ws, "3").await;
 
     // Namespaces without the trailing comma.
-    ws_send_text(&mut ws, "40/custom").await;
-    let custom = check_connect(&ws_recv_text(&mut ws).await, "40/custom,");
-    assert_eq!(ws_recv_text(&mut ws).await, r#"42/custom,["auth",{}]"#);
+    let custom = sio_connect(
+        &mut ws,
+        "40/custom",
+        "40/custom,",
+        r#"42/custom,["auth",{}]"#,
+    )
+    .await;
     assert!(io.of("/custom").get_socket(&custom).is_some());
 
     ws_send_text(&mut ws, "41/custom").await;
@@ -531,8 +479,16 @@ async fn plain_text_event() {
     );
 }
 
-/// The next two non-PING frames are binary, with these contents.
-async fn expect_attachments(ws: &mut Ws) {
+/// Sends `packet` with two attachments, `[1, 2, 3]` and `[4, 5, 6]`; the next non-PING frames
+/// must be `answer` and the same two attachments.
+async fn binary_round_trip(ws: &mut Ws, packet: &str, answer: &str) {
+    ws_send_text(ws, packet).await;
+    ws_send_binary(ws, &[1, 2, 3]).await;
+    ws_send_binary(ws, &[4, 5, 6]).await;
+    match ws_next_skipping_pings(ws).await {
+        Message::Text(t) => assert_eq!(t.as_str(), answer),
+        other => panic!("expected {answer:?}, got {other:?}"),
+    }
     for expected in [[1u8, 2, 3], [4, 5, 6]] {
         match ws_next_skipping_pings(ws).await {
             Message::Binary(b) => assert_eq!(&b[..], expected),
@@ -545,21 +501,12 @@ async fn expect_attachments(ws: &mut Ws) {
 async fn event_with_binary_attachments() {
     let io = server();
     let (mut ws, _id) = sio_connected(&io).await;
-    ws_send_text(
+    binary_round_trip(
         &mut ws,
         r#"452-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+        r#"452-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
     )
     .await;
-    ws_send_binary(&mut ws, &[1, 2, 3]).await;
-    ws_send_binary(&mut ws, &[4, 5, 6]).await;
-    match ws_next_skipping_pings(&mut ws).await {
-        Message::Text(t) => assert_eq!(
-            t.as_str(),
-            r#"452-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
-        ),
-        other => panic!("expected the BINARY_EVENT, got {other:?}"),
-    }
-    expect_attachments(&mut ws).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -574,50 +521,37 @@ async fn plain_text_event_with_an_ack() {
 async fn event_with_binary_attachments_and_an_ack() {
     let io = server();
     let (mut ws, _id) = sio_connected(&io).await;
-    ws_send_text(
+    binary_round_trip(
         &mut ws,
         r#"452-789["message-with-ack",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+        r#"462-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
     )
     .await;
-    ws_send_binary(&mut ws, &[1, 2, 3]).await;
-    ws_send_binary(&mut ws, &[4, 5, 6]).await;
-    match ws_next_skipping_pings(&mut ws).await {
-        Message::Text(t) => assert_eq!(
-            t.as_str(),
-            r#"462-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
-        ),
-        other => panic!("expected the BINARY_ACK, got {other:?}"),
-    }
-    expect_attachments(&mut ws).await;
+}
+
+/// A connected socket sends `packet`: the server ends the connection at once, and the socket
+/// is gone.
+async fn closes_the_connection(packet: &str) {
+    let io = server();
+    let (mut ws, id) = sio_connected(&io).await;
+    ws_send_text(&mut ws, packet).await;
+    ws_expect_end_now(&mut ws).await;
+    settle().await;
+    assert!(io.of("/").get_socket(&id).is_none(), "{packet}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn unknown_packet_type_closes_the_connection() {
-    let io = server();
-    let (mut ws, id) = sio_connected(&io).await;
-    ws_send_text(&mut ws, "4abc").await;
-    ws_expect_end_now(&mut ws).await;
-    settle().await;
-    assert!(io.of("/").get_socket(&id).is_none());
+    closes_the_connection("4abc").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn invalid_payload_format_closes_the_connection() {
-    let io = server();
-    let (mut ws, id) = sio_connected(&io).await;
     // An EVENT's payload must be an array.
-    ws_send_text(&mut ws, "42{}").await;
-    ws_expect_end_now(&mut ws).await;
-    settle().await;
-    assert!(io.of("/").get_socket(&id).is_none());
+    closes_the_connection("42{}").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn invalid_ack_id_closes_the_connection() {
-    let io = server();
-    let (mut ws, id) = sio_connected(&io).await;
-    ws_send_text(&mut ws, r#"42abc["message-with-ack",1,"2",{"3":[false]}]"#).await;
-    ws_expect_end_now(&mut ws).await;
-    settle().await;
-    assert!(io.of("/").get_socket(&id).is_none());
+    closes_the_connection(r#"42abc["message-with-ack",1,"2",{"3":[false]}]"#).await;
 }

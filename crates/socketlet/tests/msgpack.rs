@@ -9,40 +9,26 @@ use base64::Engine as _;
 use common::*;
 use socketlet::{AckSender, Data, Parser, Socket, SocketIo};
 
-/// msgpack bytes written by hand, as socket.io-msgpack-parser writes them.
-fn connect_packet() -> Vec<u8> {
-    // {"type": 0, "nsp": "/"}
-    let mut b = vec![0x82, 0xa4];
-    b.extend_from_slice(b"type");
-    b.push(0x00);
-    b.push(0xa3);
-    b.extend_from_slice(b"nsp");
-    b.extend_from_slice(&[0xa1, b'/']);
-    b
+/// msgpack bytes written by hand, as socket.io-msgpack-parser writes them: the map
+/// `{"type": kind, "nsp": "/", ...}` with `more` entries after those two, whose bytes are `rest`.
+fn packet(kind: u8, more: u8, rest: &[&[u8]]) -> Vec<u8> {
+    let head: &[&[u8]] = &[&[0x82 + more], b"\xa4type", &[kind], b"\xa3nsp\xa1/"];
+    [head, rest].concat().concat()
 }
 
-/// {"type": 2, "nsp": "/", "data": ["echo", <bin 01 02>], "id": 5}
-fn echo_packet() -> Vec<u8> {
-    let mut b = vec![0x84, 0xa4];
-    b.extend_from_slice(b"type");
-    b.push(0x02);
-    b.push(0xa3);
-    b.extend_from_slice(b"nsp");
-    b.extend_from_slice(&[0xa1, b'/', 0xa4]);
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&[0x92, 0xa4]);
-    b.extend_from_slice(b"echo");
-    b.extend_from_slice(&[0xc4, 0x02, 0x01, 0x02, 0xa2]);
-    b.extend_from_slice(b"id");
-    b.push(0x05);
-    b
-}
-
+/// A binary message over polling (`b<base64>`).
 fn b64(bytes: &[u8]) -> String {
     format!(
         "b{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
     )
+}
+
+/// The bytes of a binary message over polling.
+fn unb64(message: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(message.strip_prefix('b').unwrap())
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -54,34 +40,30 @@ async fn msgpack_clients_connect_and_get_binary_back_inline() {
         });
     });
     let client = Polling::open(&io).await;
-    client.send(&b64(&connect_packet())).await;
-    let connect = client.recv_one().await;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(connect.strip_prefix('b').unwrap())
-        .unwrap();
-    let packet = socketlet::socketio_proto::msgpack::decode(&bytes, &Default::default()).unwrap();
+    // {"type": 0, "nsp": "/"}
+    client.send(&b64(&packet(0, 0, &[]))).await;
+    let bytes = unb64(&client.recv_one().await);
+    let connect = socketlet::socketio_proto::msgpack::decode(&bytes, &Default::default()).unwrap();
     assert!(matches!(
-        packet.data,
+        connect.data,
         socketlet::socketio_proto::PacketData::Connect(Some(_))
     ));
 
-    client.send(&b64(&echo_packet())).await;
-    let ack = client.recv_one().await;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(ack.strip_prefix('b').unwrap())
-        .unwrap();
+    // {"type": 2, "nsp": "/", "data": ["echo", <bin 01 02>], "id": 5}
+    let echo = packet(
+        2,
+        2,
+        &[
+            b"\xa4data",
+            b"\x92\xa4echo",
+            b"\xc4\x02\x01\x02",
+            b"\xa2id\x05",
+        ],
+    );
+    client.send(&b64(&echo)).await;
     // {"type": 3, "nsp": "/", "data": [<bin 01 02>], "id": 5}: the binary is inline.
-    let mut expected = vec![0x84, 0xa4];
-    expected.extend_from_slice(b"type");
-    expected.push(0x03);
-    expected.push(0xa3);
-    expected.extend_from_slice(b"nsp");
-    expected.extend_from_slice(&[0xa1, b'/', 0xa4]);
-    expected.extend_from_slice(b"data");
-    expected.extend_from_slice(&[0x91, 0xc4, 0x02, 0x01, 0x02, 0xa2]);
-    expected.extend_from_slice(b"id");
-    expected.push(0x05);
-    assert_eq!(bytes, expected);
+    let ack = packet(3, 2, &[b"\xa4data", b"\x91\xc4\x02\x01\x02", b"\xa2id\x05"]);
+    assert_eq!(unb64(&client.recv_one().await), ack);
 
     // Text is not msgpack: the connection ends (the client is told, then it is gone).
     client.send(r#"42["echo"]"#).await;

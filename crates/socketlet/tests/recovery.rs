@@ -64,16 +64,6 @@ fn offset(packet: &str) -> String {
     args.last().unwrap().as_str().unwrap().to_owned()
 }
 
-/// The client's transport goes away (a recoverable reason).
-async fn drop_transport(io: &SocketIo, client: &Polling) {
-    io.engine()
-        .socket(socketlet::engine::Sid::parse(&client.sid).unwrap())
-        .unwrap()
-        .close();
-    let _ = client.get().await;
-    settle().await;
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_client_that_comes_back_gets_its_socket_and_what_it_missed_first() {
     let io = server(RecoveryConfig::default());
@@ -92,7 +82,7 @@ async fn a_client_that_comes_back_gets_its_socket_and_what_it_missed_first() {
     assert!(packets[1].starts_with(r#"42["direct",2,""#), "{packets:?}");
     let last_seen = offset(&packets[1]);
 
-    drop_transport(&io, &client).await;
+    client.drop_transport().await;
     // Meanwhile: to its room, to everyone, to it alone, to another room, and one that excludes
     // its room.
     io.to("lobby").emit("missed-room", 3).unwrap();
@@ -129,7 +119,7 @@ async fn what_cannot_be_recovered_gives_a_fresh_socket() {
     let (sid, pid) = (answer["sid"].clone(), answer["pid"].clone());
     io.emit("one", 1).unwrap();
     let seen = offset(&client.recv_one().await);
-    drop_transport(&io, &client).await;
+    client.drop_transport().await;
 
     // An unknown pid, an offset that is not a string, a pid that is not: fresh sockets.
     for auth in [
@@ -158,7 +148,7 @@ async fn sessions_expire_and_leaving_on_purpose_keeps_none() {
     let (client, answer, _) = connect(&io, json!({})).await;
     io.emit("x", 1).unwrap();
     let seen = offset(&client.recv_one().await);
-    drop_transport(&io, &client).await;
+    client.drop_transport().await;
     tokio::time::sleep(Duration::from_secs(11)).await;
     let (_, again, _) = connect(&io, json!({"pid": answer["pid"], "offset": seen})).await;
     assert_ne!(again["sid"], answer["sid"]);
@@ -180,7 +170,7 @@ async fn middlewares_are_skipped_only_when_configured() {
         let (client, answer, _) = connect(&io, json!({})).await;
         io.emit("x", 1).unwrap();
         let seen = offset(&client.recv_one().await);
-        drop_transport(&io, &client).await;
+        client.drop_transport().await;
         let c = Polling::open(&io).await;
         c.send(&format!(
             "40{}",

@@ -81,14 +81,8 @@ for venv in "$HERE/.venv" "$HERE/.venv-4.5.1"; do
 done
 
 # ---- the tests -------------------------------------------------------------------------------
-mkdir -p "$E2E_ARTIFACTS"
-rm -f "$E2E_ARTIFACTS"/cluster-*.log
 if [ "$#" -gt 0 ]; then
   TEST_FILES=("$@")
 fi
 # One test file at a time (they measure and kill things).
-if ! node_test "$HERE" "${TEST_FILES[@]}"; then
-  show_logs 15 "$E2E_ARTIFACTS"/cluster-*.log
-  die "the cluster e2e suite failed"
-fi
-echo "cluster e2e suite passed"
+node_suite cluster 15 "$HERE" "${TEST_FILES[@]}"

@@ -35,6 +35,13 @@ def make_client(server, transports):
     (by default ``welcome``) on the namespaces in ``namespaces``. ``handlers`` maps
     ``(event, namespace)`` to a handler registered before the connection.
     """
+    yield from client_factory(server, transports)
+
+
+def client_factory(server, transports, **options):
+    """What a ``make_client`` fixture yields (see the suite's), its ``socketio.Client`` made with
+    ``options`` too (e.g. ``serializer="msgpack"``); every client is disconnected once the
+    generator resumes."""
     clients = []
 
     def make(
@@ -45,7 +52,7 @@ def make_client(server, transports):
         connect=True,
         url=None,
     ):
-        client = socketio.Client(**CLIENT_OPTS, handle_sigint=False)
+        client = socketio.Client(**CLIENT_OPTS, **options, handle_sigint=False)
         clients.append(client)
         events = listen(client, namespaces or ["/"], record, handlers)
         if connect:

@@ -12,12 +12,11 @@ auth), where socket.io-msgpack-parser leaves the key out; the server takes both.
 import time
 
 import pytest
-import socketio
 from socketio import packet
 from client_tests import *  # noqa: F403 - the shared tests, with this module's fixtures
 from client_tests import call, sid
-from conftest import disconnect_quietly
-from e2e import CLIENT_OPTS, EXPECTED_TRANSPORT, WAIT_S, listen, start_e2e_server
+from conftest import client_factory
+from e2e import EXPECTED_TRANSPORT, WAIT_S, start_e2e_server
 
 
 @pytest.fixture(scope="module")
@@ -30,25 +29,7 @@ def server():
 @pytest.fixture
 def make_client(server, transports):
     """As the suite's ``make_client``, with ``serializer='msgpack'`` clients."""
-    clients = []
-
-    def make(auth=None, namespaces=None, record=("welcome",), handlers=None, connect=True):
-        client = socketio.Client(**CLIENT_OPTS, serializer="msgpack", handle_sigint=False)
-        clients.append(client)
-        events = listen(client, namespaces or ["/"], record, handlers)
-        if connect:
-            client.connect(
-                server.url,
-                auth=auth,
-                transports=transports,
-                namespaces=namespaces or ["/"],
-                wait_timeout=WAIT_S,
-            )
-        return client, events
-
-    yield make
-    for client in clients:
-        disconnect_quietly(client)
+    yield from client_factory(server, transports, serializer="msgpack")
 
 
 def test_msgpack_connect_with_auth_and_transport(make_client, setup_name):

@@ -36,14 +36,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 4096 ] \
   || die "the open-files limit is $(ulimit -n); this suite needs 4096 (ulimit -n 4096)"
 
-mkdir -p "$E2E_ARTIFACTS"
-rm -f "$E2E_ARTIFACTS"/resilience-*.log
 if [ "$#" -gt 0 ]; then
   TEST_FILES=("$@")
 fi
 # One test file at a time: they measure the server's memory and latency.
-if ! node_test "$HERE" "${TEST_FILES[@]}"; then
-  show_logs 20 "$E2E_ARTIFACTS"/resilience-*.log
-  die "the resilience e2e suite failed"
-fi
-echo "resilience e2e suite passed"
+node_suite resilience 20 "$HERE" "${TEST_FILES[@]}"

@@ -12,8 +12,13 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+#[path = "../../../redis/tests/support/redis_server.rs"]
+mod redis_server;
+
+pub use redis_server::{free_port, RedisServer};
+
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -53,14 +58,6 @@ pub fn venv() -> Option<PathBuf> {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
 /// Kills a whole process group (`kill -s KILL -- -<pgid>`; no libc: unsafe is forbidden).
 fn kill_group(pgid: u32) {
     let _ = Command::new("kill")
@@ -69,56 +66,10 @@ fn kill_group(pgid: u32) {
         .status();
 }
 
-/// A redis-server of the test's own, killed when dropped.
-pub struct RedisServer {
-    child: Child,
-    /// `redis://127.0.0.1:<port>`.
-    pub url: String,
-}
-
 impl RedisServer {
     /// Starts one on a free port; `None` when there is no redis-server (the test skips).
     pub fn start() -> Option<RedisServer> {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => return skip(format!("cannot run redis-server ({e})")),
-        };
-        let server = RedisServer {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        };
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if server.try_cmd::<String>(&mut redis::cmd("PING")).is_some() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    fn try_cmd<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Option<T> {
-        let mut c = redis::Client::open(self.url.as_str())
-            .ok()?
-            .get_connection()
-            .ok()?;
-        cmd.query(&mut c).ok()
-    }
-
-    /// Runs a command on it.
-    pub fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
-        let mut c = redis::Client::open(self.url.as_str())
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        cmd.query(&mut c).unwrap()
+        RedisServer::spawn().map_or_else(skip, Some)
     }
 
     /// What the `record` and `flaky` actors marked (`socketlet-test:ran`), in order.
@@ -132,13 +83,6 @@ impl RedisServer {
         raw.iter()
             .map(|s| serde_json::from_str(s).unwrap())
             .collect()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,31 +6,25 @@
 //! of hanging it; tests run with tokio's paused clock.
 #![allow(dead_code)]
 
+mod harness;
+
+pub use harness::*;
+
 pub use bytes::Bytes;
-pub use futures_util::{SinkExt, StreamExt};
+pub use futures_util::SinkExt;
 pub use http::{Method, Request, StatusCode};
-pub use http_body_util::{BodyExt, Full};
-pub use hyper::body::Incoming;
-pub use hyper_util::rt::TokioIo;
+pub use http_body_util::Full;
 pub use serde_json::Value;
 pub use socketlet_engine::{
-    CloseReason, Cors, Engine, EngineConfig, EngineHandler, EngineService, Message, Socket,
+    CloseReason, Cors, Engine, EngineConfig, EngineHandler, EngineService, Message, Servable,
+    Socket,
 };
-pub use std::future::Future;
 pub use std::sync::Arc;
 pub use std::time::Duration;
-pub use tokio::io::DuplexStream;
 pub use tokio::task::JoinHandle;
 pub use tokio::time::Instant;
 pub use tokio_tungstenite::tungstenite::{self, Message as Frame};
-pub use tokio_tungstenite::WebSocketStream;
-pub use tower::ServiceExt;
 
-/// The suites' heartbeat settings.
-pub const PING_INTERVAL: Duration = Duration::from_millis(300);
-pub const PING_TIMEOUT: Duration = Duration::from_millis(200);
-/// The suites' `maxPayload`.
-pub const MAX_PAYLOAD: u64 = 1_000_000;
 /// How long any single step may take before the test fails (virtual time).
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -67,87 +61,7 @@ pub fn server_with(config: EngineConfig) -> EngineService {
     EngineService::new(Engine::new(config, Arc::new(Echo)))
 }
 
-/// Awaits `fut`, failing the test if it takes longer than [`PATIENCE`].
-pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(PATIENCE, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out waiting for {what}"),
-    }
-}
-
-/// Lets every task run until all are idle (under the paused clock, the sleep ends only then).
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(1)).await;
-}
-
-/// The protocol revision a test speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eio {
-    V3,
-    V4,
-}
-
-impl Eio {
-    /// The `EIO` query parameter.
-    pub fn param(self) -> &'static str {
-        match self {
-            Eio::V3 => "EIO=3",
-            Eio::V4 => "EIO=4",
-        }
-    }
-
-    /// Frames text packets as a polling payload: v4 joins them with the record separator, v3
-    /// prefixes each with its length and a colon (the tests use ASCII only, so characters and
-    /// UTF-16 units agree).
-    pub fn payload(self, packets: &[&str]) -> String {
-        match self {
-            Eio::V4 => packets.join("\u{1e}"),
-            Eio::V3 => packets
-                .iter()
-                .map(|p| format!("{}:{p}", p.chars().count()))
-                .collect(),
-        }
-    }
-
-    /// Splits a text polling payload into its packets, checking v3's length prefixes.
-    pub fn packets(self, body: &str) -> Vec<String> {
-        match self {
-            Eio::V4 => body.split('\u{1e}').map(str::to_owned).collect(),
-            Eio::V3 => {
-                let mut out = Vec::new();
-                let mut rest = body;
-                while !rest.is_empty() {
-                    let (len, after) = rest
-                        .split_once(':')
-                        .unwrap_or_else(|| panic!("no length prefix in {body:?}"));
-                    let len: usize = len.parse().unwrap();
-                    let end = after
-                        .char_indices()
-                        .nth(len)
-                        .map_or(after.len(), |(i, _)| i);
-                    assert_eq!(after[..end].chars().count(), len, "short packet: {body:?}");
-                    out.push(after[..end].to_owned());
-                    rest = &after[end..];
-                }
-                out
-            }
-        }
-    }
-}
-
-/// An HTTP answer with its body read whole.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Bytes,
-}
-
 impl Reply {
-    /// The body as text.
-    pub fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).unwrap()
-    }
-
     /// Asserts a 200 answer whose body is exactly `expected`.
     #[track_caller]
     pub fn assert_ok(&self, expected: &str) {
@@ -191,58 +105,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let what = format!("{} {}", req.method(), req.uri());
-    within(&what, async {
-        let res = match svc.clone().oneshot(req).await {
-            Ok(res) => res,
-            Err(never) => match never {},
-        };
-        let status = res.status();
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        Reply { status, body }
-    })
-    .await
-}
-
-/// Checks the JSON of an OPEN packet against the suites' settings; returns the sid.
-#[track_caller]
-pub fn check_open(eio: Eio, packet: &str, upgrades: &[&str]) -> String {
-    let json: Value = serde_json::from_str(
-        packet
-            .strip_prefix('0')
-            .unwrap_or_else(|| panic!("not an OPEN packet: {packet:?}")),
-    )
-    .unwrap();
-    let mut keys: Vec<&str> = json
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    match eio {
-        Eio::V4 => {
-            assert_eq!(
-                keys,
-                [
-                    "maxPayload",
-                    "pingInterval",
-                    "pingTimeout",
-                    "sid",
-                    "upgrades"
-                ]
-            );
-            assert_eq!(json["maxPayload"], MAX_PAYLOAD);
-        }
-        Eio::V3 => assert!(
-            json.get("maxPayload").is_none() || json["maxPayload"] == MAX_PAYLOAD,
-            "{json}"
-        ),
-    }
-    assert_eq!(json["upgrades"], serde_json::json!(upgrades));
-    assert_eq!(json["pingInterval"], PING_INTERVAL.as_millis() as u64);
-    assert_eq!(json["pingTimeout"], PING_TIMEOUT.as_millis() as u64);
-    json["sid"].as_str().expect("sid is a string").to_owned()
+    exchange(svc.clone(), req).await
 }
 
 /// A polling client of one session.
@@ -322,40 +185,14 @@ impl Polling {
     }
 }
 
-/// The client side of an in-process WebSocket.
-pub type Ws = WebSocketStream<DuplexStream>;
-
-/// Opens a WebSocket with `query`: one end of an in-memory pipe is served by hyper (with
-/// upgrades) calling the engine, the other does the client's handshake.
+/// Opens a WebSocket to the engine with `query` (see [`ws_connect_to`]).
 pub async fn ws_connect(svc: &EngineService, query: &str) -> Result<Ws, tungstenite::Error> {
-    let (client_end, server_end) = tokio::io::duplex(64 * 1024);
-    let svc = svc.clone();
-    tokio::spawn(async move {
-        let service =
-            hyper::service::service_fn(move |req: Request<Incoming>| svc.clone().oneshot(req));
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(server_end), service)
-            .with_upgrades()
-            .await;
-    });
-    let url = format!("ws://localhost/engine.io/?{query}");
-    within(
-        "the WebSocket handshake",
-        tokio_tungstenite::client_async(url, client_end),
-    )
-    .await
-    .map(|(ws, _response)| ws)
+    ws_connect_to(svc.clone(), "/engine.io/", query).await
 }
 
 /// Asserts that the server refuses the WebSocket handshake with `query` (with a 400).
 pub async fn ws_refused(svc: &EngineService, query: &str) {
-    match ws_connect(svc, query).await {
-        Err(tungstenite::Error::Http(res)) => {
-            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{query}");
-        }
-        Ok(_) => panic!("WebSocket accepted with {query:?}"),
-        Err(e) => panic!("unexpected error with {query:?}: {e}"),
-    }
+    assert_ws_refused(ws_connect(svc, query).await, query);
 }
 
 /// Opens a WebSocket session of `eio` and checks its OPEN frame.
@@ -363,22 +200,9 @@ pub async fn ws_open(svc: &EngineService, eio: Eio) -> Ws {
     let mut ws = ws_connect(svc, &format!("{}&transport=websocket", eio.param()))
         .await
         .unwrap();
-    let open = ws_text(&mut ws).await;
+    let open = ws_recv_text(&mut ws).await;
     check_open(eio, &open, &[]);
     ws
-}
-
-/// The next frame from the server (`None` once the stream ended).
-pub async fn ws_next(ws: &mut Ws) -> Option<Result<Frame, tungstenite::Error>> {
-    within("a WebSocket frame", ws.next()).await
-}
-
-/// The next frame, which must be a text frame.
-pub async fn ws_text(ws: &mut Ws) -> String {
-    match ws_next(ws).await {
-        Some(Ok(Frame::Text(t))) => t.as_str().to_owned(),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
 }
 
 /// Sends a frame.
@@ -405,7 +229,7 @@ pub async fn upgraded(svc: &EngineService, eio: Eio) -> (Polling, Ws) {
     let query = format!("{}&transport=websocket&sid={}", eio.param(), session.sid);
     let mut ws = ws_connect(svc, &query).await.unwrap();
     ws_send(&mut ws, Frame::text("2probe")).await;
-    assert_eq!(ws_text(&mut ws).await, "3probe");
+    assert_eq!(ws_recv_text(&mut ws).await, "3probe");
     ws_send(&mut ws, Frame::text("5")).await;
     settle().await;
     (session, ws)

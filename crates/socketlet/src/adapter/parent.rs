@@ -25,10 +25,34 @@ impl ParentAdapter {
         write(&self.children).push(child);
     }
 
-    /// The children now (no lock is held while an operation reaches them).
-    fn children(&self) -> Vec<Namespace> {
-        read(&self.children).clone()
+    /// `op` done on each child (no lock is held while an operation reaches them).
+    fn on_children<T>(&self, op: impl FnMut(&Namespace) -> T) -> Vec<T> {
+        let children = read(&self.children).clone();
+        children.iter().map(op).collect()
     }
+
+    /// Makes the targeted sockets of every child join (`join`) or leave `rooms`.
+    fn join_or_leave(
+        &self,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+        join: bool,
+    ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        Box::pin(all_ok(self.on_children(|child| {
+            let (adapter, local) = (child.adapter(), child.local());
+            match join {
+                true => adapter.add_sockets(local, opts.clone(), rooms.clone()),
+                false => adapter.del_sockets(local, opts.clone(), rooms.clone()),
+            }
+        })))
+    }
+}
+
+/// `packet` as it goes to `child`.
+fn for_child(packet: &Packet, child: &Namespace) -> Packet {
+    let mut packet = packet.clone();
+    packet.nsp = child.name().to_owned();
+    packet
 }
 
 /// Collects the results of one operation over the children: the first error wins, after every
@@ -46,16 +70,15 @@ impl Adapter for ParentAdapter {
         packet: Packet,
         opts: BroadcastOptions,
     ) -> Result<(), AdapterError> {
-        let mut result = Ok(());
-        for child in self.children() {
-            let mut packet = packet.clone();
-            packet.nsp = child.name().to_owned();
-            let sent = child
+        // Every child is tried; the first error wins.
+        self.on_children(|child| {
+            let packet = for_child(&packet, child);
+            child
                 .adapter()
-                .broadcast(child.local(), packet, opts.clone());
-            result = result.and(sent);
-        }
-        result
+                .broadcast(child.local(), packet, opts.clone())
+        })
+        .into_iter()
+        .collect()
     }
 
     fn broadcast_with_ack(
@@ -65,17 +88,12 @@ impl Adapter for ParentAdapter {
         opts: BroadcastOptions,
         timeout: Duration,
     ) -> BoxFuture<'static, AckResponses> {
-        let futures: Vec<_> = self
-            .children()
-            .into_iter()
-            .map(|child| {
-                let mut packet = packet.clone();
-                packet.nsp = child.name().to_owned();
-                child
-                    .adapter()
-                    .broadcast_with_ack(child.local(), packet, opts.clone(), timeout)
-            })
-            .collect();
+        let futures = self.on_children(|child| {
+            let packet = for_child(&packet, child);
+            child
+                .adapter()
+                .broadcast_with_ack(child.local(), packet, opts.clone(), timeout)
+        });
         Box::pin(async move {
             let mut all = AckResponses::default();
             for part in join_all(futures).await {
@@ -94,11 +112,8 @@ impl Adapter for ParentAdapter {
         _parent: &LocalNamespace,
         opts: BroadcastOptions,
     ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
-        let futures: Vec<_> = self
-            .children()
-            .into_iter()
-            .map(|child| child.adapter().fetch_sockets(child.local(), opts.clone()))
-            .collect();
+        let futures =
+            self.on_children(|child| child.adapter().fetch_sockets(child.local(), opts.clone()));
         Box::pin(async move {
             let mut sockets = Vec::new();
             for part in join_all(futures).await {
@@ -114,16 +129,7 @@ impl Adapter for ParentAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        let futures = self
-            .children()
-            .into_iter()
-            .map(|child| {
-                child
-                    .adapter()
-                    .add_sockets(child.local(), opts.clone(), rooms.clone())
-            })
-            .collect();
-        Box::pin(all_ok(futures))
+        self.join_or_leave(opts, rooms, true)
     }
 
     fn del_sockets(
@@ -132,16 +138,7 @@ impl Adapter for ParentAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        let futures = self
-            .children()
-            .into_iter()
-            .map(|child| {
-                child
-                    .adapter()
-                    .del_sockets(child.local(), opts.clone(), rooms.clone())
-            })
-            .collect();
-        Box::pin(all_ok(futures))
+        self.join_or_leave(opts, rooms, false)
     }
 
     fn disconnect_sockets(
@@ -150,16 +147,11 @@ impl Adapter for ParentAdapter {
         opts: BroadcastOptions,
         how: Disconnect,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        let futures = self
-            .children()
-            .into_iter()
-            .map(|child| {
-                child
-                    .adapter()
-                    .disconnect_sockets(child.local(), opts.clone(), how)
-            })
-            .collect();
-        Box::pin(all_ok(futures))
+        Box::pin(all_ok(self.on_children(|child| {
+            child
+                .adapter()
+                .disconnect_sockets(child.local(), opts.clone(), how)
+        })))
     }
 
     fn server_side_emit(
@@ -168,14 +160,13 @@ impl Adapter for ParentAdapter {
         event: &str,
         data: Data,
     ) -> Result<(), AdapterError> {
-        let mut result = Ok(());
-        for child in self.children() {
-            result = result.and(child.adapter().server_side_emit(
-                child.local(),
-                event,
-                data.clone(),
-            ));
-        }
-        result
+        // Every child is tried; the first error wins.
+        self.on_children(|child| {
+            child
+                .adapter()
+                .server_side_emit(child.local(), event, data.clone())
+        })
+        .into_iter()
+        .collect()
     }
 }

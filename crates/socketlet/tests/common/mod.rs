@@ -9,21 +9,20 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../engine/tests/common/harness.rs"]
+mod harness;
+
+pub use harness::*;
+
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
+use http::header::{HeaderName, HeaderValue, HOST};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use serde_json::Value;
-use socketlet::SocketIo;
-use std::future::Future;
+use socketlet::{Servable, SocketIo};
 use std::time::Duration;
-use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::WebSocketStream;
-use tower::ServiceExt;
 
 /// How long any single step may take before the test fails (virtual time under a paused clock).
 pub const PATIENCE: Duration = Duration::from_secs(120);
@@ -31,33 +30,7 @@ pub const PATIENCE: Duration = Duration::from_secs(120);
 /// Engine.IO v4's packet separator in polling payloads.
 pub const SEP: char = '\x1e';
 
-/// Awaits `fut`, failing the test if it takes longer than [`PATIENCE`].
-pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(PATIENCE, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out waiting for {what}"),
-    }
-}
-
-/// Lets every task run until all are idle (with the paused clock, the sleep only ends then).
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(1)).await;
-}
-
-/// An HTTP answer with its body read whole.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
 impl Reply {
-    /// The body as UTF-8 text.
-    pub fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("body is not UTF-8")
-    }
-
     /// The body as JSON.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
@@ -116,21 +89,7 @@ pub fn from_local_proxy(mut req: Request<Full<Bytes>>) -> Request<Full<Bytes>> {
 
 /// Sends one request through `io.service()` and reads the whole answer.
 pub async fn call(io: &SocketIo, req: Request<Full<Bytes>>) -> Reply {
-    let what = format!("{} {}", req.method(), req.uri());
-    within(&what, async {
-        let res = match io.service().oneshot(req).await {
-            Ok(res) => res,
-            Err(never) => match never {},
-        };
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.expect("response body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
-    })
-    .await
+    exchange(io.service(), req).await
 }
 
 /// A GET with `query` and no extra headers.
@@ -141,45 +100,6 @@ pub async fn get(io: &SocketIo, query: &str) -> Reply {
 /// A POST of `body` with `query` and no extra headers.
 pub async fn post(io: &SocketIo, query: &str, body: impl Into<Bytes>) -> Reply {
     call(io, request(Method::POST, query, &[], body)).await
-}
-
-/// Splits a v4 polling payload into its packets.
-pub fn v4_packets(body: &str) -> Vec<String> {
-    body.split(SEP).map(str::to_owned).collect()
-}
-
-/// Splits a v3 text polling payload (`<length>:<packet>...`, lengths in characters).
-pub fn v3_packets(body: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = body;
-    while !rest.is_empty() {
-        let (len, after) = rest
-            .split_once(':')
-            .unwrap_or_else(|| panic!("no length prefix in {rest:?}"));
-        let len: usize = len
-            .parse()
-            .unwrap_or_else(|_| panic!("bad length {len:?} in {body:?}"));
-        let end = after
-            .char_indices()
-            .nth(len)
-            .map_or(after.len(), |(i, _)| i);
-        assert_eq!(
-            after[..end].chars().count(),
-            len,
-            "short packet in {body:?}"
-        );
-        out.push(after[..end].to_owned());
-        rest = &after[end..];
-    }
-    out
-}
-
-/// The JSON of an Engine.IO OPEN packet (`0{...}`).
-pub fn open_json(packet: &str) -> Value {
-    let json = packet
-        .strip_prefix('0')
-        .unwrap_or_else(|| panic!("not an OPEN packet: {packet:?}"));
-    serde_json::from_str(json).expect("OPEN JSON")
 }
 
 /// The socket id of a Socket.IO v5 CONNECT to `/` carried in an Engine.IO message
@@ -264,6 +184,15 @@ impl Polling {
         post(&self.io, &self.query(), body).await
     }
 
+    /// The session's transport goes away (for its sockets, a reason to be recovered from): the
+    /// server closes it, the GET in flight ends, and the server is given time to take it in.
+    pub async fn drop_transport(&self) {
+        let sid = socketlet::engine::Sid::parse(&self.sid).expect("an Engine.IO sid");
+        self.io.engine().socket(sid).expect("the session").close();
+        let _ = self.get().await;
+        settle().await;
+    }
+
     /// A GET running on its own task (to park it while the test does something else).
     pub fn spawn_get(&self) -> JoinHandle<Reply> {
         let me = self.clone();
@@ -321,43 +250,9 @@ impl Polling {
     }
 }
 
-/// The client side of an in-process WebSocket.
-pub type Ws = WebSocketStream<DuplexStream>;
-
-/// Opens a WebSocket to `io` with `query`: one end of an in-memory pipe is served by hyper (with
-/// upgrades) calling `io.service()`, the other does the client handshake.
+/// Opens a WebSocket to `io` with `query` (see [`ws_connect_to`]).
 pub async fn ws_connect(io: &SocketIo, query: &str) -> Result<Ws, tungstenite::Error> {
-    let (client_end, server_end) = tokio::io::duplex(64 * 1024);
-    let svc = io.service();
-    tokio::spawn(async move {
-        let service =
-            hyper::service::service_fn(move |req: Request<Incoming>| svc.clone().oneshot(req));
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(server_end), service)
-            .with_upgrades()
-            .await;
-    });
-    let url = format!("ws://localhost/socket.io/?{query}");
-    within(
-        "the WebSocket handshake",
-        tokio_tungstenite::client_async(url, client_end),
-    )
-    .await
-    .map(|(ws, _response)| ws)
-}
-
-/// The next frame from the server (`None` once the stream ended).
-pub async fn ws_next(ws: &mut Ws) -> Option<Result<Message, tungstenite::Error>> {
-    use futures_util::StreamExt;
-    within("a WebSocket frame", ws.next()).await
-}
-
-/// The next frame, which must be a text frame.
-pub async fn ws_recv_text(ws: &mut Ws) -> String {
-    match ws_next(ws).await {
-        Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
+    ws_connect_to(io.service(), "/socket.io/", query).await
 }
 
 /// The next frame, which must be a binary frame.
