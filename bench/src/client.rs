@@ -3,16 +3,17 @@
 
 use crate::http::HttpConn;
 use crate::net::Target;
-use crate::proto::{classify, parse_open, Incoming, EIO_PATH, SEPARATOR};
+use crate::proto::{classify, parse_open, Eio, Incoming};
 pub(crate) use crate::ws::Ws;
 use crate::BoxError;
 
 /// Opens the Engine.IO WebSocket transport (joining session `sid` when upgrading).
 pub(crate) async fn open_ws(target: &Target, sid: Option<&str>) -> Result<Ws, BoxError> {
     let stream = target.connect().await?;
+    let base = target.eio().path();
     let path = match sid {
-        Some(sid) => format!("{EIO_PATH}&transport=websocket&sid={sid}"),
-        None => format!("{EIO_PATH}&transport=websocket"),
+        Some(sid) => format!("{base}&transport=websocket&sid={sid}"),
+        None => format!("{base}&transport=websocket"),
     };
     Ws::handshake(stream, target.host(), &path).await
 }
@@ -48,12 +49,15 @@ async fn await_connected(ws: &mut Ws) -> Result<(), BoxError> {
     }
 }
 
-/// A Socket.IO client connected to `/` over WebSocket directly.
+/// A Socket.IO client connected to `/` over WebSocket directly (in v3 the server connects it to
+/// `/` unasked).
 pub(crate) async fn connect_ws(target: &Target) -> Result<Ws, BoxError> {
     let mut ws = open_ws(target, None).await?;
     let open = recv(&mut ws).await?.ok_or("closed before OPEN")?;
     parse_open(&open)?;
-    send(&mut ws, "40".to_owned()).await?;
+    if target.eio() == Eio::V4 {
+        send(&mut ws, "40".to_owned()).await?;
+    }
     await_connected(&mut ws).await?;
     Ok(ws)
 }
@@ -65,26 +69,37 @@ pub(crate) struct PollingSession {
     pub(crate) path: String,
     /// The Engine.IO session id.
     pub(crate) sid: String,
+    /// The Engine.IO revision: how payloads are framed.
+    pub(crate) eio: Eio,
+    /// Packets that came with the handshake after its OPEN (v3 servers may send `40` there).
+    pub(crate) early: Vec<String>,
 }
 
 /// The Engine.IO polling handshake alone (one GET); returns the session.
 pub(crate) async fn polling_handshake(conn: &mut HttpConn) -> Result<PollingSession, BoxError> {
+    let eio = conn.target().eio();
+    let base = eio.path();
     let body = conn
-        .get(&format!("{EIO_PATH}&transport=polling"))
+        .get(&format!("{base}&transport=polling"))
         .await?
         .text_ok()?;
-    let first = body.split(SEPARATOR).next().unwrap_or("");
-    let sid = parse_open(first)?;
+    let mut packets = eio.decode(&body)?.into_iter();
+    let sid = parse_open(&packets.next().unwrap_or_default())?;
     Ok(PollingSession {
-        path: format!("{EIO_PATH}&transport=polling&sid={sid}"),
+        path: format!("{base}&transport=polling&sid={sid}"),
         sid,
+        eio,
+        early: packets.collect(),
     })
 }
 
 impl PollingSession {
-    /// POSTs `body` (packets joined by the separator); the answer must be `ok`.
-    pub(crate) async fn post(&self, conn: &mut HttpConn, body: &str) -> Result<(), BoxError> {
-        let text = conn.post(&self.path, body).await?.text_ok()?;
+    /// POSTs one packet; the answer must be `ok`.
+    pub(crate) async fn post(&self, conn: &mut HttpConn, packet: &str) -> Result<(), BoxError> {
+        let text = conn
+            .post(&self.path, &self.eio.encode_one(packet))
+            .await?
+            .text_ok()?;
         if !text.eq_ignore_ascii_case("ok") {
             return Err(format!("POST answered {text:.80}").into());
         }
@@ -94,7 +109,7 @@ impl PollingSession {
     /// One GET: the packets it carries.
     pub(crate) async fn get(&self, conn: &mut HttpConn) -> Result<Vec<String>, BoxError> {
         let text = conn.get(&self.path).await?.text_ok()?;
-        Ok(text.split(SEPARATOR).map(str::to_owned).collect())
+        self.eio.decode(&text)
     }
 
     /// One GET; PINGs in it are answered with a POST on the same connection. Returns the
@@ -114,16 +129,20 @@ impl PollingSession {
 /// A Socket.IO client connected to `/` over long-polling (handshake, CONNECT, its answer), all
 /// on `conn`.
 pub(crate) async fn connect_polling(conn: &mut HttpConn) -> Result<PollingSession, BoxError> {
-    let session = polling_handshake(conn).await?;
-    session.post(conn, "40").await?;
+    let mut session = polling_handshake(conn).await?;
+    if session.eio == Eio::V4 {
+        session.post(conn, "40").await?;
+    }
+    let mut packets = std::mem::take(&mut session.early);
     loop {
-        for p in session.get_answering(conn).await? {
+        for p in packets.drain(..) {
             match classify(&p) {
                 Incoming::Connected => return Ok(session),
                 Incoming::ConnectError => return Err(format!("CONNECT refused: {p:.80}").into()),
                 _ => {}
             }
         }
+        packets = session.get_answering(conn).await?;
     }
 }
 
@@ -148,6 +167,17 @@ pub(crate) async fn echo_once(ws: &mut Ws, id: u64, payload: &str) -> Result<(),
     send(ws, crate::proto::echo_packet(id, payload)).await?;
     loop {
         let text = recv(ws).await?.ok_or("closed while waiting for an ack")?;
+        if answer(ws, &text).await? == Incoming::Ack(id) {
+            return Ok(());
+        }
+    }
+}
+
+/// Joins the room `bench` (the `join` event with an ack) and waits for the ack.
+pub(crate) async fn join_room(ws: &mut Ws, id: u64) -> Result<(), BoxError> {
+    send(ws, crate::proto::join_packet(id)).await?;
+    loop {
+        let text = recv(ws).await?.ok_or("closed while joining a room")?;
         if answer(ws, &text).await? == Incoming::Ack(id) {
             return Ok(());
         }

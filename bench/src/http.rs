@@ -49,6 +49,11 @@ impl HttpConn {
         }
     }
 
+    /// The server.
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
     /// `GET path`.
     pub(crate) async fn get(&mut self, path: &str) -> Result<Response, BoxError> {
         let head = format!(
@@ -63,6 +68,25 @@ impl HttpConn {
         let mut req = format!(
             "POST {path} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\n\
              Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+            self.target.host(),
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body.as_bytes());
+        self.request(req).await
+    }
+
+    /// `POST path` with a JSON body and a bearer token.
+    pub(crate) async fn post_json(
+        &mut self,
+        path: &str,
+        bearer: &str,
+        body: &str,
+    ) -> Result<Response, BoxError> {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\n\
+             Authorization: Bearer {bearer}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
             self.target.host(),
             body.len()
         )

@@ -9,13 +9,19 @@
 //!   (latency from the scheduled send time);
 //! - `broadcast`: fan-out to every socket (CPU per delivery, first and last delivery);
 //! - `polling`: long-polling request throughput;
+//! - `cluster`: broadcasts across the nodes of a cluster on Redis, made by a client or by an
+//!   emitter process (deliveries per second, CPU per delivery summed over the nodes);
+//! - `api`: emits through the binary's server API (`POST /api/emit`);
+//! - `slow-post`: a burst of slow-loris POST bodies, and the memory given back after it;
 //! - `soak`: many clients for a long time, with echos and broadcasts: errors, RSS drift and
 //!   latency over time, sampled in windows (`soak-report` writes its report and plots).
 //!
 //! With `--pid` it reads the server's CPU time (`utime + stime`) and RSS from `/proc` around
 //! the measured phase only. Each run writes one JSON result; `report` turns a directory of them
-//! into `REPORT.md` and SVG plots. `bench/run.sh` drives it all.
+//! into `REPORT.md` and SVG plots. `hook-backend` is the minimal backend of the hook cells.
+//! `bench/run.sh` drives it all.
 
+mod backend;
 mod client;
 mod http;
 mod net;
@@ -28,11 +34,14 @@ mod svg;
 mod ws;
 
 use clap::{Parser, Subcommand};
+use scenarios::api::ApiArgs;
 use scenarios::broadcast::BroadcastArgs;
+use scenarios::cluster::ClusterArgs;
 use scenarios::connect::ConnectArgs;
 use scenarios::echo::EchoArgs;
 use scenarios::idle::IdleArgs;
 use scenarios::polling::PollingArgs;
+use scenarios::slow_post::SlowPostArgs;
 use scenarios::soak::SoakArgs;
 use scenarios::Ctx;
 use stats::RunResult;
@@ -88,6 +97,27 @@ enum Cmd {
         #[command(flatten)]
         args: PollingArgs,
     },
+    /// Broadcasts across the nodes of a cluster (on Redis), from a client or an emitter.
+    Cluster {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: ClusterArgs,
+    },
+    /// Emits through the binary's server API (`POST /api/emit`).
+    Api {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: ApiArgs,
+    },
+    /// A burst of slow-loris POST bodies, and the memory given back after it.
+    SlowPost {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: SlowPostArgs,
+    },
     /// A soak: many clients for a long time, with echos and broadcasts, sampled in windows.
     Soak {
         #[command(flatten)]
@@ -99,6 +129,9 @@ enum Cmd {
     Report(report::ReportArgs),
     /// Writes the soak's report and plots from its result.
     SoakReport(report::SoakReportArgs),
+    /// A minimal backend for the binary's event hook: answers every POST with its `args` as
+    /// the ack.
+    HookBackend(backend::BackendArgs),
 }
 
 /// Options of every scenario.
@@ -107,9 +140,17 @@ struct Common {
     /// The server's address (127.0.0.0/8 only).
     #[arg(long, default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
-    /// The server's process id, to read its CPU time and RSS from /proc.
+    /// The server's process id, to read its CPU time and RSS from /proc (repeat it for a
+    /// server of several processes, a cluster's nodes: their figures are summed).
     #[arg(long)]
-    pid: Option<u32>,
+    pid: Vec<u32>,
+    /// An auxiliary process (a Redis, a hook backend) whose CPU time is measured apart
+    /// (`aux_cpu_us_per_op`); repeatable.
+    #[arg(long)]
+    aux_pid: Vec<u32>,
+    /// The Engine.IO revision spoken: 4 (Socket.IO v5) or 3 (Socket.IO v4).
+    #[arg(long, value_enum, default_value = "4")]
+    eio: proto::Eio,
     /// The server's name, recorded in the result.
     #[arg(long, default_value = "server")]
     server: String,
@@ -148,8 +189,8 @@ fn nofile_limit() -> Option<u64> {
 
 async fn run_scenario(cmd: Cmd, common: Common, result: &mut RunResult) -> Result<(), BoxError> {
     let ctx = Ctx {
-        target: net::Target::new(common.addr, common.sources)?,
-        probe: procfs::Probe::new(common.pid),
+        target: net::Target::new(common.addr, common.sources)?.with_eio(common.eio),
+        probe: procfs::Probe::new(&common.pid, &common.aux_pid),
         concurrency: common.concurrency,
         op_timeout: Duration::from_secs_f64(common.op_timeout),
         deadline: Instant::now() + Duration::from_secs_f64(common.max_secs),
@@ -161,8 +202,11 @@ async fn run_scenario(cmd: Cmd, common: Common, result: &mut RunResult) -> Resul
         Cmd::Echo { args, .. } => scenarios::echo::run(&ctx, &args, result).await,
         Cmd::Broadcast { args, .. } => scenarios::broadcast::run(&ctx, &args, result).await,
         Cmd::Polling { args, .. } => scenarios::polling::run(&ctx, &args, result).await,
+        Cmd::Cluster { args, .. } => scenarios::cluster::run(&ctx, &args, result).await,
+        Cmd::Api { args, .. } => scenarios::api::run(&ctx, &args, result).await,
+        Cmd::SlowPost { args, .. } => scenarios::slow_post::run(&ctx, &args, result).await,
         Cmd::Soak { args, .. } => scenarios::soak::run(&ctx, &args, result).await,
-        Cmd::Report(_) | Cmd::SoakReport(_) => {}
+        Cmd::Report(_) | Cmd::SoakReport(_) | Cmd::HookBackend(_) => {}
     }
     Ok(())
 }
@@ -174,8 +218,13 @@ fn scenario(cmd: Cmd) -> Result<bool, BoxError> {
         Cmd::Echo { common, .. } => ("echo", common),
         Cmd::Broadcast { common, .. } => ("broadcast", common),
         Cmd::Polling { common, .. } => ("polling", common),
+        Cmd::Cluster { common, .. } => ("cluster", common),
+        Cmd::Api { common, .. } => ("api", common),
+        Cmd::SlowPost { common, .. } => ("slow-post", common),
         Cmd::Soak { common, .. } => ("soak", common),
-        Cmd::Report(_) | Cmd::SoakReport(_) => return Err("not a scenario".into()),
+        Cmd::Report(_) | Cmd::SoakReport(_) | Cmd::HookBackend(_) => {
+            return Err("not a scenario".into())
+        }
     };
     let common = common.clone();
     let mut result = RunResult::new(name, &common.cell, &common.server);
@@ -184,6 +233,9 @@ fn scenario(cmd: Cmd) -> Result<bool, BoxError> {
     }
     if common.budget_secs > 0.0 {
         result.param("budget_secs", common.budget_secs);
+    }
+    if common.eio == proto::Eio::V3 {
+        result.param("eio", 3);
     }
     let runtime = if common.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -239,6 +291,7 @@ fn main() -> ExitCode {
     let outcome = match cli.cmd {
         Cmd::Report(args) => report::run(&args).map(|()| true),
         Cmd::SoakReport(args) => report::soak(&args).map(|()| true),
+        Cmd::HookBackend(args) => backend::run(&args).map(|()| true),
         cmd => scenario(cmd),
     };
     match outcome {

@@ -1,5 +1,6 @@
 //! TCP connections to the server under test: several source addresses, `SO_LINGER=0`, no Nagle.
 
+use crate::proto::Eio;
 use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -20,6 +21,7 @@ struct Inner {
     host: String,
     sources: Vec<Ipv4Addr>,
     next: AtomicUsize,
+    eio: Eio,
 }
 
 impl Target {
@@ -40,8 +42,28 @@ impl Target {
                 host: addr.to_string(),
                 sources,
                 next: AtomicUsize::new(0),
+                eio: Eio::V4,
             }),
         })
+    }
+
+    /// The same server, spoken to in Engine.IO revision `eio`.
+    pub(crate) fn with_eio(self, eio: Eio) -> Target {
+        let inner = &self.inner;
+        Target {
+            inner: Arc::new(Inner {
+                addr: inner.addr,
+                host: inner.host.clone(),
+                sources: inner.sources.clone(),
+                next: AtomicUsize::new(0),
+                eio,
+            }),
+        }
+    }
+
+    /// The Engine.IO revision spoken.
+    pub(crate) fn eio(&self) -> Eio {
+        self.inner.eio
     }
 
     /// `host:port`, for the `Host` header and URLs.

@@ -69,9 +69,13 @@ pub(crate) fn cpus() -> usize {
 }
 
 /// Takes samples of the server's and the generator's CPU time, and of the whole machine's.
-#[derive(Debug, Clone)]
+///
+/// The server may be several processes (the nodes of a cluster): their CPU times and RSS are
+/// summed. Auxiliary processes (a Redis broker, a hook backend, an emitter) are measured apart.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Probe {
-    pid: Option<String>,
+    pids: Vec<String>,
+    aux: Vec<String>,
 }
 
 /// One reading of a [`Probe`].
@@ -79,6 +83,7 @@ pub(crate) struct Probe {
 pub(crate) struct Sample {
     at: Instant,
     server_cpu: f64,
+    aux_cpu: f64,
     self_cpu: f64,
     others: HashMap<u32, f64>,
 }
@@ -88,8 +93,10 @@ pub(crate) struct Sample {
 pub(crate) struct Window {
     /// Wall-clock seconds.
     pub(crate) secs: f64,
-    /// Server CPU seconds (0 without a server pid).
+    /// Server CPU seconds, summed over its processes (0 without a server pid).
     pub(crate) server_cpu: f64,
+    /// CPU seconds of the auxiliary processes (0 without any).
+    pub(crate) aux_cpu: f64,
     /// Generator CPU seconds.
     pub(crate) self_cpu: f64,
     /// CPU used by every other process (those alive at the end of the window), in percent of
@@ -98,28 +105,32 @@ pub(crate) struct Window {
 }
 
 impl Probe {
-    /// A probe of the server process `pid` (none: only the generator is measured).
-    pub(crate) fn new(pid: Option<u32>) -> Probe {
+    /// A probe of the server processes `pids` (none: only the generator is measured) and of
+    /// the auxiliary processes `aux`.
+    pub(crate) fn new(pids: &[u32], aux: &[u32]) -> Probe {
         Probe {
-            pid: pid.map(|p| p.to_string()),
+            pids: pids.iter().map(u32::to_string).collect(),
+            aux: aux.iter().map(u32::to_string).collect(),
         }
     }
 
     /// Whether a server process is measured.
     pub(crate) fn has_server(&self) -> bool {
-        self.pid.is_some()
+        !self.pids.is_empty()
+    }
+
+    /// Whether auxiliary processes are measured.
+    pub(crate) fn has_aux(&self) -> bool {
+        !self.aux.is_empty()
     }
 
     /// Reads the counters now.
     pub(crate) fn sample(&self) -> Sample {
-        let server_cpu = self
-            .pid
-            .as_deref()
-            .and_then(|p| cpu_secs(p).ok())
-            .unwrap_or(0.0);
+        let sum = |pids: &[String]| -> f64 { pids.iter().filter_map(|p| cpu_secs(p).ok()).sum() };
         Sample {
             at: Instant::now(),
-            server_cpu,
+            server_cpu: sum(&self.pids),
+            aux_cpu: sum(&self.aux),
             self_cpu: cpu_secs("self").unwrap_or(0.0),
             others: others_cpu(&self.exclude()),
         }
@@ -127,23 +138,31 @@ impl Probe {
 
     fn exclude(&self) -> Vec<u32> {
         let mut pids = vec![std::process::id()];
-        if let Some(p) = self.pid.as_deref().and_then(|p| p.parse().ok()) {
-            pids.push(p);
-        }
+        pids.extend(
+            self.pids
+                .iter()
+                .chain(&self.aux)
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
         pids
     }
 
-    /// The server's resident memory in KiB.
+    /// The server's resident memory in KiB (summed over its processes).
     pub(crate) fn server_rss_kib(&self) -> Option<u64> {
-        self.pid.as_deref().and_then(|p| rss_kib(p).ok())
+        if self.pids.is_empty() {
+            return None;
+        }
+        self.pids
+            .iter()
+            .map(|p| rss_kib(p).ok())
+            .sum::<Option<u64>>()
     }
 
-    /// Whether the server process still exists (true without a pid).
+    /// Whether every server process still exists (true without a pid).
     pub(crate) fn server_alive(&self) -> bool {
-        match &self.pid {
-            Some(p) => std::fs::metadata(format!("/proc/{p}")).is_ok(),
-            None => true,
-        }
+        self.pids
+            .iter()
+            .all(|p| std::fs::metadata(format!("/proc/{p}")).is_ok())
     }
 }
 
@@ -152,6 +171,7 @@ impl Sample {
     pub(crate) fn until(&self, later: &Sample) -> Window {
         let secs = later.at.duration_since(self.at).as_secs_f64();
         let server_cpu = (later.server_cpu - self.server_cpu).max(0.0);
+        let aux_cpu = (later.aux_cpu - self.aux_cpu).max(0.0);
         let self_cpu = (later.self_cpu - self.self_cpu).max(0.0);
         // A process that started during the window counts with all its CPU time.
         let other: f64 = later
@@ -167,6 +187,7 @@ impl Sample {
         Window {
             secs,
             server_cpu,
+            aux_cpu,
             self_cpu,
             other_cpu_pct,
         }

@@ -1,12 +1,87 @@
-//! The bits of Engine.IO v4 / Socket.IO v5 the generator speaks, on namespace `/` only.
+//! The bits of Engine.IO v4 / Socket.IO v5 (and Engine.IO v3 / Socket.IO v4) the generator
+//! speaks, on namespace `/` only.
+//!
+//! Engine.IO v3 differs where the generator cares: the client sends the heartbeat's PING (`2`)
+//! and the server answers PONG (`3`), the reverse of v4; a polling payload is
+//! `<length>:<packet>` for each packet (with `b64=1`, the text framing), not packets joined by
+//! a record separator; and with Socket.IO v4 the server connects every client to `/` by itself
+//! (it sends `40` unasked; the client sends no CONNECT for `/`).
 
 use crate::BoxError;
+use std::time::Duration;
 
-/// The Engine.IO path with the v4 query, without the transport.
-pub(crate) const EIO_PATH: &str = "/socket.io/?EIO=4";
-
-/// Engine.IO's record separator between packets of a polling payload.
+/// Engine.IO's record separator between packets of a v4 polling payload.
 pub(crate) const SEPARATOR: char = '\u{1e}';
+
+/// How often a v3 client sends its heartbeat PING: below every server's `pingInterval` (25 s
+/// for python-socketio 4.x and socketlet), so no server times an idle client out.
+pub(crate) const V3_PING_EVERY: Duration = Duration::from_secs(20);
+
+/// The Engine.IO protocol revision spoken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Eio {
+    /// Engine.IO v3 with Socket.IO v4 (socket.io-client 1.x/2.x, python-socketio 4.x).
+    #[value(name = "3")]
+    V3,
+    /// Engine.IO v4 with Socket.IO v5 (socket.io-client 3.x/4.x).
+    #[value(name = "4")]
+    V4,
+}
+
+impl Eio {
+    /// The Engine.IO path with the query of this revision, without the transport (v3 asks for
+    /// the text framing of polling payloads, `b64=1`).
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Eio::V3 => "/socket.io/?EIO=3&b64=1",
+            Eio::V4 => "/socket.io/?EIO=4",
+        }
+    }
+
+    /// A polling payload of one packet.
+    pub(crate) fn encode_one(self, packet: &str) -> String {
+        match self {
+            Eio::V3 => format!("{}:{packet}", packet.encode_utf16().count()),
+            Eio::V4 => packet.to_owned(),
+        }
+    }
+
+    /// The packets of a polling payload.
+    pub(crate) fn decode(self, payload: &str) -> Result<Vec<String>, BoxError> {
+        match self {
+            Eio::V4 => Ok(payload.split(SEPARATOR).map(str::to_owned).collect()),
+            Eio::V3 => decode_v3(payload),
+        }
+    }
+}
+
+/// `<length>:<packet>...`, lengths in UTF-16 code units (as JavaScript counts them).
+fn decode_v3(mut payload: &str) -> Result<Vec<String>, BoxError> {
+    let mut packets = Vec::new();
+    while !payload.is_empty() {
+        let (len, rest) = payload
+            .split_once(':')
+            .ok_or_else(|| format!("bad v3 payload: {payload:.80}"))?;
+        let len: usize = len
+            .parse()
+            .map_err(|_| format!("bad v3 packet length {len:.20}"))?;
+        let mut units = 0;
+        let end = rest
+            .char_indices()
+            .find_map(|(i, c)| {
+                let at = (units >= len).then_some(i);
+                units += c.len_utf16();
+                at
+            })
+            .unwrap_or(rest.len());
+        if units < len && end == rest.len() {
+            return Err(format!("short v3 packet: {rest:.80}").into());
+        }
+        packets.push(rest[..end].to_owned());
+        payload = &rest[end..];
+    }
+    Ok(packets)
+}
 
 /// The session id of an Engine.IO OPEN packet (`0{"sid":...}`).
 pub(crate) fn parse_open(packet: &str) -> Result<String, BoxError> {
@@ -31,7 +106,8 @@ pub(crate) enum Incoming {
     ConnectError,
     /// Socket.IO ACK with its id (`43<id>[...]`).
     Ack(u64),
-    /// A `broadcast` event with its round number (`42["broadcast",<n>]`).
+    /// A `broadcast` event with its round number (`42["broadcast",<n>]`), or a `chat` message
+    /// of the binary's demo whose text is the round number (`42["chat",{..."text":"<n>"...}]`).
     Broadcast(u64),
     /// Engine.IO probe answer (`3probe`).
     Probe,
@@ -60,9 +136,23 @@ pub(crate) fn classify(packet: &str) -> Incoming {
             .get(15..packet.len().saturating_sub(1))
             .and_then(|n| n.trim().parse().ok())
             .map_or(Incoming::Other, Incoming::Broadcast),
+        _ if packet.starts_with("42[\"chat\",") => chat_round(packet),
         _ if packet == "3probe" => Incoming::Probe,
         _ => Incoming::Other,
     }
+}
+
+/// The round number in the text of a `chat` message.
+fn chat_round(packet: &str) -> Incoming {
+    const TEXT: &str = "\"text\":\"";
+    packet
+        .find(TEXT)
+        .map(|at| &packet[at + TEXT.len()..])
+        .and_then(|rest| {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            rest[..digits].parse().ok()
+        })
+        .map_or(Incoming::Other, Incoming::Broadcast)
 }
 
 /// `42<id>["echo","<payload>"]`.
@@ -73,6 +163,22 @@ pub(crate) fn echo_packet(id: u64, payload: &str) -> String {
 /// `42<id>["broadcast",<round>]`.
 pub(crate) fn broadcast_packet(id: u64, round: u64) -> String {
     format!("42{id}[\"broadcast\",{round}]")
+}
+
+/// `42<id>["<event>",<round>]`: an event with one number and an ack.
+pub(crate) fn event_packet(event: &str, id: u64, arg: u64) -> String {
+    format!("42{id}[\"{event}\",{arg}]")
+}
+
+/// `42<id>["join","bench"]`: join the room `bench` (the argument is the room for the binary's
+/// demo; the bench servers ignore it and join `bench`).
+pub(crate) fn join_packet(id: u64) -> String {
+    format!("42{id}[\"join\",\"bench\"]")
+}
+
+/// `42["chat",{"room":"bench","text":"<round>"}]`: the binary demo's room message.
+pub(crate) fn chat_packet(round: u64) -> String {
+    format!("42[\"chat\",{{\"room\":\"bench\",\"text\":\"{round}\"}}]")
 }
 
 #[cfg(test)]
@@ -89,6 +195,25 @@ mod tests {
         assert_eq!(classify("3probe"), Incoming::Probe);
         assert_eq!(classify("6"), Incoming::Other);
         assert_eq!(classify("42[\"other\",1]"), Incoming::Other);
+        assert_eq!(
+            classify("42[\"chat\",{\"room\":\"bench\",\"from\":\"x\",\"text\":\"12\",\"at\":1}]"),
+            Incoming::Broadcast(12)
+        );
+        assert_eq!(classify(&chat_packet(7)), Incoming::Broadcast(7));
+    }
+
+    #[test]
+    fn v3_payloads() {
+        let eio = Eio::V3;
+        assert_eq!(eio.encode_one("42[\"é\"]"), "7:42[\"é\"]");
+        assert_eq!(
+            eio.decode("2:403:2ab1:6").unwrap(),
+            vec!["40".to_owned(), "2ab".to_owned(), "6".to_owned()]
+        );
+        assert_eq!(eio.decode("8:42[\"😀\"]2:40").unwrap().len(), 2);
+        assert!(eio.decode("5:40").is_err());
+        assert!(eio.decode("x:40").is_err());
+        assert_eq!(Eio::V4.decode("40\u{1e}2").unwrap().len(), 2);
     }
 
     #[test]

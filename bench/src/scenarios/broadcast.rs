@@ -3,11 +3,15 @@
 //! `clients` sockets connect; the first one sends `broadcast` (with an ack) `rounds` times, one
 //! round at a time; the server emits to every socket (the sender included). Figures: server
 //! CPU per delivery, and per round the time from the send to the first and to the last
-//! delivery, as the generator sees them.
+//! delivery, as the generator sees them (median, p99 and max over the rounds).
+//!
+//! With `--contract binary` it speaks the `socketlet` binary's demo instead: every socket
+//! joins the room `bench` (`join`, with an ack), and a round is a `chat` message to that room
+//! (no ack) whose text is the round number; the room gets it, the sender included.
 
 use super::{check_alive, put_window, Ctx};
-use crate::client::{answer, connect_ws, recv, send, Ws};
-use crate::proto::{broadcast_packet, Incoming};
+use crate::client::{answer, connect_ws, join_room, recv, send, Ws};
+use crate::proto::{broadcast_packet, chat_packet, Incoming};
 use crate::stats::{RunResult, Samples};
 use crate::BoxError;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,6 +31,19 @@ pub(crate) struct BroadcastArgs {
     /// Pause between rounds, in milliseconds.
     #[arg(long, default_value_t = 20)]
     pub(crate) pause_ms: u64,
+    /// The events spoken: the benchmark's (`broadcast` with an ack) or the binary's demo
+    /// (`join` the room `bench`, then `chat` to it).
+    #[arg(long, value_enum, default_value = "bench")]
+    pub(crate) contract: Contract,
+}
+
+/// Which events make a broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Contract {
+    /// `broadcast` with an ack, to every socket.
+    Bench,
+    /// The binary's demo: `join` the room `bench`, `chat` to it.
+    Binary,
 }
 
 struct Round {
@@ -79,6 +96,37 @@ impl Board {
         })
     }
 
+    /// Round `i`'s first and last delivery, in nanoseconds since the epoch.
+    pub(crate) fn times(&self, i: usize) -> Option<(u64, u64)> {
+        self.rounds.get(i).map(|r| {
+            (
+                r.first_ns.load(Ordering::Relaxed),
+                r.last_ns.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Deliveries of every round so far.
+    pub(crate) fn deliveries(&self) -> usize {
+        self.rounds
+            .iter()
+            .map(|r| r.count.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Deliveries of unknown rounds so far.
+    pub(crate) fn stray(&self) -> usize {
+        self.stray.load(Ordering::Relaxed)
+    }
+
+    /// Waits until round `i` has all its deliveries (or forever when it is not a round: use it
+    /// under a timeout).
+    pub(crate) async fn complete(&self, i: usize) {
+        while self.round(i).is_none_or(|(n, _)| n < self.clients) {
+            self.done.notified().await;
+        }
+    }
+
     /// Counts one delivery of `round`.
     pub(crate) fn record(&self, round: u64) {
         let now = self.epoch.elapsed().as_nanos() as u64;
@@ -100,7 +148,7 @@ impl Board {
 /// Counts the deliveries to one socket until the connection ends or its task is aborted (no
 /// stop signal to wait on beside the socket: a future of it, made and dropped at every
 /// message, would cost about as much as the message).
-async fn receiver(mut ws: Ws, board: Arc<Board>) {
+pub(crate) async fn receiver(mut ws: Ws, board: Arc<Board>) {
     while let Ok(Some(text)) = recv(&mut ws).await {
         match answer(&mut ws, &text).await {
             Ok(Incoming::Broadcast(r)) => board.record(r),
@@ -110,10 +158,20 @@ async fn receiver(mut ws: Ws, board: Arc<Board>) {
     }
 }
 
-/// Sends round `round` from `ws` and waits for its ack and its own copy.
-async fn send_round(ws: &mut Ws, board: &Board, round: u64) -> Result<(), BoxError> {
-    send(ws, broadcast_packet(round, round)).await?;
-    let (mut acked, mut delivered) = (false, false);
+/// Sends round `round` from `ws` and waits for its ack (when the contract has one) and its
+/// own copy.
+async fn send_round(
+    ws: &mut Ws,
+    board: &Board,
+    round: u64,
+    contract: Contract,
+) -> Result<(), BoxError> {
+    let packet = match contract {
+        Contract::Bench => broadcast_packet(round, round),
+        Contract::Binary => chat_packet(round),
+    };
+    send(ws, packet).await?;
+    let (mut acked, mut delivered) = (contract == Contract::Binary, false);
     while !(acked && delivered) {
         let text = recv(ws).await?.ok_or("sender closed")?;
         match answer(ws, &text).await? {
@@ -134,9 +192,16 @@ async fn send_round(ws: &mut Ws, board: &Board, round: u64) -> Result<(), BoxErr
 pub(crate) async fn run(ctx: &Ctx, args: &BroadcastArgs, result: &mut RunResult) {
     result.param("clients", args.clients);
     result.param("rounds", args.rounds);
+    if args.contract == Contract::Binary {
+        result.param("contract", "binary");
+    }
     let many = ctx
-        .run_many(args.clients, ctx.concurrency, None, |_| {
-            connect_ws(&ctx.target)
+        .run_many(args.clients, ctx.concurrency, None, |_| async {
+            let mut ws = connect_ws(&ctx.target).await?;
+            if args.contract == Contract::Binary {
+                join_room(&mut ws, 0).await?;
+            }
+            Ok(ws)
         })
         .await;
     let Some(mut clients) = many.all_connected(args.clients, result, &ctx.probe) else {
@@ -167,7 +232,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &BroadcastArgs, result: &mut RunResult)
         }
         let sent_ns = board.epoch.elapsed().as_nanos() as u64;
         if let Err(e) = ctx
-            .timed(send_round(&mut sender, &board, round as u64))
+            .timed(send_round(&mut sender, &board, round as u64, args.contract))
             .await
         {
             result.fail(format!("round {round}: {e}"));
@@ -214,7 +279,9 @@ pub(crate) async fn run(ctx: &Ctx, args: &BroadcastArgs, result: &mut RunResult)
     let first = Samples::new(first_us);
     let last = Samples::new(last_us);
     result.metric("first_ms", first.ms(0.5));
+    result.metric("first_p99_ms", first.ms(0.99));
     result.metric("last_ms", last.ms(0.5));
+    result.metric("last_p99_ms", last.ms(0.99));
     result.metric("last_max_ms", last.ms(1.0));
     check_alive(result, &ctx.probe);
 }

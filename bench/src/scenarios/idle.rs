@@ -3,11 +3,13 @@
 //! Connects `warmup` clients and lets the server settle, reads its RSS, connects `conns` more,
 //! waits until the RSS stops moving, and divides the growth by `conns`. Every client stays
 //! connected (answering heartbeats) until the end; polling clients keep a GET pending, as real
-//! clients do.
+//! clients do. (In Engine.IO v3 the WebSocket clients send the heartbeat's PING every 20 s;
+//! v3 polling clients are not supported here.)
 
 use super::{check_alive, put_window, settle, Ctx};
-use crate::client::{answer, connect_polling, connect_ws, recv};
+use crate::client::{answer, connect_polling, connect_ws, recv, send};
 use crate::http::HttpConn;
+use crate::proto::{Eio, V3_PING_EVERY};
 use crate::stats::{RunResult, Samples};
 use crate::BoxError;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,10 +63,21 @@ impl Holders {
         match transport {
             IdleTransport::Ws => {
                 let mut ws = connect_ws(&ctx.target).await?;
+                // A v3 client sends the heartbeat's PING itself.
+                let v3 = ctx.target.eio() == Eio::V3;
                 tokio::spawn(async move {
+                    let mut heartbeat = tokio::time::interval_at(
+                        tokio::time::Instant::now() + V3_PING_EVERY,
+                        V3_PING_EVERY,
+                    );
                     loop {
                         tokio::select! {
                             _ = stop.changed() => return,
+                            _ = heartbeat.tick(), if v3 => {
+                                if send(&mut ws, "2".to_owned()).await.is_err() {
+                                    break;
+                                }
+                            }
                             r = recv(&mut ws) => match r {
                                 Ok(Some(text)) => {
                                     if answer(&mut ws, &text).await.is_err() {
@@ -102,6 +115,10 @@ impl Holders {
 
 /// Runs the scenario.
 pub(crate) async fn run(ctx: &Ctx, args: &IdleArgs, result: &mut RunResult) {
+    if ctx.target.eio() == Eio::V3 && args.transport == IdleTransport::Polling {
+        result.fail("idle polling clients speak Engine.IO v4 only");
+        return;
+    }
     result.param("transport", format!("{:?}", args.transport).to_lowercase());
     result.param("conns", args.conns);
     result.param("warmup", args.warmup);

@@ -1,10 +1,13 @@
 //! The scenarios. Each is bounded in count and time and stops by itself.
 
+pub(crate) mod api;
 pub(crate) mod broadcast;
+pub(crate) mod cluster;
 pub(crate) mod connect;
 pub(crate) mod echo;
 pub(crate) mod idle;
 pub(crate) mod polling;
+pub(crate) mod slow_post;
 pub(crate) mod soak;
 
 use crate::net::Target;
@@ -153,7 +156,8 @@ impl Ctx {
 
 /// Records the usual figures of a measured window of `ops` operations: `count`, `secs`,
 /// `per_sec`, server and generator CPU per operation (`server_cpu_us_per_op`,
-/// `gen_cpu_us_per_op`), and the other processes' share of the machine (`other_cpu_pct`).
+/// `gen_cpu_us_per_op`; `aux_cpu_us_per_op` for the auxiliary processes: a broker, a backend),
+/// and the other processes' share of the machine (`other_cpu_pct`).
 pub(crate) fn put_window(result: &mut RunResult, w: &Window, ops: f64, probe: &Probe) {
     result.metric("count", ops);
     result.metric("secs", w.secs);
@@ -165,11 +169,21 @@ pub(crate) fn put_window(result: &mut RunResult, w: &Window, ops: f64, probe: &P
             result.metric("server_cpu_us_per_op", w.server_cpu * 1e6 / ops);
         }
         result.metric("gen_cpu_us_per_op", w.self_cpu * 1e6 / ops);
+        if probe.has_aux() {
+            result.metric("aux_cpu_us_per_op", w.aux_cpu * 1e6 / ops);
+        }
     }
     if probe.has_server() {
         result.metric("server_cpu_secs", w.server_cpu);
     }
     result.metric("gen_cpu_secs", w.self_cpu);
+    if w.secs > 0.0 {
+        // Shares of one core over the window.
+        if probe.has_server() {
+            result.metric("server_cpu_pct", 100.0 * w.server_cpu / w.secs);
+        }
+        result.metric("gen_cpu_pct", 100.0 * w.self_cpu / w.secs);
+    }
     result.metric("other_cpu_pct", w.other_cpu_pct);
 }
 

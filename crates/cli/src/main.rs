@@ -1,6 +1,11 @@
 //! The `socketlet` binary: a Socket.IO server with a demo page at `/` and the official browser
 //! client bundle at `/socket.io/socket.io.js`.
 
+/// With the `mimalloc` feature, mimalloc allocates for the whole process.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin_ui;
 mod assets;
 mod config;

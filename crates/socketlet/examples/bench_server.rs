@@ -4,14 +4,23 @@
 //! - namespace `/` only;
 //! - `echo`: acks its arguments back;
 //! - `broadcast` (with an ack): emits `broadcast` with the given arguments to every socket of `/`
-//!   (the sender included), then acks `true`.
+//!   (the sender included), then acks `true`;
+//! - `join` (with an ack): the socket joins the room `bench`, then acks `true`;
+//! - `broadcast_room` (with an ack): emits `broadcast` with the given arguments to the room
+//!   `bench`, then acks `true`.
 //!
 //! It runs on one tokio worker thread by default (`--workers 1`, a current-thread runtime), like
-//! the socketioxide peer; `--workers N` (N > 1) uses a multi-thread runtime. Logs are off unless
+//! the socketioxide peer; `--workers N` (N > 1) uses a multi-thread runtime. With `--redis URL`
+//! it joins a cluster of nodes through that Redis (`--redis-sharded MODE`: sharded pub/sub);
+//! with `--metrics` the Prometheus metrics of `socketlet-ops` observe everything it does (they
+//! are not served: the benchmark measures what keeping them costs). Logs are off unless
 //! `--log FILTER` is given. It prints `LISTENING <port>` once it accepts connections.
 
 use clap::Parser;
 use socketlet::{AckSender, Data, Socket, SocketIo};
+
+/// The room of `join` and `broadcast_room`.
+const ROOM: &str = "bench";
 
 #[derive(Parser)]
 struct Args {
@@ -24,6 +33,19 @@ struct Args {
     /// A tracing filter (e.g. `warn`, `socketlet=debug`); logs are off without it.
     #[arg(long)]
     log: Option<String>,
+    /// Join a cluster of nodes through this Redis (e.g. redis://127.0.0.1:6379).
+    #[arg(long)]
+    redis: Option<String>,
+    /// With --redis: sharded pub/sub with this subscription mode (static, dynamic,
+    /// dynamic-private).
+    #[arg(long, value_name = "MODE")]
+    redis_sharded: Option<socketlet_redis::SubscriptionMode>,
+    /// With --redis: also deliver what python-socketio's RedisManager publishes on this channel.
+    #[arg(long)]
+    python_channel: Option<String>,
+    /// Keep Prometheus metrics (socketlet-ops' observer) of everything the server does.
+    #[arg(long)]
+    metrics: bool,
 }
 
 async fn echo(data: Data, ack: AckSender) {
@@ -35,18 +57,52 @@ async fn broadcast(socket: Socket, data: Data, ack: AckSender) {
     let _ = ack.send(true);
 }
 
-async fn run(port: u16) -> std::io::Result<()> {
-    let io = SocketIo::new();
+async fn join(socket: Socket, ack: AckSender) {
+    socket.join([ROOM]);
+    let _ = ack.send(true);
+}
+
+async fn broadcast_room(socket: Socket, data: Data, ack: AckSender) {
+    let _ = socket.ns().to(ROOM).emit("broadcast", data);
+    let _ = ack.send(true);
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut builder = SocketIo::builder();
+    let cluster = match &args.redis {
+        Some(url) => {
+            let config = socketlet_redis::RedisConfig::new(url.clone())
+                .with_sharded(args.redis_sharded)
+                .with_python_channel(args.python_channel.clone());
+            let cluster = socketlet_redis::RedisCluster::connect(config).await?;
+            builder = builder.adapter(cluster.adapter_factory());
+            Some(cluster)
+        }
+        None => None,
+    };
+    let io = builder.build();
+    if let Some(cluster) = &cluster {
+        cluster.attach(&io);
+    }
+    // Kept alive for the server's life: the observer holds the series.
+    let _metrics = args.metrics.then(|| {
+        let metrics = socketlet_ops::Metrics::new();
+        io.observe(std::sync::Arc::new(metrics.clone()));
+        metrics
+    });
     io.of("/").on_connect(|socket: Socket| async move {
         socket.on("echo", echo);
         socket.on("broadcast", broadcast);
+        socket.on("join", join);
+        socket.on("broadcast_room", broadcast_room);
     });
-    let listener = socketlet::bind(([127, 0, 0, 1], port).into())?;
+    let listener = socketlet::bind(([127, 0, 0, 1], args.port).into())?;
     println!("LISTENING {}", listener.local_addr()?.port());
-    socketlet::serve(listener, io.service(), std::future::pending()).await
+    socketlet::serve(listener, io.service(), std::future::pending()).await?;
+    Ok(())
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     if let Some(filter) = &args.log {
         tracing_subscriber::fmt()
@@ -64,5 +120,5 @@ fn main() -> std::io::Result<()> {
             .enable_all()
             .build()?
     };
-    runtime.block_on(run(args.port))
+    runtime.block_on(run(args))
 }

@@ -3,6 +3,9 @@
 use crate::stats::RunResult;
 use crate::svg;
 use crate::BoxError;
+use tables::{Chart, Section, CHARTS, MAIN, SECTIONS, TARGETS};
+
+mod tables;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -26,241 +29,6 @@ pub(crate) struct ReportArgs {
     #[arg(long, default_value = "bench/run.sh")]
     command: String,
 }
-
-/// Servers in the order of the tables; socketlet first, its ratios to every other one.
-const ORDER: &[&str] = &["socketlet", "socketioxide", "node", "python"];
-const SUBJECT: &str = "socketlet";
-
-struct Row {
-    cell: &'static str,
-    metric: &'static str,
-    label: &'static str,
-}
-
-struct Section {
-    title: &'static str,
-    intro: &'static str,
-    rows: &'static [Row],
-}
-
-const fn row(cell: &'static str, metric: &'static str, label: &'static str) -> Row {
-    Row {
-        cell,
-        metric,
-        label,
-    }
-}
-
-const SECTIONS: &[Section] = &[
-    Section {
-        title: "1. Idle connections",
-        intro:
-            "RSS growth of the server (VmRSS) once N more clients are connected and the RSS has \
-                settled, divided by N (after 100 warm-up connections). Polling clients are \
-                Socket.IO-connected and keep one GET pending.",
-        rows: &[
-            row(
-                "idle-ws-1k",
-                "rss_per_conn_kib",
-                "WebSocket, 1k: RSS per connection (KiB)",
-            ),
-            row(
-                "idle-ws-10k",
-                "rss_per_conn_kib",
-                "WebSocket, 10k: RSS per connection (KiB)",
-            ),
-            row(
-                "idle-polling-1k",
-                "rss_per_conn_kib",
-                "polling, 1k: RSS per session (KiB)",
-            ),
-            row(
-                "idle-polling-10k",
-                "rss_per_conn_kib",
-                "polling, 10k: RSS per session (KiB)",
-            ),
-            row(
-                "idle-ws-10k",
-                "per_sec",
-                "WebSocket, 10k: connects/s while filling",
-            ),
-            row(
-                "idle-ws-10k",
-                "server_cpu_us_per_op",
-                "WebSocket, 10k: server CPU per connect (us)",
-            ),
-        ],
-    },
-    Section {
-        title: "2. Connection rate",
-        intro: "64 handshakes in flight. WebSocket: TCP connect, upgrade, OPEN, CONNECT and its \
-                answer (kept open). Polling: the Engine.IO handshake GET on 64 keep-alive \
-                connections. Upgrade: Socket.IO connect over polling (3 requests) then the \
-                WebSocket upgrade (probe, UPGRADE), kept open.",
-        rows: &[
-            row("connect-ws", "per_sec", "WebSocket connects/s"),
-            row(
-                "connect-ws",
-                "server_cpu_us_per_op",
-                "WebSocket: server CPU per connect (us)",
-            ),
-            row(
-                "connect-ws",
-                "connect_p99_ms",
-                "WebSocket: connect p99 (ms)",
-            ),
-            row(
-                "connect-ws",
-                "rss_per_op_kib",
-                "WebSocket: RSS per kept connection (KiB)",
-            ),
-            row("connect-polling", "per_sec", "polling handshakes/s"),
-            row(
-                "connect-polling",
-                "server_cpu_us_per_op",
-                "polling: server CPU per handshake (us)",
-            ),
-            row(
-                "connect-polling",
-                "connect_p99_ms",
-                "polling: handshake p99 (ms)",
-            ),
-            row(
-                "connect-polling",
-                "rss_per_op_kib",
-                "polling: RSS per pending session, no connection held (KiB)",
-            ),
-            row("connect-upgrade", "per_sec", "polling + upgrade connects/s"),
-            row(
-                "connect-upgrade",
-                "server_cpu_us_per_op",
-                "polling + upgrade: server CPU per connect (us)",
-            ),
-            row(
-                "connect-upgrade",
-                "connect_p99_ms",
-                "polling + upgrade: connect p99 (ms)",
-            ),
-        ],
-    },
-    Section {
-        title: "3. Echo with ack (WebSocket)",
-        intro:
-            "Closed loop: 1k clients, each sends 100 echos one after the other (one in flight per \
-                client). Open loop: 1k clients x 10 echos/s for 8 s on a fixed, evenly phased schedule; \
-                latency is timed from the scheduled send time.",
-        rows: &[
-            row(
-                "echo-max",
-                "server_cpu_us_per_op",
-                "closed loop: server CPU per ack (us)",
-            ),
-            row(
-                "echo-max",
-                "gen_cpu_us_per_op",
-                "closed loop: generator CPU per ack (us)",
-            ),
-            row("echo-max", "per_sec", "closed loop: acks/s"),
-            row("echo-max", "rtt_p50_ms", "closed loop: round trip p50 (ms)"),
-            row("echo-max", "rtt_p99_ms", "closed loop: round trip p99 (ms)"),
-            row(
-                "echo-rate",
-                "latency_p50_ms",
-                "open loop 10k/s: latency p50 (ms)",
-            ),
-            row(
-                "echo-rate",
-                "latency_p99_ms",
-                "open loop 10k/s: latency p99 (ms)",
-            ),
-            row(
-                "echo-rate",
-                "latency_p999_ms",
-                "open loop 10k/s: latency p99.9 (ms)",
-            ),
-            row(
-                "echo-rate",
-                "latency_max_ms",
-                "open loop 10k/s: latency max (ms)",
-            ),
-            row(
-                "echo-rate",
-                "server_cpu_us_per_op",
-                "open loop 10k/s: server CPU per ack (us)",
-            ),
-            row(
-                "echo-rate",
-                "send_lag_p99_ms",
-                "open loop 10k/s: generator send lag p99 (ms, included above)",
-            ),
-        ],
-    },
-    Section {
-        title: "4. Broadcast fan-out (WebSocket)",
-        intro:
-            "One client sends `broadcast` (with an ack), one round at a time; the server emits to \
-                every socket (sender included). Times are from the send to the first and the last \
-                delivery as the generator reads them (median over rounds).",
-        rows: &[
-            row(
-                "broadcast-1k",
-                "server_cpu_us_per_op",
-                "1k sockets: server CPU per delivery (us)",
-            ),
-            row(
-                "broadcast-1k",
-                "gen_cpu_us_per_op",
-                "1k sockets: generator CPU per delivery (us)",
-            ),
-            row(
-                "broadcast-1k",
-                "first_ms",
-                "1k sockets: first delivery (ms)",
-            ),
-            row("broadcast-1k", "last_ms", "1k sockets: last delivery (ms)"),
-            row(
-                "broadcast-10k",
-                "server_cpu_us_per_op",
-                "10k sockets: server CPU per delivery (us)",
-            ),
-            row(
-                "broadcast-10k",
-                "gen_cpu_us_per_op",
-                "10k sockets: generator CPU per delivery (us)",
-            ),
-            row(
-                "broadcast-10k",
-                "first_ms",
-                "10k sockets: first delivery (ms)",
-            ),
-            row(
-                "broadcast-10k",
-                "last_ms",
-                "10k sockets: last delivery (ms)",
-            ),
-        ],
-    },
-    Section {
-        title: "5. Long-polling request throughput",
-        intro: "64 polling clients; each runs 500 echo round trips with a GET pending on one \
-                connection while the event is POSTed on another (2 or more requests per echo).",
-        rows: &[
-            row("polling-echo", "per_sec", "requests/s"),
-            row(
-                "polling-echo",
-                "server_cpu_us_per_op",
-                "server CPU per request (us)",
-            ),
-            row(
-                "polling-echo",
-                "gen_cpu_us_per_op",
-                "generator CPU per request (us)",
-            ),
-            row("polling-echo", "rtt_p50_ms", "echo round trip p50 (ms)"),
-            row("polling-echo", "rtt_p99_ms", "echo round trip p99 (ms)"),
-        ],
-    },
-];
 
 /// The median and spread of one figure over the ok runs of a cell.
 #[derive(Debug, Clone, Copy)]
@@ -311,6 +79,11 @@ impl Data {
             max: v[n - 1],
             n,
         })
+    }
+
+    /// Whether `server` has any result.
+    fn has(&self, server: &str) -> bool {
+        self.runs.iter().any(|r| r.server == server)
     }
 
     fn median(&self, cell: &str, server: &str, metric: &str) -> Option<f64> {
@@ -382,9 +155,13 @@ fn load(raw: &Path) -> Result<Data, BoxError> {
             }
         }
     }
+    // The main tables' servers first, then the sections' in their order.
     let mut servers: Vec<String> = Vec::new();
-    for s in ORDER {
-        if runs.iter().any(|r| r.server == *s) {
+    for s in MAIN
+        .iter()
+        .chain(SECTIONS.iter().flat_map(|sec| sec.servers))
+    {
+        if !servers.iter().any(|x| x == s) && runs.iter().any(|r| r.server == *s) {
             servers.push((*s).to_owned());
         }
     }
@@ -694,108 +471,14 @@ fn ratio_text(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-struct Target {
-    what: &'static str,
-    cell: &'static str,
-    metric: &'static str,
-    /// (peer, bound on socketlet / peer, true when the ratio must be at most the bound)
-    ratio: Option<(&'static str, f64, bool)>,
-    /// An absolute bound on socketlet's figure (at most).
-    absolute: Option<f64>,
-}
-
-const TARGETS: &[Target] = &[
-    Target {
-        what: "RSS per idle WebSocket connection at 10k <= 6 KiB",
-        cell: "idle-ws-10k",
-        metric: "rss_per_conn_kib",
-        ratio: None,
-        absolute: Some(6.0),
-    },
-    Target {
-        what: "... and < 0.25x socketioxide's",
-        cell: "idle-ws-10k",
-        metric: "rss_per_conn_kib",
-        ratio: Some(("socketioxide", 0.25, true)),
-        absolute: None,
-    },
-    Target {
-        what: "... and < 0.5x Node's",
-        cell: "idle-ws-10k",
-        metric: "rss_per_conn_kib",
-        ratio: Some(("node", 0.5, true)),
-        absolute: None,
-    },
-    Target {
-        what: "server CPU per echo with ack <= 0.75x socketioxide's",
-        cell: "echo-max",
-        metric: "server_cpu_us_per_op",
-        ratio: Some(("socketioxide", 0.75, true)),
-        absolute: None,
-    },
-    Target {
-        what: "... and < 0.25x Node's",
-        cell: "echo-max",
-        metric: "server_cpu_us_per_op",
-        ratio: Some(("node", 0.25, true)),
-        absolute: None,
-    },
-    Target {
-        what: "server CPU per broadcast delivery (1k) <= 0.6x socketioxide's",
-        cell: "broadcast-1k",
-        metric: "server_cpu_us_per_op",
-        ratio: Some(("socketioxide", 0.6, true)),
-        absolute: None,
-    },
-    Target {
-        what: "server CPU per broadcast delivery (10k) <= 0.6x socketioxide's",
-        cell: "broadcast-10k",
-        metric: "server_cpu_us_per_op",
-        ratio: Some(("socketioxide", 0.6, true)),
-        absolute: None,
-    },
-    Target {
-        what: "WebSocket connects/s >= 1.2x socketioxide's",
-        cell: "connect-ws",
-        metric: "per_sec",
-        ratio: Some(("socketioxide", 1.2, false)),
-        absolute: None,
-    },
-    Target {
-        what: "polling handshakes/s >= 1.5x socketioxide's",
-        cell: "connect-polling",
-        metric: "per_sec",
-        ratio: Some(("socketioxide", 1.5, false)),
-        absolute: None,
-    },
-    Target {
-        what: "RSS per pending polling session (handshakes only, as in the reference) <= 3 KiB",
-        cell: "connect-polling",
-        metric: "rss_per_op_kib",
-        ratio: None,
-        absolute: Some(3.0),
-    },
-    Target {
-        what: "RSS per pending polling session with its GET and connection held (10k) <= 3 KiB",
-        cell: "idle-polling-10k",
-        metric: "rss_per_conn_kib",
-        ratio: None,
-        absolute: Some(3.0),
-    },
-    Target {
-        what: "open-loop echo p99 < 2 ms at 1k clients x 10/s",
-        cell: "echo-rate",
-        metric: "latency_p99_ms",
-        ratio: None,
-        absolute: Some(2.0),
-    },
-];
-
 fn targets(data: &Data, md: &mut String) {
-    let _ = writeln!(md, "| target (issue 5) | socketlet | peer | ratio | met? |");
-    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        md,
+        "| issue | target | subject | its figure | peer | ratio | met? |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
     for t in TARGETS {
-        let ours = data.median(t.cell, SUBJECT, t.metric);
+        let ours = data.median(t.cell, t.subject, t.metric);
         let (peer_text, ratio_cell, met) = match t.ratio {
             Some((peer, bound, at_most)) => {
                 let theirs = data.median(t.cell, peer, t.metric);
@@ -824,8 +507,10 @@ fn targets(data: &Data, md: &mut String) {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            t.issue,
             t.what,
+            t.subject,
             ours.map_or("-".to_owned(), num),
             peer_text,
             ratio_cell,
@@ -888,83 +573,111 @@ fn plots(data: &Data, out: &Path) -> Result<Vec<(String, String)>, BoxError> {
             "open-loop echo latency percentiles".to_owned(),
         ));
     }
-    let rss = BarChart {
-        file: "rss.svg",
-        alt: "RSS per idle connection",
-        title: "Server RSS per idle connection (KiB, median)",
-        axis: "KiB per connection",
-        metric: "rss_per_conn_kib",
-        log: false,
-        groups: &[
-            ("idle-ws-1k", "WebSocket 1k"),
-            ("idle-ws-10k", "WebSocket 10k"),
-            ("idle-polling-1k", "polling 1k"),
-            ("idle-polling-10k", "polling 10k"),
-        ],
-    };
-    let cpu = BarChart {
-        file: "cpu.svg",
-        alt: "server CPU per operation",
-        title: "Server CPU per operation (us, median, log scale)",
-        axis: "microseconds of server CPU",
-        metric: "server_cpu_us_per_op",
-        log: true,
-        groups: &[
-            ("echo-max", "echo ack"),
-            ("broadcast-1k", "delivery 1k"),
-            ("broadcast-10k", "delivery 10k"),
-            ("polling-echo", "polling request"),
-            ("connect-ws", "WS connect"),
-        ],
-    };
-    for chart in [rss, cpu] {
-        if chart.write(data, out)? {
+    for chart in CHARTS {
+        if write_chart(chart, data, out)? {
             written.push((chart.file.to_owned(), chart.alt.to_owned()));
         }
     }
     Ok(written)
 }
 
-/// A bar chart of one metric's medians: a group of bars per cell, a bar per server.
-struct BarChart<'a> {
-    file: &'a str,
-    alt: &'a str,
-    title: &'a str,
-    axis: &'a str,
-    metric: &'a str,
-    log: bool,
-    /// Cell name and label of each group.
-    groups: &'a [(&'a str, &'a str)],
+/// Writes `chart` into `out`; false (and nothing written) when none of its cells has results.
+fn write_chart(chart: &Chart, data: &Data, out: &Path) -> Result<bool, BoxError> {
+    let servers: Vec<String> = chart
+        .servers
+        .iter()
+        .filter(|s| data.has(s))
+        .map(|s| (*s).to_owned())
+        .collect();
+    let values: Vec<Vec<Option<f64>>> = servers
+        .iter()
+        .map(|s| {
+            chart
+                .groups
+                .iter()
+                .map(|(c, m, _)| data.median(c, s, m))
+                .collect()
+        })
+        .collect();
+    if !values.iter().flatten().any(Option::is_some) {
+        return Ok(false);
+    }
+    let labels: Vec<String> = chart
+        .groups
+        .iter()
+        .map(|(_, _, l)| (*l).to_owned())
+        .collect();
+    let svg = svg::bars(
+        chart.title,
+        chart.axis,
+        &labels,
+        &servers,
+        &values,
+        chart.log,
+    );
+    std::fs::write(out.join(chart.file), svg)?;
+    Ok(true)
 }
 
-impl BarChart<'_> {
-    /// Writes the chart into `out`; false (and nothing written) when no cell has the metric.
-    fn write(&self, data: &Data, out: &Path) -> Result<bool, BoxError> {
-        let values: Vec<Vec<Option<f64>>> = data
-            .servers
-            .iter()
-            .map(|s| {
-                self.groups
-                    .iter()
-                    .map(|(c, _)| data.median(c, s, self.metric))
-                    .collect()
-            })
-            .collect();
-        if !values.iter().flatten().any(Option::is_some) {
-            return Ok(false);
-        }
-        let labels: Vec<String> = self.groups.iter().map(|(_, l)| (*l).to_owned()).collect();
-        let chart = svg::bars(
-            self.title,
-            self.axis,
-            &labels,
-            &data.servers,
-            &values,
-            self.log,
-        );
-        std::fs::write(out.join(self.file), chart)?;
-        Ok(true)
+/// Writes one section: a column per server that has results, then the ratios whose two
+/// servers have; nothing when none of its servers has results in its cells.
+fn section_table(data: &Data, section: &Section, md: &mut String) {
+    let servers: Vec<&str> = section
+        .servers
+        .iter()
+        .copied()
+        .filter(|s| {
+            section
+                .rows
+                .iter()
+                .any(|r| data.runs_of(r.cell, s).next().is_some())
+        })
+        .collect();
+    if servers.is_empty() {
+        return;
     }
+    let ratios: Vec<(&str, &str)> = section
+        .ratios
+        .iter()
+        .copied()
+        .filter(|(a, b)| servers.contains(a) && servers.contains(b))
+        .collect();
+    let _ = writeln!(md, "## {}\n\n{}\n", section.title, section.intro);
+    let mut head = String::from("| measure |");
+    let mut rule = String::from("| --- |");
+    for s in &servers {
+        let _ = write!(head, " {s} |");
+        rule.push_str(" --- |");
+    }
+    for (a, b) in &ratios {
+        let _ = write!(head, " {a} / {b} |");
+        rule.push_str(" --- |");
+    }
+    let _ = writeln!(md, "{head}\n{rule}");
+    for r in section.rows {
+        if !servers
+            .iter()
+            .any(|s| data.runs_of(r.cell, s).next().is_some())
+        {
+            continue;
+        }
+        let mut line = format!("| {} |", r.label);
+        for s in &servers {
+            let _ = write!(line, " {} |", data.cell_text(r.cell, s, r.metric));
+        }
+        for (a, b) in &ratios {
+            let _ = write!(
+                line,
+                " {} |",
+                ratio_text(
+                    data.median(r.cell, a, r.metric),
+                    data.median(r.cell, b, r.metric)
+                )
+            );
+        }
+        let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(md);
 }
 
 /// Writes the report.
@@ -980,8 +693,10 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), BoxError> {
          (`bench/`, Engine.IO v4 / Socket.IO v5 over WebSocket and long-polling) against one \
          server at a time, on loopback, each server started fresh for each run. Cells show the \
          median of the runs that completed, with the spread (min-max) when there are several; \
-         ratios are socketlet's median over the peer's (below 1 is better for CPU, memory and \
-         latency, above 1 for rates).\n",
+         ratios are the first named server's median over the second's (socketlet's over the \
+         peer's in the main tables; below 1 is better for CPU, memory and latency, above 1 for \
+         rates). Sections 6 to 13 are the cells of issues 21, 24 and 25 (their servers are \
+         named in the table below).\n",
         args.command,
         args.mode,
         if args.date.is_empty() { "an unrecorded date" } else { &args.date }
@@ -1029,41 +744,8 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), BoxError> {
     targets(&data, &mut md);
     let _ = writeln!(md);
 
-    let peers: Vec<&String> = data.servers.iter().filter(|s| *s != SUBJECT).collect();
-    let has_subject = data.servers.iter().any(|s| s == SUBJECT);
     for section in SECTIONS {
-        let _ = writeln!(md, "## {}\n\n{}\n", section.title, section.intro);
-        let mut head = String::from("| measure |");
-        let mut rule = String::from("| --- |");
-        for s in &data.servers {
-            let _ = write!(head, " {s} |");
-            rule.push_str(" --- |");
-        }
-        if has_subject {
-            for p in &peers {
-                let _ = write!(head, " {SUBJECT} / {p} |");
-                rule.push_str(" --- |");
-            }
-        }
-        let _ = writeln!(md, "{head}\n{rule}");
-        for r in section.rows {
-            let mut line = format!("| {} |", r.label);
-            for s in &data.servers {
-                let _ = write!(line, " {} |", data.cell_text(r.cell, s, r.metric));
-            }
-            if has_subject {
-                let ours = data.median(r.cell, SUBJECT, r.metric);
-                for p in &peers {
-                    let _ = write!(
-                        line,
-                        " {} |",
-                        ratio_text(ours, data.median(r.cell, p, r.metric))
-                    );
-                }
-            }
-            let _ = writeln!(md, "{line}");
-        }
-        let _ = writeln!(md);
+        section_table(&data, section, &mut md);
     }
 
     let written = plots(&data, &args.out)?;
@@ -1137,7 +819,49 @@ fn distinct_errors(errors: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::distinct_errors;
+    use super::{distinct_errors, section_table, Data, SECTIONS};
+    use crate::stats::RunResult;
+
+    fn run(server: &str, cell: &str, metric: &str, value: f64) -> RunResult {
+        let mut r = RunResult::new("echo", cell, server);
+        r.metric(metric, value);
+        r
+    }
+
+    #[test]
+    fn a_section_shows_the_servers_that_ran_and_their_ratios() {
+        let data = Data {
+            runs: vec![
+                run("socketlet", "story-echo-max", "server_cpu_us_per_op", 10.0),
+                run("python4", "story-echo-max", "server_cpu_us_per_op", 400.0),
+            ],
+            servers: vec!["socketlet".into(), "python4".into()],
+            versions: Default::default(),
+        };
+        let story = SECTIONS
+            .iter()
+            .find(|s| s.title.contains("story"))
+            .expect("the story's section");
+        let mut md = String::new();
+        section_table(&data, story, &mut md);
+        assert!(
+            md.contains("| measure | socketlet | python4 | socketlet / python4 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| echo with ack: server CPU per ack (us) | 10.0 | 400 | 0.03x |"),
+            "{md}"
+        );
+        // Rows of cells that did not run are left out; sections with no results at all too.
+        assert!(!md.contains("connects/s"), "{md}");
+        let cluster = SECTIONS
+            .iter()
+            .find(|s| s.title.contains("cluster"))
+            .expect("cluster");
+        let mut none = String::new();
+        section_table(&data, cluster, &mut none);
+        assert!(none.is_empty());
+    }
 
     #[test]
     fn repeated_errors_are_counted_once() {

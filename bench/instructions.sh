@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Userland instructions per operation of socketlet's bench server, counted by valgrind's
+# callgrind: repeatable to a fraction of a per cent, where CPU time on this machine moves by
+# 10-35 % between runs. For small differences (issue 24: metrics must cost under 2 %).
+#
+#   bench/instructions.sh [--variant "ARGS"]... [--clients N] [--echos N] [--rounds N]
+#
+# For each variant (bench_server arguments; default: "" and "--metrics") it runs the server
+# under callgrind twice per scenario, a short and a long run of the same shape, and divides
+# the difference of their instruction counts by the difference of their operations: the
+# start-up and the connections cancel out. Scenarios: echo with ack (N clients x echos), and
+# broadcast (N clients x rounds; per delivery). Kernel work (most of the CPU per operation) is
+# not counted, so a relative difference here bounds the relative difference of the whole.
+# Needs valgrind; builds the release generator and bench_server. Takes 2-4 minutes.
+set -euo pipefail
+
+BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+ROOT="$(cd "$BENCH/.." && pwd -P)"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+GEN="$TARGET_DIR/release/socketlet-bench"
+SERVER="$TARGET_DIR/release/examples/bench_server"
+VARIANTS=()
+CLIENTS=100
+ECHOS=100
+ROUNDS=50
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --variant) VARIANTS+=("${2?--variant needs a value}"); shift ;;
+    --clients) CLIENTS="${2:?}"; shift ;;
+    --echos) ECHOS="${2:?}"; shift ;;
+    --rounds) ROUNDS="${2:?}"; shift ;;
+    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("" "--metrics")
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+(cd "$ROOT" && cargo build --quiet --release -p socketlet-bench --bin socketlet-bench -p socketlet --example bench_server)
+
+WORK="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Instructions of one server run under callgrind while the generator runs `args...`.
+count() { # variant args...
+  local variant="$1" port i
+  shift
+  port=$((10000 + RANDOM % 20001))
+  read -r -a extra <<<"$variant"
+  valgrind --tool=callgrind --callgrind-out-file="$WORK/out" \
+    "$SERVER" --port "$port" ${extra[@]+"${extra[@]}"} >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for i in $(seq 1 300); do
+    grep -q '^LISTENING' "$WORK/server.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -q '^LISTENING' "$WORK/server.log" || { cat "$WORK/server.log" >&2; exit 1; }
+  timeout 600 "$GEN" "$@" --addr "127.0.0.1:$port" --op-timeout 60 --max-secs 500 >"$WORK/gen.log" 2>&1 ||
+    { cat "$WORK/gen.log" >&2; exit 1; }
+  kill -TERM "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+  awk '/^(summary|totals):/ {print $2; exit}' "$WORK/out"
+}
+
+printf '| server arguments | instructions per echo with ack | instructions per broadcast delivery |\n| --- | --- | --- |\n'
+for v in "${VARIANTS[@]}"; do
+  a=$(count "$v" echo --mode max --clients "$CLIENTS" --messages 10)
+  b=$(count "$v" echo --mode max --clients "$CLIENTS" --messages $((10 + ECHOS)))
+  per_echo=$(( (b - a) / (CLIENTS * ECHOS) ))
+  # The sender gets its own copy: every round is CLIENTS deliveries.
+  c=$(count "$v" broadcast --clients "$CLIENTS" --rounds 10 --pause-ms 0)
+  d=$(count "$v" broadcast --clients "$CLIENTS" --rounds $((10 + ROUNDS)) --pause-ms 0)
+  per_delivery=$(( (d - c) / (CLIENTS * ROUNDS) ))
+  printf '| `%s` | %s | %s |\n' "${v:-(none)}" "$per_echo" "$per_delivery"
+done
