@@ -81,6 +81,10 @@ if [ "$SMOKE" = 1 ]; then
     "story-echo-max|socketlet|echo --mode max --clients 20 --messages 10 --eio 3"
     "story-broadcast|socketlet|broadcast --clients 20 --rounds 5 --eio 3"
     "metrics-echo-max|socketlet-metrics|echo --mode max --clients 20 --messages 10"
+    "recovery-echo-max|socketlet-recovery|echo --mode max --clients 20 --messages 10"
+    "recovery-broadcast|socketlet-recovery|broadcast --clients 20 --rounds 5"
+    "recovery-sessions|socketlet,socketlet-recovery|recovery --measure sessions --conns 20 --warmup 5 --settle-ms 200 --verify 5"
+    "recovery-packets|socketlet-recovery|recovery --measure packets --conns 20 --packets 50 --settle-ms 200 --verify 2"
     "cluster-all|socketlet-cluster|cluster --clients 30 --rounds 5 --to all"
     "cluster-room|socketlet-cluster-sharded|cluster --clients 30 --room-clients 10 --rounds 5 --to room --in-flight 2"
     "binary-broadcast|socketlet-binary|broadcast --clients 20 --rounds 5"
@@ -131,6 +135,16 @@ else
     "metrics-echo-max|socketlet,socketlet-metrics|echo --mode max --clients 1000 --messages 100"
     "metrics-broadcast-1k|socketlet,socketlet-metrics|broadcast --clients 1000 --rounds 100"
     "metrics-broadcast-10k|socketlet,socketlet-metrics|broadcast --clients 10000 --rounds 20"
+    # Issue 23: what connection state recovery costs (bench_server --recovery-secs 120, Node's
+    # defaults otherwise; RecoveryConfig keeps at most 10,000 packets, 64 MiB, 100,000 sessions).
+    "recovery-echo-max|socketlet,socketlet-recovery|echo --mode max --clients 1000 --messages 100"
+    "recovery-broadcast-1k|socketlet,socketlet-recovery|broadcast --clients 1000 --rounds 100"
+    "recovery-sessions-1k|socketlet,socketlet-recovery|recovery --measure sessions --conns 1000 --cycles 2"
+    "recovery-sessions-10k|socketlet,socketlet-recovery|recovery --measure sessions --conns 10000 --cycles 2"
+    # 100 kept sessions: the memory 1000 dropped connections give back to the allocator would
+    # take in a good part of the packets (0.2 KiB of RSS per packet instead of 0.55).
+    "recovery-packets|socketlet,socketlet-recovery|recovery --measure packets --conns 100 --packets 8000 --payload 100 --verify 2"
+    "recovery-packets-bound|socketlet,socketlet-recovery|recovery --measure packets --conns 100 --packets 40000 --payload 100 --verify 2"
     # Issue 21: the gateway's hook round trip and server API.
     "hook-echo-max|socketlet-binary,socketlet-binary-hook|echo --mode max --clients 1000 --messages 50"
     "hook-echo-rate|socketlet-binary,socketlet-binary-hook|echo --mode rate --clients 200 --rate 10 --secs 8"
@@ -317,6 +331,7 @@ version_of() {
   case "$1" in
     socketlet) echo "$bs, crates/socketlet/examples/bench_server.rs, $PROFILE build, 1 tokio worker (current_thread)" ;;
     socketlet-metrics) echo "$bs, bench_server --metrics (socketlet-ops' Prometheus Metrics observing everything, not scraped), $PROFILE build, 1 tokio worker (current_thread)" ;;
+    socketlet-recovery) echo "$bs, bench_server --recovery-secs 120 (connection state recovery on: sessions kept 2 min, middlewares skipped, at most 10,000 packets / 64 MiB / 100,000 sessions per namespace: RecoveryConfig's defaults), $PROFILE build, 1 tokio worker (current_thread)" ;;
     socketlet-2w) echo "$bs, bench_server --workers 2 (multi-thread runtime, 2 workers), $PROFILE build" ;;
     socketlet-binary) echo "$bs, the socketlet binary (crates/cli), $PROFILE build, default settings (--addr only: the demo's events, info logs to a file, a multi-thread runtime with one worker per core: $cores), allocator: $(binary_alloc); broadcasts are its demo's chat to a room every client joined" ;;
     socketlet-binary-hook) echo "$bs, the socketlet binary as socketlet-binary, with --hook-event to \`socketlet-bench hook-backend\` on loopback (hyper, one thread; answers {\"result\":{\"ack\":args}}): every event goes to the backend (aux CPU = the backend's)" ;;
@@ -418,6 +433,7 @@ node_cmd() { # name port
   case "$name" in
     socketlet) echo "$BENCH_SERVER --port $port" ;;
     socketlet-metrics) echo "$BENCH_SERVER --port $port --metrics" ;;
+    socketlet-recovery) echo "$BENCH_SERVER --port $port --recovery-secs 120" ;;
     socketlet-2w) echo "$BENCH_SERVER --port $port --workers 2" ;;
     socketlet-cluster) echo "$BENCH_SERVER --port $port --redis $REDIS_URL --python-channel socketio" ;;
     socketlet-cluster-sharded) echo "$BENCH_SERVER --port $port --redis $REDIS_URL --redis-sharded dynamic" ;;

@@ -3,7 +3,7 @@
 
 use crate::http::HttpConn;
 use crate::net::Target;
-use crate::proto::{classify, parse_open, Eio, Incoming};
+use crate::proto::{classify, parse_connected, parse_open, Connected, Eio, Incoming};
 pub(crate) use crate::ws::Ws;
 use crate::BoxError;
 
@@ -60,6 +60,33 @@ pub(crate) async fn connect_ws(target: &Target) -> Result<Ws, BoxError> {
     }
     await_connected(&mut ws).await?;
     Ok(ws)
+}
+
+/// A Socket.IO v5 client connected to `/` over WebSocket with the CONNECT packet `connect`
+/// (`40`, or `40{"pid":...,"offset":...}` to recover a session): the connection, the CONNECT
+/// answer, and the packets that came before it (the events a recovered session missed), PINGs
+/// answered and left out.
+pub(crate) async fn connect_ws_as(
+    target: &Target,
+    connect: &str,
+) -> Result<(Ws, Connected, Vec<String>), BoxError> {
+    let mut ws = open_ws(target, None).await?;
+    let open = recv(&mut ws).await?.ok_or("closed before OPEN")?;
+    parse_open(&open)?;
+    send(&mut ws, connect.to_owned()).await?;
+    let mut before = Vec::new();
+    loop {
+        let text = recv(&mut ws).await?.ok_or("closed before CONNECT")?;
+        match answer(&mut ws, &text).await? {
+            Incoming::Connected => {
+                let connected = parse_connected(&text)?;
+                return Ok((ws, connected, before));
+            }
+            Incoming::ConnectError => return Err(format!("CONNECT refused: {:.80}", &*text).into()),
+            Incoming::Ping => {}
+            _ => before.push(text),
+        }
+    }
 }
 
 /// A long-polling session: its query path (with the sid).

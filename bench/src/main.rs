@@ -12,6 +12,8 @@
 //! - `cluster`: broadcasts across the nodes of a cluster on Redis, made by a client or by an
 //!   emitter process (deliveries per second, CPU per delivery summed over the nodes);
 //! - `api`: emits through the binary's server API (`POST /api/emit`);
+//! - `recovery`: what connection state recovery keeps in memory, per kept session (clients
+//!   dropped abruptly) and per stored packet;
 //! - `slow-post`: a burst of slow-loris POST bodies, and the memory given back after it;
 //! - `soak`: many clients for a long time, with echos and broadcasts: errors, RSS drift and
 //!   latency over time, sampled in windows (`soak-report` writes its report and plots).
@@ -41,6 +43,7 @@ use scenarios::connect::ConnectArgs;
 use scenarios::echo::EchoArgs;
 use scenarios::idle::IdleArgs;
 use scenarios::polling::PollingArgs;
+use scenarios::recovery::RecoveryArgs;
 use scenarios::slow_post::SlowPostArgs;
 use scenarios::soak::SoakArgs;
 use scenarios::Ctx;
@@ -110,6 +113,13 @@ enum Cmd {
         common: Common,
         #[command(flatten)]
         args: ApiArgs,
+    },
+    /// Connection state recovery: RSS per kept session and per stored packet.
+    Recovery {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: RecoveryArgs,
     },
     /// A burst of slow-loris POST bodies, and the memory given back after it.
     SlowPost {
@@ -204,6 +214,7 @@ async fn run_scenario(cmd: Cmd, common: Common, result: &mut RunResult) -> Resul
         Cmd::Polling { args, .. } => scenarios::polling::run(&ctx, &args, result).await,
         Cmd::Cluster { args, .. } => scenarios::cluster::run(&ctx, &args, result).await,
         Cmd::Api { args, .. } => scenarios::api::run(&ctx, &args, result).await,
+        Cmd::Recovery { args, .. } => scenarios::recovery::run(&ctx, &args, result).await,
         Cmd::SlowPost { args, .. } => scenarios::slow_post::run(&ctx, &args, result).await,
         Cmd::Soak { args, .. } => scenarios::soak::run(&ctx, &args, result).await,
         Cmd::Report(_) | Cmd::SoakReport(_) | Cmd::HookBackend(_) => {}
@@ -220,6 +231,7 @@ fn scenario(cmd: Cmd) -> Result<bool, BoxError> {
         Cmd::Polling { common, .. } => ("polling", common),
         Cmd::Cluster { common, .. } => ("cluster", common),
         Cmd::Api { common, .. } => ("api", common),
+        Cmd::Recovery { common, .. } => ("recovery", common),
         Cmd::SlowPost { common, .. } => ("slow-post", common),
         Cmd::Soak { common, .. } => ("soak", common),
         Cmd::Report(_) | Cmd::SoakReport(_) | Cmd::HookBackend(_) => {

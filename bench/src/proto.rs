@@ -106,8 +106,10 @@ pub(crate) enum Incoming {
     ConnectError,
     /// Socket.IO ACK with its id (`43<id>[...]`).
     Ack(u64),
-    /// A `broadcast` event with its round number (`42["broadcast",<n>]`), or a `chat` message
-    /// of the binary's demo whose text is the round number (`42["chat",{..."text":"<n>"...}]`).
+    /// A `broadcast` event with its round number (`42["broadcast",<n>]`, or
+    /// `42["broadcast",<n>,"<offset>"]` from a server with connection state recovery on), or a
+    /// `chat` message of the binary's demo whose text is the round number
+    /// (`42["chat",{..."text":"<n>"...}]`).
     Broadcast(u64),
     /// Engine.IO probe answer (`3probe`).
     Probe,
@@ -132,14 +134,94 @@ pub(crate) fn classify(packet: &str) -> Incoming {
                 None => Incoming::Other,
             }
         }
-        _ if packet.starts_with("42[\"broadcast\",") => packet
-            .get(15..packet.len().saturating_sub(1))
-            .and_then(|n| n.trim().parse().ok())
-            .map_or(Incoming::Other, Incoming::Broadcast),
+        _ if packet.starts_with(BROADCAST) => broadcast_round(&packet[BROADCAST.len()..]),
         _ if packet.starts_with("42[\"chat\",") => chat_round(packet),
         _ if packet == "3probe" => Incoming::Probe,
         _ => Incoming::Other,
     }
+}
+
+/// How a `broadcast` event starts.
+const BROADCAST: &str = "42[\"broadcast\",";
+
+/// The round number that starts the arguments of a `broadcast` event: a number followed by the
+/// end of the arguments, or by more of them (the offset a server with connection state
+/// recovery appends as the last argument).
+fn broadcast_round(args: &str) -> Incoming {
+    let args = args.trim_start();
+    let digits = args.bytes().take_while(u8::is_ascii_digit).count();
+    let rest = args[digits..].trim_start();
+    if digits == 0 || !(rest.starts_with(']') || rest.starts_with(',')) {
+        return Incoming::Other;
+    }
+    args[..digits]
+        .parse()
+        .map_or(Incoming::Other, Incoming::Broadcast)
+}
+
+/// Whether a packet is a `broadcast` event, whatever its arguments.
+pub(crate) fn is_broadcast(packet: &str) -> bool {
+    packet.starts_with(BROADCAST)
+}
+
+/// The offset a server with connection state recovery appends to an event as its last
+/// argument: the event's third element (its name, the one argument the generator sends, the
+/// offset), when it is a string.
+pub(crate) fn event_offset(packet: &str) -> Option<String> {
+    let json = packet.strip_prefix("42")?;
+    let json = &json[json.bytes().take_while(u8::is_ascii_digit).count()..];
+    match serde_json::from_str::<serde_json::Value>(json).ok()? {
+        serde_json::Value::Array(mut items) if items.len() == 3 => match items.pop()? {
+            serde_json::Value::String(offset) => Some(offset),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The Socket.IO CONNECT answer on `/` (`40{"sid":"...","pid":"..."}`): the socket id, and the
+/// private id a server with connection state recovery gives (v5 only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Connected {
+    /// The socket id.
+    pub(crate) sid: String,
+    /// The private id to recover the session with (none: recovery is off).
+    pub(crate) pid: Option<String>,
+}
+
+/// Parses a CONNECT answer on `/`.
+pub(crate) fn parse_connected(packet: &str) -> Result<Connected, BoxError> {
+    let json = packet
+        .strip_prefix("40")
+        .ok_or_else(|| format!("expected a CONNECT answer, got {packet:.80}"))?;
+    if json.is_empty() {
+        // Socket.IO v4 (Engine.IO v3) answers `40` alone.
+        return Ok(Connected {
+            sid: String::new(),
+            pid: None,
+        });
+    }
+    let v: serde_json::Value = serde_json::from_str(json)?;
+    let text = |k: &str| v.get(k).and_then(|s| s.as_str()).map(str::to_owned);
+    Ok(Connected {
+        sid: text("sid").ok_or_else(|| format!("CONNECT answer without sid: {json:.80}"))?,
+        pid: text("pid"),
+    })
+}
+
+/// `40{"pid":"...","offset":"..."}`: a CONNECT on `/` that asks to recover a session (as
+/// socket.io-client 4.6+ sends it after losing its connection).
+pub(crate) fn recover_packet(pid: &str, offset: &str) -> String {
+    format!("40{}", serde_json::json!({ "pid": pid, "offset": offset }))
+}
+
+/// `42<id>["broadcast","xxx..."]`: a broadcast whose one argument is a JSON string of exactly
+/// `bytes` bytes of JSON text (at least 2: the quotes).
+pub(crate) fn padded_broadcast_packet(id: u64, bytes: usize) -> String {
+    format!(
+        "42{id}[\"broadcast\",\"{}\"]",
+        "x".repeat(bytes.saturating_sub(2))
+    )
 }
 
 /// The round number in the text of a `chat` message.
@@ -200,6 +282,49 @@ mod tests {
             Incoming::Broadcast(12)
         );
         assert_eq!(classify(&chat_packet(7)), Incoming::Broadcast(7));
+    }
+
+    #[test]
+    fn broadcasts_with_a_recovery_offset() {
+        assert_eq!(
+            classify("42[\"broadcast\",9,\"17\"]"),
+            Incoming::Broadcast(9)
+        );
+        assert_eq!(classify("42[\"broadcast\", 9 ]"), Incoming::Broadcast(9));
+        assert_eq!(classify("42[\"broadcast\",9x]"), Incoming::Other);
+        assert_eq!(classify("42[\"broadcast\",\"xx\",\"3\"]"), Incoming::Other);
+        assert!(is_broadcast("42[\"broadcast\",\"xx\",\"3\"]"));
+        assert_eq!(
+            event_offset("42[\"broadcast\",9,\"17\"]").as_deref(),
+            Some("17")
+        );
+        assert_eq!(
+            event_offset("42[\"broadcast\",\"xx\",\"1-0\"]").as_deref(),
+            Some("1-0")
+        );
+        // No offset: recovery off, or an ack id.
+        assert_eq!(event_offset("42[\"broadcast\",\"xx\"]"), None);
+        assert_eq!(event_offset("42[\"broadcast\",9,17]"), None);
+        assert_eq!(event_offset("4312[\"a\",\"b\",\"c\"]"), None);
+        assert_eq!(event_offset("425[\"a\",\"b\",\"c\"]").as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn connect_answers_and_recovery() {
+        let c = parse_connected("40{\"sid\":\"s1\",\"pid\":\"p1\"}").unwrap();
+        assert_eq!(c.sid, "s1");
+        assert_eq!(c.pid.as_deref(), Some("p1"));
+        assert_eq!(parse_connected("40{\"sid\":\"s1\"}").unwrap().pid, None);
+        assert_eq!(parse_connected("40").unwrap().sid, "");
+        assert!(parse_connected("40{}").is_err());
+        assert!(parse_connected("44{}").is_err());
+        assert_eq!(
+            recover_packet("p\"1", "7"),
+            "40{\"pid\":\"p\\\"1\",\"offset\":\"7\"}"
+        );
+        let p = padded_broadcast_packet(3, 100);
+        assert!(p.starts_with("423[\"broadcast\",\""));
+        assert_eq!(p.len() - "423[\"broadcast\",]".len(), 100);
     }
 
     #[test]

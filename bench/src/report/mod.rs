@@ -471,6 +471,20 @@ fn ratio_text(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+fn diff_text(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let d = a - b;
+            if d > 0.0 {
+                format!("+{}", num(d))
+            } else {
+                num(d)
+            }
+        }
+        _ => "-".to_owned(),
+    }
+}
+
 fn targets(data: &Data, md: &mut String) {
     let _ = writeln!(
         md,
@@ -642,6 +656,12 @@ fn section_table(data: &Data, section: &Section, md: &mut String) {
         .copied()
         .filter(|(a, b)| servers.contains(a) && servers.contains(b))
         .collect();
+    let diffs: Vec<(&str, &str)> = section
+        .diffs
+        .iter()
+        .copied()
+        .filter(|(a, b)| servers.contains(a) && servers.contains(b))
+        .collect();
     let _ = writeln!(md, "## {}\n\n{}\n", section.title, section.intro);
     let mut head = String::from("| measure |");
     let mut rule = String::from("| --- |");
@@ -651,6 +671,10 @@ fn section_table(data: &Data, section: &Section, md: &mut String) {
     }
     for (a, b) in &ratios {
         let _ = write!(head, " {a} / {b} |");
+        rule.push_str(" --- |");
+    }
+    for (a, b) in &diffs {
+        let _ = write!(head, " {a} - {b} |");
         rule.push_str(" --- |");
     }
     let _ = writeln!(md, "{head}\n{rule}");
@@ -670,6 +694,16 @@ fn section_table(data: &Data, section: &Section, md: &mut String) {
                 line,
                 " {} |",
                 ratio_text(
+                    data.median(r.cell, a, r.metric),
+                    data.median(r.cell, b, r.metric)
+                )
+            );
+        }
+        for (a, b) in &diffs {
+            let _ = write!(
+                line,
+                " {} |",
+                diff_text(
                     data.median(r.cell, a, r.metric),
                     data.median(r.cell, b, r.metric)
                 )
@@ -695,8 +729,8 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), BoxError> {
          median of the runs that completed, with the spread (min-max) when there are several; \
          ratios are the first named server's median over the second's (socketlet's over the \
          peer's in the main tables; below 1 is better for CPU, memory and latency, above 1 for \
-         rates). Sections 6 to 13 are the cells of issues 21, 24 and 25 (their servers are \
-         named in the table below).\n",
+         rates). Sections 6 to 14 are the cells of issues 21, 23, 24 and 25 (their servers \
+         are named in the table below).\n",
         args.command,
         args.mode,
         if args.date.is_empty() { "an unrecorded date" } else { &args.date }
@@ -861,6 +895,65 @@ mod tests {
         let mut none = String::new();
         section_table(&data, cluster, &mut none);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_section_with_differences_shows_what_a_variant_adds() {
+        let data = Data {
+            runs: vec![
+                run(
+                    "socketlet",
+                    "recovery-broadcast-1k",
+                    "server_cpu_us_per_op",
+                    2.0,
+                ),
+                run(
+                    "socketlet-recovery",
+                    "recovery-broadcast-1k",
+                    "server_cpu_us_per_op",
+                    2.5,
+                ),
+                run(
+                    "socketlet",
+                    "recovery-sessions-1k",
+                    "rss_per_kept_session_kib",
+                    0.01,
+                ),
+                run(
+                    "socketlet-recovery",
+                    "recovery-sessions-1k",
+                    "rss_per_kept_session_kib",
+                    0.4,
+                ),
+            ],
+            servers: vec!["socketlet".into(), "socketlet-recovery".into()],
+            versions: Default::default(),
+        };
+        let recovery = SECTIONS
+            .iter()
+            .find(|s| s.title.contains("recovery"))
+            .expect("the recovery section");
+        let mut md = String::new();
+        section_table(&data, recovery, &mut md);
+        assert!(
+            md.contains(
+                "| measure | socketlet | socketlet-recovery | socketlet-recovery / socketlet | \
+                 socketlet-recovery - socketlet |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| broadcast 1k: server CPU per delivery (us) | 2.00 | 2.50 | 1.25x | +0.500 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 1k: RSS per kept session, round 2 (KiB) | 0.010 | 0.400 | 40.00x | +0.390 |"
+            ),
+            "{md}"
+        );
     }
 
     #[test]

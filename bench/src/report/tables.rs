@@ -14,6 +14,9 @@ pub(super) struct Section {
     pub(super) servers: &'static [&'static str],
     /// The ratios shown, as (numerator, denominator) servers.
     pub(super) ratios: &'static [(&'static str, &'static str)],
+    /// The differences shown, as (minuend, subtrahend) servers: what a variant adds, where a
+    /// ratio would divide by a figure near zero.
+    pub(super) diffs: &'static [(&'static str, &'static str)],
     pub(super) title: &'static str,
     pub(super) intro: &'static str,
     pub(super) rows: &'static [Row],
@@ -41,6 +44,7 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         servers: MAIN,
         ratios: MAIN_RATIOS,
+        diffs: &[],
         title: "1. Idle connections",
         intro:
             "RSS growth of the server (VmRSS) once N more clients are connected and the RSS has \
@@ -82,6 +86,7 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         servers: MAIN,
         ratios: MAIN_RATIOS,
+        diffs: &[],
         title: "2. Connection rate",
         intro: "64 handshakes in flight. WebSocket: TCP connect, upgrade, OPEN, CONNECT and its \
                 answer (kept open). Polling: the Engine.IO handshake GET on 64 keep-alive \
@@ -136,6 +141,7 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         servers: MAIN,
         ratios: MAIN_RATIOS,
+        diffs: &[],
         title: "3. Echo with ack (WebSocket)",
         intro:
             "Closed loop: 1k clients, each sends 100 echos one after the other (one in flight per \
@@ -190,6 +196,7 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         servers: MAIN,
         ratios: MAIN_RATIOS,
+        diffs: &[],
         title: "4. Broadcast fan-out (WebSocket)",
         intro:
             "One client sends `broadcast` (with an ack), one round at a time; the server emits to \
@@ -237,6 +244,7 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         servers: MAIN,
         ratios: MAIN_RATIOS,
+        diffs: &[],
         title: "5. Long-polling request throughput",
         intro: "64 polling clients; each runs 500 echo round trips with a GET pending on one \
                 connection while the event is POSTed on another (2 or more requests per echo).",
@@ -264,6 +272,7 @@ pub(super) const SECTIONS: &[Section] = &[
             ("socketlet", "socketioxide-hyper"),
             ("socketlet", "socketioxide-current-thread"),
         ],
+        diffs: &[],
         title: "6. socketioxide's setups (issue 25)",
         intro: "The closed-loop echo of section 3 against socketioxide served three ways: as its README \
                 shows (axum, a multi-thread runtime with one worker: the `socketioxide` of every \
@@ -281,6 +290,7 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         servers: &["socketlet", "socketioxide", "node"],
         ratios: &[("socketlet", "socketioxide"), ("socketlet", "node")],
+        diffs: &[],
         title: "7. Broadcast to 10k: first to last delivery (issue 25)",
         intro: "As section 4 at 10k sockets, over 60 rounds (fewer for a server that has not done them \
                 within 15 s): the time from the send to the last client's receipt, median and p99 \
@@ -296,6 +306,7 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         servers: &["socketlet", "python4"],
         ratios: &[("socketlet", "python4")],
+        diffs: &[],
         title: "8. The story's stack: python-socketio 4.5.1 on eventlet under gunicorn (issue 25)",
         intro: "The generator speaks Engine.IO v3 / Socket.IO v4 here, as socket.io-client 2.x and \
                 python-socketio 4.x do (the client sends the heartbeat's PING; no CONNECT for `/`; \
@@ -321,6 +332,7 @@ pub(super) const SECTIONS: &[Section] = &[
             ("socketlet-2w", "socketlet"),
             ("socketlet-binary", "socketlet"),
         ],
+        diffs: &[],
         title: "9. Every core: the binary, and two workers (issue 25)",
         intro: "The `socketlet` binary as users run it (default settings: a worker per core, its demo's \
                 events, info logs; broadcasts are its demo's `chat` to a room every client joined), \
@@ -352,6 +364,7 @@ pub(super) const SECTIONS: &[Section] = &[
             ("socketlet-cluster-sharded", "socketioxide-cluster"),
             ("socketlet-cluster-sharded", "node-cluster"),
         ],
+        diffs: &[],
         title: "10. A cluster: three nodes on one Redis (issue 25)",
         intro: "Three nodes of each server (one worker each) on one redis-server the harness starts; \
                 999 clients spread over them in turn. A client on the first node broadcasts to \
@@ -386,6 +399,7 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         servers: &["socketlet", "socketlet-metrics"],
         ratios: &[("socketlet-metrics", "socketlet")],
+        diffs: &[],
         title: "11. What metrics cost (issue 24)",
         intro: "The bench server with and without `--metrics` (socketlet-ops' Prometheus `Metrics` \
                 observing every connection, packet, broadcast and delivery; not scraped). The \
@@ -401,6 +415,7 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         servers: &["socketlet-binary", "socketlet-binary-hook", "socketlet-binary-api"],
         ratios: &[("socketlet-binary-hook", "socketlet-binary")],
+        diffs: &[],
         title: "12. The gateway: a hook round trip, and the server API (issue 21)",
         intro: "The binary answering `echo` itself, and the same binary with `--hook-event` to a \
                 minimal backend on loopback (`socketlet-bench hook-backend`: hyper on one thread, \
@@ -430,6 +445,7 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         servers: &["socketlet-glibc", "socketlet-mimalloc"],
         ratios: &[("socketlet-mimalloc", "socketlet-glibc")],
+        diffs: &[],
         title: "13. The binary's allocator: glibc's malloc or mimalloc",
         intro: "The binary built without and with its `mimalloc` feature, default settings but \
                 `--max-body-time-ms 2000`. Slow POSTs: 1000 polling sessions, then on a connection \
@@ -443,6 +459,53 @@ pub(super) const SECTIONS: &[Section] = &[
             row("alloc-slow-post", "rss_peak_over_mib", "slow POSTs: RSS peak over the baseline (MiB)"),
             row("alloc-slow-post", "rss_after_over_mib", "slow POSTs: RSS over the baseline after 10 s idle (MiB)"),
             row("alloc-slow-post", "rss_sessions_kib_per_session", "slow POSTs: RSS per polling session before (KiB)"),
+        ],
+    },
+    Section {
+        servers: &["socketlet", "socketlet-recovery"],
+        ratios: &[("socketlet-recovery", "socketlet")],
+        diffs: &[("socketlet-recovery", "socketlet")],
+        title: "14. What connection state recovery costs (issue 23)",
+        intro: "The bench server without and with `--recovery-secs 120` (recovery on: Node's defaults, \
+                and `RecoveryConfig`'s bounds of 10,000 packets, 64 MiB and 100,000 sessions per \
+                namespace). With it every broadcast without an ack is stored, and carries its offset \
+                as a last argument. The difference column is what recovery adds. CPU: the echo and \
+                broadcast cells of sections 3 and 4, and broadcasts to one live socket (the sender) \
+                while 100 sessions are kept, 40k of them one at a time (the store at its bound for \
+                the last 30k: each broadcast then drops the oldest packet). Sessions (scenario \
+                `recovery`): N WebSocket clients connect, get one broadcast (an offset to recover \
+                from) and are dropped abruptly (a RST, no DISCONNECT: the server keeps their \
+                sessions); twice. Per client: the RSS over the baseline once connected and once \
+                dropped (first round: the kept sessions take in part the memory the connections \
+                gave back), and the growth from the end of the first round to the end of the second \
+                per session kept meanwhile (the second round's connections reuse the memory the \
+                first's gave back: what grows is the sessions; without recovery, the control, ~0). \
+                Packets: 100 sessions kept, then broadcasts with a 100-byte JSON string argument: \
+                the RSS growth per packet sent, per packet stored, and per packet stored in the \
+                second half of the run (`marginal`: the first packets partly reuse the memory the \
+                dropped connections gave back); past the bound, the RSS growth over the last 20k \
+                broadcasts (~0: the oldest go), and a session that missed more than 10,000 packets \
+                recovers as a fresh socket. Every recovery cell ends by recovering kept sessions \
+                and checking what they missed. CPU differences of a few per cent are within the \
+                noise here: `bench/instructions.sh --variant \"\" --variant \"--recovery-secs 120\"` \
+                counts userland instructions.",
+        rows: &[
+            row("recovery-echo-max", "server_cpu_us_per_op", "echo, 1k clients: server CPU per ack (us)"),
+            row("recovery-broadcast-1k", "server_cpu_us_per_op", "broadcast 1k: server CPU per delivery (us)"),
+            row("recovery-broadcast-1k", "last_ms", "broadcast 1k: last delivery (ms)"),
+            row("recovery-packets-bound", "server_cpu_us_per_op", "broadcast to 1 live socket, 40k: server CPU per broadcast (us)"),
+            row("recovery-sessions-1k", "rss_per_conn_kib", "1k: RSS per connected idle client (KiB)"),
+            row("recovery-sessions-1k", "rss_dropped_per_conn_kib", "1k dropped: RSS per dropped client, round 1 (KiB)"),
+            row("recovery-sessions-1k", "rss_per_kept_session_kib", "1k: RSS per kept session, round 2 (KiB)"),
+            row("recovery-sessions-10k", "rss_per_conn_kib", "10k: RSS per connected idle client (KiB)"),
+            row("recovery-sessions-10k", "rss_dropped_per_conn_kib", "10k dropped: RSS per dropped client, round 1 (KiB)"),
+            row("recovery-sessions-10k", "rss_per_kept_session_kib", "10k: RSS per kept session, round 2 (KiB)"),
+            row("recovery-sessions-10k", "server_cpu_us_per_close", "10k: server CPU per abrupt close (us)"),
+            row("recovery-packets", "rss_per_sent_packet_kib", "8k broadcasts of 100 B: RSS per packet (KiB)"),
+            row("recovery-packets", "rss_marginal_per_packet_kib", "8k broadcasts of 100 B: RSS per packet, second half (KiB)"),
+            row("recovery-packets-bound", "rss_per_stored_packet_kib", "40k broadcasts: RSS per packet stored, 10k stored (KiB)"),
+            row("recovery-packets-bound", "rss_second_half_kib", "40k broadcasts: RSS growth over the last 20k (KiB)"),
+            row("recovery-packets-bound", "recovered_fresh", "40k broadcasts: stale sessions back as fresh sockets (of 2)"),
         ],
     },
 ];

@@ -7,6 +7,7 @@ pub(crate) mod connect;
 pub(crate) mod echo;
 pub(crate) mod idle;
 pub(crate) mod polling;
+pub(crate) mod recovery;
 pub(crate) mod slow_post;
 pub(crate) mod soak;
 
