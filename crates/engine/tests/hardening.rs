@@ -281,3 +281,44 @@ async fn a_loopback_server_answers_only_its_own_names() {
     .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(start_paused = true)]
+async fn max_payload_bounds_messages_not_control_frames() {
+    // As Node's `ws` does: a ping of up to 125 bytes is answered whatever `maxPayload` is;
+    // a message over it ends the connection.
+    let svc = server_with(suite_config().with_max_payload(64));
+    let mut ws = ws_connect(&svc, "EIO=4&transport=websocket")
+        .await
+        .expect("handshake");
+    assert!(ws_recv_text(&mut ws).await.starts_with("0{"));
+    let ping = vec![7u8; 100];
+    ws.send(Frame::Ping(ping.clone().into())).await.unwrap();
+    loop {
+        match ws_next(&mut ws).await {
+            Some(Ok(Frame::Pong(p))) => break assert_eq!(p.as_ref(), &ping[..]),
+            Some(Ok(Frame::Text(t))) if t.as_str() == "2" => {}
+            other => panic!("expected the pong, got {other:?}"),
+        }
+    }
+    ws.send(Frame::text(format!("4{}", "x".repeat(63))))
+        .await
+        .unwrap();
+    // (Heartbeat PINGs may come first.)
+    let mut echo = ws_recv_text(&mut ws).await;
+    while echo == "2" {
+        ws.send(Frame::text("3")).await.unwrap();
+        echo = ws_recv_text(&mut ws).await;
+    }
+    assert_eq!(echo, format!("4{}", "x".repeat(63)));
+    ws.send(Frame::text(format!("4{}", "x".repeat(64))))
+        .await
+        .unwrap();
+    loop {
+        match ws_next(&mut ws).await {
+            None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => break,
+            Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => {}
+            Some(Ok(Frame::Text(t))) if t.as_str() == "2" => {}
+            Some(Ok(other)) => panic!("the message over maxPayload was taken: {other:?}"),
+        }
+    }
+}

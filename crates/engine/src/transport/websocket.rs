@@ -82,10 +82,12 @@ async fn connect(socket: &Arc<Socket>, on_upgrade: hyper::upgrade::OnUpgrade) ->
             )
         })
         .unwrap_or((1_000_000, 512));
+    // `maxPayload` bounds messages; a control frame (at most 125 bytes) passes whatever it is,
+    // as in Node's `ws`, which counts only data frames against it.
     let config = WebSocketConfig::default()
         .read_buffer_size(read_buffer)
         .max_message_size(Some(max))
-        .max_frame_size(Some(max));
+        .max_frame_size(Some(max.max(125)));
     let io = WsIo::new(socket.clone(), upgraded);
     Some(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
 }
