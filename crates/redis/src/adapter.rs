@@ -298,7 +298,7 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
             let mut pending = node.expect_answers(&request_id);
             wire.fetch_sockets(&node, &nsp, &opts, &request_id)?;
             let mut sockets = local;
-            let deadline = tokio::time::Instant::now() + node.config.request_timeout;
+            let deadline = deadline_after(node.config.request_timeout);
             let mut answered = 0;
             while answered < others {
                 match tokio::time::timeout_at(deadline, pending.rx.recv()).await {
@@ -379,6 +379,29 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
     fn room_deleted(&self, _local: &LocalNamespace, room: &str, private: bool) {
         self.wire.room_changed(&self.node, &self.nsp, room, private);
     }
+
+    fn namespace_removed(&self, _local: &LocalNamespace) {
+        self.node.unregister_namespace(&self.nsp);
+    }
+}
+
+/// The longest ack timeout another node's broadcast may ask for (`opts.flags.timeout`):
+/// anything longer is cut to this.
+pub(crate) const MAX_REMOTE_ACK_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The ack timeout a broadcast from another node asks for, in milliseconds (Node's 5 s when it
+/// names none), at most [`MAX_REMOTE_ACK_TIMEOUT`].
+pub(crate) fn remote_ack_timeout(ms: Option<u64>) -> Duration {
+    ms.map_or(Duration::from_secs(5), Duration::from_millis)
+        .min(MAX_REMOTE_ACK_TIMEOUT)
+}
+
+/// Now plus `timeout`, or a day from now when that cannot be told (a timeout of `Duration::MAX`
+/// from the application).
+fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
 }
 
 /// Gathers the answers to a broadcast with acks: the local sockets' acks, and from every other
@@ -393,7 +416,7 @@ pub(crate) async fn gather_acks(
     remote: Result<Pending, AdapterError>,
     timeout: Duration,
 ) -> AckResponses {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = deadline_after(timeout);
     let (mut pending, other_nodes, cluster_error) = match remote {
         Ok(pending) => match node.server_count(&nsp).await {
             Ok(n) => (Some(pending), n.saturating_sub(1), None),
@@ -424,7 +447,9 @@ pub(crate) async fn gather_acks(
                 Some((v, bins)) => match v.get("type").and_then(Value::as_u64) {
                     Some(BROADCAST_CLIENT_COUNT) => {
                         counts_in += 1;
-                        remote_expected += v.get("clientCount").and_then(Value::as_u64).unwrap_or(0) as usize;
+                        let count = v.get("clientCount").and_then(Value::as_u64).unwrap_or(0);
+                        remote_expected = remote_expected
+                            .saturating_add(usize::try_from(count).unwrap_or(usize::MAX));
                     }
                     Some(BROADCAST_ACK) => {
                         remote_acks += 1;
@@ -465,7 +490,7 @@ pub(crate) fn serve_acks(
     let mut acks = local.broadcast_acks(packet, opts);
     reply(AckReply::Count(acks.expected()));
     tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         while let Some((_, mut data)) = acks.next(deadline).await {
             // Node forwards the first argument of each ack.
             let arg = if data.args.is_empty() {
@@ -481,6 +506,20 @@ pub(crate) fn serve_acks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_from_the_wire_are_bounded() {
+        assert_eq!(remote_ack_timeout(None), Duration::from_secs(5));
+        assert_eq!(remote_ack_timeout(Some(250)), Duration::from_millis(250));
+        assert_eq!(remote_ack_timeout(Some(u64::MAX)), MAX_REMOTE_ACK_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_past_the_clock_is_a_day_away() {
+        let now = tokio::time::Instant::now();
+        let far = deadline_after(Duration::MAX);
+        assert!(far >= now + Duration::from_secs(86_399));
+    }
 
     #[test]
     fn packets_round_trip_through_the_node_format() {

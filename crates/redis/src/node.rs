@@ -5,7 +5,7 @@ use crate::RedisConfig;
 use futures_util::StreamExt;
 use serde_json::Value;
 use socketlet::{AdapterError, SocketIo, WeakSocketIo};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,7 +25,9 @@ pub(crate) struct Node {
     commands: Commands,
     queue: mpsc::Sender<(String, Vec<u8>)>,
     io: OnceLock<WeakSocketIo>,
-    namespaces: Mutex<BTreeSet<String>>,
+    /// The namespaces to subscribe for, each with the number of adapters made for it that are
+    /// not let go (a child namespace that no socket joined lets its adapter go).
+    namespaces: Mutex<BTreeMap<String, usize>>,
     /// Rooms (namespace, room) whose sharded channel may need a subscription or may have to go.
     rooms_to_check: Mutex<HashSet<(String, String)>>,
     /// Wakes the subscriber when a namespace or a room needs (un)subscribing.
@@ -132,7 +134,48 @@ impl Node {
     }
 
     pub(crate) fn register_namespace(&self, nsp: &str) {
-        if lock(&self.namespaces).insert(nsp.to_owned()) {
+        let mut namespaces = lock(&self.namespaces);
+        let count = namespaces.entry(nsp.to_owned()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.subscriptions_changed.notify_one();
+        }
+    }
+
+    /// The pub/sub patterns and channels of `nsp` on the classic subscriber: with the streams
+    /// adapter, the namespace's public channel and this node's own (in one SUBSCRIBE, as Node's
+    /// adapter sends it); otherwise the broadcast pattern, and the request and response
+    /// channels.
+    fn namespace_channels(&self, nsp: &str) -> (Vec<String>, Vec<String>) {
+        if self.config.streams.is_some() {
+            return (
+                Vec::new(),
+                vec![
+                    self.broadcast_channel(nsp),
+                    self.shard_channel(nsp, &self.uid),
+                ],
+            );
+        }
+        (
+            vec![format!("{}*", self.broadcast_channel(nsp))],
+            vec![
+                self.request_channel(nsp),
+                self.response_channel(nsp),
+                format!("{}{}#", self.response_channel(nsp), self.uid),
+            ],
+        )
+    }
+
+    /// `nsp` is gone (a child namespace that no socket joined): the subscriber leaves its
+    /// channels.
+    pub(crate) fn unregister_namespace(&self, nsp: &str) {
+        let mut namespaces = lock(&self.namespaces);
+        let Some(count) = namespaces.get_mut(nsp) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            namespaces.remove(nsp);
             self.subscriptions_changed.notify_one();
         }
     }
@@ -581,33 +624,39 @@ async fn classic_session(
         let Some(strong) = node.upgrade() else {
             return SessionEnd::NodeGone;
         };
-        let wanted: Vec<String> = lock(&strong.namespaces)
-            .iter()
-            .filter(|n| !subscribed.contains(*n))
-            .cloned()
-            .collect();
-        for nsp in wanted {
-            if strong.config.streams.is_some() {
-                // The streams adapter: the namespace's public channel and this node's own, in
-                // one SUBSCRIBE as Node's adapter sends it.
-                let channels = [
-                    strong.broadcast_channel(&nsp),
-                    strong.shard_channel(&nsp, &strong.uid),
-                ];
-                if let Err(e) = sink.subscribe(&channels[..]).await {
+        let (wanted, gone): (Vec<String>, Vec<String>) = {
+            let namespaces = lock(&strong.namespaces);
+            (
+                namespaces
+                    .keys()
+                    .filter(|n| !subscribed.contains(*n))
+                    .cloned()
+                    .collect(),
+                subscribed
+                    .iter()
+                    .filter(|n| !namespaces.contains_key(*n))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        for nsp in gone {
+            let (patterns, channels) = strong.namespace_channels(&nsp);
+            if !patterns.is_empty() {
+                if let Err(e) = sink.punsubscribe(&patterns[..]).await {
                     return SessionEnd::Lost(e.to_string());
                 }
-                subscribed.insert(nsp);
-                continue;
             }
-            let pattern = format!("{}*", strong.broadcast_channel(&nsp));
-            let channels = [
-                strong.request_channel(&nsp),
-                strong.response_channel(&nsp),
-                format!("{}{}#", strong.response_channel(&nsp), strong.uid),
-            ];
-            if let Err(e) = sink.psubscribe(&pattern).await {
+            if let Err(e) = sink.unsubscribe(&channels[..]).await {
                 return SessionEnd::Lost(e.to_string());
+            }
+            subscribed.remove(&nsp);
+        }
+        for nsp in wanted {
+            let (patterns, channels) = strong.namespace_channels(&nsp);
+            if !patterns.is_empty() {
+                if let Err(e) = sink.psubscribe(&patterns[..]).await {
+                    return SessionEnd::Lost(e.to_string());
+                }
             }
             if let Err(e) = sink.subscribe(&channels[..]).await {
                 return SessionEnd::Lost(e.to_string());
@@ -727,7 +776,7 @@ impl Node {
         let (Some(io), Some(mode)) = (self.io(), self.config.sharded) else {
             return;
         };
-        let namespaces: Vec<String> = lock(&self.namespaces).iter().cloned().collect();
+        let namespaces: Vec<String> = lock(&self.namespaces).keys().cloned().collect();
         let mut check = lock(&self.rooms_to_check);
         for nsp in namespaces {
             let Some(ns) = io.namespace(&nsp) else {
@@ -758,10 +807,30 @@ impl Node {
         room_channels: &mut HashSet<String>,
     ) -> redis::RedisResult<()> {
         let new: Vec<String> = lock(&self.namespaces)
-            .iter()
+            .keys()
             .filter(|n| !namespaces.contains(*n))
             .cloned()
             .collect();
+        let gone: Vec<String> = {
+            let wanted = lock(&self.namespaces);
+            namespaces
+                .iter()
+                .filter(|n| !wanted.contains_key(*n))
+                .cloned()
+                .collect()
+        };
+        for nsp in gone {
+            for channel in [
+                self.broadcast_channel(&nsp),
+                self.shard_channel(&nsp, &self.uid),
+            ] {
+                redis::cmd("SUNSUBSCRIBE")
+                    .arg(channel)
+                    .query_async::<redis::Value>(conn)
+                    .await?;
+            }
+            namespaces.remove(&nsp);
+        }
         for nsp in new {
             for channel in [
                 self.broadcast_channel(&nsp),

@@ -208,3 +208,52 @@ async fn stats_follow_the_subscription_and_the_publish_queue() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_namespace_that_a_refused_connect_made_leaves_its_channels() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (io, _) = node(&redis, |io: &SocketIo| {
+        let teams = io.dynamic(|name| name.starts_with("/team-"));
+        teams.use_middleware(|socket: Socket| async move {
+            if socket.ns().name() == "/team-ok" {
+                return Ok(());
+            }
+            // Long enough for the node to subscribe to the child's channels first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(socketlet::ConnectError::new("no"))
+        });
+    })
+    .await;
+    let client = Polling::open(&io).await;
+    for i in 0..20 {
+        client.send(&format!("40/team-{i},")).await;
+        assert!(client
+            .recv_one()
+            .await
+            .starts_with(&format!("44/team-{i},")));
+    }
+    client.send("40/team-ok,").await;
+    assert!(client.recv_one().await.starts_with("40/team-ok,{"));
+    until_subscribed(&redis, "/team-ok", 1).await;
+    // The refused ones are gone from the server and from Redis.
+    within("the refused namespaces' channels to go", async {
+        loop {
+            let channels: Vec<String> = redis.query(redis::cmd("PUBSUB").arg("CHANNELS"));
+            let patterns: usize = redis.query(redis::cmd("PUBSUB").arg("NUMPAT"));
+            let stale = channels
+                .iter()
+                .filter(|c| c.contains("#/team-") && !c.contains("#/team-ok#"))
+                .count();
+            if stale == 0 && patterns == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let mut names = io.namespace_names();
+    names.sort();
+    assert_eq!(names, ["/", "/team-ok"]);
+}

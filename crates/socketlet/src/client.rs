@@ -16,8 +16,14 @@ use socketlet_engine::proto::Str;
 use socketlet_engine::sync::{lock, read};
 use socketlet_engine::{CloseReason, Message, SendError, Socket as EngineSocket};
 use socketlet_socketio_proto::{Decoder, Packet, PacketData, ProtocolVersion};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
+
+/// How many CONNECTs one connection may have under way at once (their middlewares, hooks or
+/// session restores not yet over). Clients send one per namespace they use, all at once when
+/// they reconnect; a connection that sends more is closed (a protocol error), so that no client
+/// can hold the server's hook calls or Redis round trips for itself.
+pub(crate) const MAX_CONNECTS_UNDER_WAY: usize = 32;
 
 /// How a packet goes to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +47,8 @@ pub(crate) struct Client {
     decoder: Mutex<Inbound>,
     /// Connected namespaces; `None` once the connection closed (no socket may join then).
     nsps: Mutex<Option<HashMap<String, Socket>>>,
+    /// The namespaces with a CONNECT under way (at most [`MAX_CONNECTS_UNDER_WAY`]).
+    connecting: Mutex<HashSet<String>>,
     /// Set when this layer closes the connection, to report the precise reason.
     close_reason: Mutex<Option<DisconnectReason>>,
     server: Weak<ServerInner>,
@@ -147,6 +155,7 @@ impl Client {
                 bytes: 0,
             }),
             nsps: Mutex::new(Some(HashMap::new())),
+            connecting: Mutex::default(),
             close_reason: Mutex::new(None),
             server: Arc::downgrade(server),
             opened: tokio::time::Instant::now(),
@@ -304,13 +313,34 @@ impl Client {
             }
             Some(_) => {}
         }
+        {
+            let mut connecting = lock(&self.connecting);
+            if connecting.contains(nsp) {
+                tracing::debug!(%nsp, "CONNECT to a namespace with one under way; ignored");
+                return;
+            }
+            if connecting.len() >= MAX_CONNECTS_UNDER_WAY {
+                drop(connecting);
+                self.protocol_error(&format_args!(
+                    "more than {MAX_CONNECTS_UNDER_WAY} CONNECTs under way"
+                ));
+                return;
+            }
+            connecting.insert(nsp.to_owned());
+        }
+        // The namespace leaves the set when the CONNECT is over, whichever way.
+        let under_way = UnderWay {
+            client: self.clone(),
+            nsp: nsp.to_owned(),
+        };
         let Some(server) = self.server.upgrade() else {
             return;
         };
-        let Some(ns) = server.namespace_for(nsp) else {
+        let Some(entered) = server.enter_namespace(nsp) else {
             self.send_connect_error(nsp, &ConnectError::new("Invalid namespace"));
             return;
         };
+        let ns = entered.ns().clone();
         // As in Node, a CONNECT without a payload (and every v4 client) has `{}` for auth, so
         // that handlers read `auth["token"]` without a null check.
         let auth = match auth {
@@ -330,6 +360,8 @@ impl Client {
         });
         let client = self.clone();
         run_detached(async move {
+            // Held to the end: the namespace stays counted (and the CONNECT under way).
+            let (_under_way, entered) = (under_way, entered);
             let restored = match &claim {
                 Some((pid, offset)) => ns
                     .adapter()
@@ -373,6 +405,7 @@ impl Client {
                 socket.set_connected();
                 ns.local().insert_socket(&socket);
             }
+            entered.joined();
             // The adapter and the observers hear of it with no lock held.
             ns.adapter().room_created(ns.local(), socket.id(), true);
             ns.local().hub().each(|o| o.socket_connected(&socket));
@@ -416,5 +449,17 @@ impl Client {
         for s in sockets.into_iter().flat_map(HashMap::into_values) {
             s.close(reason, false);
         }
+    }
+}
+
+/// A CONNECT under way: its namespace leaves the client's set when this is dropped.
+struct UnderWay {
+    client: Arc<Client>,
+    nsp: String,
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        lock(&self.client.connecting).remove(&self.nsp);
     }
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 /// | `parser` | JSON | `parser` |
 /// | `recovery` | off | `connectionStateRecovery` |
 /// | `adapter` | in memory | `adapter` |
+/// | `max_child_namespaces` | 10,000 (Node: no bound) | - |
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct SocketIoConfig {
@@ -37,6 +38,11 @@ pub struct SocketIoConfig {
     pub recovery: Option<RecoveryConfig>,
     /// Makes each namespace's adapter.
     pub adapter: AdapterFactory,
+    /// How many children of dynamic namespaces ([`SocketIo::dynamic`]) may exist at once, all
+    /// parents together: a CONNECT that would make one more is answered "Invalid namespace".
+    /// Children that a refused CONNECT made are removed at once, so this bounds what clients
+    /// that are let in can make.
+    pub max_child_namespaces: usize,
 }
 
 impl std::fmt::Debug for SocketIoConfig {
@@ -48,6 +54,7 @@ impl std::fmt::Debug for SocketIoConfig {
             .field("decoder", &self.decoder)
             .field("parser", &self.parser)
             .field("recovery", &self.recovery)
+            .field("max_child_namespaces", &self.max_child_namespaces)
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +69,7 @@ impl Default for SocketIoConfig {
             parser: Parser::Json,
             recovery: None,
             adapter: Arc::new(|_nsp: &str| Arc::new(MemoryAdapter) as Arc<dyn crate::Adapter>),
+            max_child_namespaces: 10_000,
         }
     }
 }
@@ -249,6 +257,13 @@ impl Builder {
     /// Bounds on binary attachments.
     pub fn decoder_limits(mut self, limits: DecoderLimits) -> Self {
         self.config.decoder = limits;
+        self
+    }
+
+    /// How many children of dynamic namespaces may exist at once (default 10,000; see
+    /// [`SocketIoConfig::max_child_namespaces`]).
+    pub fn max_child_namespaces(mut self, n: usize) -> Self {
+        self.config.max_child_namespaces = n;
         self
     }
 

@@ -12,17 +12,74 @@ use crate::service::SocketIoService;
 use socketlet_engine::sync::{read, write};
 use socketlet_engine::{CloseReason, Engine, EngineHandler, Message, Sid, Socket as EngineSocket};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
+#[derive(Clone)]
 struct DynamicNamespace {
     predicate: NamespacePredicate,
     handlers: Arc<Handlers>,
     parent: Arc<ParentAdapter>,
 }
 
+/// A child of a dynamic namespace, as the server keeps it: its parent, and how many CONNECTs
+/// to it are under way. A child that a CONNECT created and that has no socket once every
+/// CONNECT under way is over (they were refused) is removed, so that names a client makes up
+/// leave nothing behind. `pending` only grows with the namespace table's lock held (read or
+/// write), and the removal checks it with the write lock: no CONNECT can slip in between.
+struct Child {
+    parent: Arc<ParentAdapter>,
+    pending: AtomicUsize,
+    /// A socket joined it once (a child that had sockets stays, as in Node).
+    used: AtomicBool,
+}
+
+/// The namespace table.
+#[derive(Default)]
+struct Namespaces {
+    map: HashMap<String, (Namespace, Option<Arc<Child>>)>,
+    /// How many entries are children of dynamic namespaces.
+    children: usize,
+}
+
+/// A CONNECT under way to a namespace (see [`ServerInner::enter_namespace`]); when dropped, a
+/// child of a dynamic namespace that no socket joined is removed.
+pub(crate) struct Entered {
+    ns: Namespace,
+    child: Option<Arc<Child>>,
+    server: Weak<ServerInner>,
+}
+
+impl Entered {
+    /// The namespace.
+    pub(crate) fn ns(&self) -> &Namespace {
+        &self.ns
+    }
+
+    /// A socket joined the namespace: it stays.
+    pub(crate) fn joined(&self) {
+        if let Some(child) = &self.child {
+            child.used.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        if child.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(server) = self.server.upgrade() {
+                server.remove_if_unused(&self.ns, &child);
+            }
+        }
+    }
+}
+
 pub(crate) struct ServerInner {
     pub(crate) config: SocketIoConfig,
-    namespaces: RwLock<HashMap<String, Namespace>>,
+    namespaces: RwLock<Namespaces>,
     /// Dynamic namespaces: which names they take, and the parent whose adapter reaches the
     /// children.
     dynamic: RwLock<Vec<DynamicNamespace>>,
@@ -73,24 +130,93 @@ impl ServerInner {
         )
     }
 
-    /// The namespace called `name`: a static one, or a new child of a matching dynamic one.
+    /// The namespace called `name`: a static one, or a new child of a matching dynamic one
+    /// (which stays).
     pub(crate) fn namespace_for(&self, name: &str) -> Option<Namespace> {
-        if let Some(ns) = read(&self.namespaces).get(name) {
-            return Some(ns.clone());
+        self.find_or_make(name, false).map(|(ns, _)| ns)
+    }
+
+    /// The namespace a CONNECT to `name` goes to, as [`ServerInner::namespace_for`], held for
+    /// the CONNECT's time: a child it created that no socket joined goes when the CONNECT is
+    /// over (the [`Entered`] dropped).
+    pub(crate) fn enter_namespace(&self, name: &str) -> Option<Entered> {
+        let (ns, child) = self.find_or_make(name, true)?;
+        Some(Entered {
+            ns,
+            child,
+            server: self.weak.clone(),
+        })
+    }
+
+    /// Finds or makes the namespace `name`; with `enter`, counts a CONNECT under way to it if
+    /// it is a child. No user code (predicates, the adapter factory) runs with a lock held.
+    fn find_or_make(&self, name: &str, enter: bool) -> Option<(Namespace, Option<Arc<Child>>)> {
+        let found = |table: &Namespaces| {
+            table.map.get(name).map(|(ns, child)| {
+                let child = child.clone().filter(|_| enter);
+                if let Some(child) = &child {
+                    child.pending.fetch_add(1, Ordering::AcqRel);
+                }
+                (ns.clone(), child)
+            })
+        };
+        if let Some(found) = found(&read(&self.namespaces)) {
+            return Some(found);
         }
-        let (handlers, parent) = read(&self.dynamic)
-            .iter()
-            .find(|d| (d.predicate)(name))
-            .map(|d| (d.handlers.clone(), d.parent.clone()))?;
-        let mut map = write(&self.namespaces);
-        if let Some(ns) = map.get(name) {
-            return Some(ns.clone());
+        let dynamic: Vec<DynamicNamespace> = read(&self.dynamic).clone();
+        let parent = dynamic.into_iter().find(|d| (d.predicate)(name))?;
+        let max = self.config.max_child_namespaces;
+        if read(&self.namespaces).children >= max {
+            tracing::warn!(nsp = %name, max, "too many child namespaces; CONNECT refused");
+            return None;
         }
-        let ns = self.make_namespace(name, handlers);
-        map.insert(name.to_owned(), ns.clone());
-        drop(map);
-        parent.add_child(ns.clone());
-        Some(ns)
+        let ns = self.make_namespace(name, parent.handlers);
+        let mut table = write(&self.namespaces);
+        if let Some(found) = found(&table) {
+            // Made meanwhile by another CONNECT: that one stands, and the adapter made here
+            // lets go of what it took. (The bound is checked once, before the namespace is
+            // made: CONNECTs under way at once may pass it by a few.)
+            drop(table);
+            ns.adapter().namespace_removed(ns.local());
+            return Some(found);
+        }
+        let child = Arc::new(Child {
+            parent: parent.parent.clone(),
+            pending: AtomicUsize::new(usize::from(enter)),
+            used: AtomicBool::new(false),
+        });
+        table
+            .map
+            .insert(name.to_owned(), (ns.clone(), Some(child.clone())));
+        table.children += 1;
+        drop(table);
+        // Before the entry can go: it cannot while this CONNECT is counted, and without one
+        // (`namespace_for`) it never goes.
+        child.parent.add_child(ns.clone());
+        Some((ns, Some(child).filter(|_| enter)))
+    }
+
+    /// Removes the child `ns` if no socket joined it and no CONNECT to it is under way.
+    fn remove_if_unused(&self, ns: &Namespace, child: &Arc<Child>) {
+        let mut table = write(&self.namespaces);
+        let unused = match table.map.get(ns.name()) {
+            Some((_, Some(c))) => {
+                Arc::ptr_eq(c, child)
+                    && c.pending.load(Ordering::Acquire) == 0
+                    && !c.used.load(Ordering::Acquire)
+                    && ns.local().socket_count() == 0
+            }
+            _ => false,
+        };
+        if !unused {
+            return;
+        }
+        table.map.remove(ns.name());
+        table.children -= 1;
+        drop(table);
+        child.parent.remove_child(ns);
+        ns.adapter().namespace_removed(ns.local());
+        tracing::debug!(nsp = %ns.name(), "child namespace removed: no socket joined it");
     }
 
     fn me(&self) -> Option<Arc<ServerInner>> {
@@ -189,7 +315,7 @@ impl SocketIo {
     pub fn with_config(config: SocketIoConfig) -> SocketIo {
         let inner = Arc::new_cyclic(|weak| ServerInner {
             config,
-            namespaces: RwLock::new(HashMap::new()),
+            namespaces: RwLock::default(),
             dynamic: RwLock::new(Vec::new()),
             clients: RwLock::new(HashMap::new()),
             weak: weak.clone(),
@@ -221,10 +347,21 @@ impl SocketIo {
         } else {
             format!("/{name}")
         };
-        let mut map = write(&self.inner.namespaces);
-        map.entry(name.clone())
-            .or_insert_with(|| self.inner.make_namespace(&name, Arc::default()))
-            .clone()
+        if let Some((ns, _)) = read(&self.inner.namespaces).map.get(&name) {
+            return ns.clone();
+        }
+        // The adapter factory runs with no lock held; if another call made the namespace
+        // meanwhile, that one stands.
+        let made = self.inner.make_namespace(&name, Arc::default());
+        let mut table = write(&self.inner.namespaces);
+        if let Some((ns, _)) = table.map.get(&name) {
+            let ns = ns.clone();
+            drop(table);
+            made.adapter().namespace_removed(made.local());
+            return ns;
+        }
+        table.map.insert(name, (made.clone(), None));
+        made
     }
 
     /// A handle that does not keep the server alive (for long-lived helpers such as cluster
@@ -247,12 +384,15 @@ impl SocketIo {
 
     /// The namespace `name` if it exists (unlike [`SocketIo::of`], never creates one).
     pub fn namespace(&self, name: &str) -> Option<Namespace> {
-        read(&self.inner.namespaces).get(name).cloned()
+        read(&self.inner.namespaces)
+            .map
+            .get(name)
+            .map(|(ns, _)| ns.clone())
     }
 
     /// The names of the namespaces that exist.
     pub fn namespace_names(&self) -> Vec<String> {
-        read(&self.inner.namespaces).keys().cloned().collect()
+        read(&self.inner.namespaces).map.keys().cloned().collect()
     }
 
     /// A dynamic namespace: every name `predicate` accepts becomes a namespace on its first

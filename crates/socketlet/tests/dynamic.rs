@@ -126,3 +126,167 @@ async fn a_parent_without_children_reaches_nobody() {
         .expect("emit");
     assert!(acks.is_complete() && acks.responses.is_empty());
 }
+
+/// An adapter factory that counts the adapters made and let go (`namespace_removed`) per name.
+#[derive(Default)]
+struct Counts {
+    made: Mutex<Vec<String>>,
+    removed: Mutex<Vec<String>>,
+}
+
+struct Counted {
+    nsp: String,
+    counts: Arc<Counts>,
+}
+
+impl Adapter for Counted {
+    fn namespace_removed(&self, _local: &socketlet::adapter::LocalNamespace) {
+        self.counts.removed.lock().unwrap().push(self.nsp.clone());
+    }
+}
+
+fn counted(counts: &Arc<Counts>) -> AdapterFactory {
+    let counts = counts.clone();
+    Arc::new(move |nsp: &str| {
+        counts.made.lock().unwrap().push(nsp.to_owned());
+        Arc::new(Counted {
+            nsp: nsp.to_owned(),
+            counts: counts.clone(),
+        }) as Arc<dyn Adapter>
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_connects_leave_no_child_namespace_behind() {
+    let counts = Arc::new(Counts::default());
+    let io = SocketIo::builder().adapter(counted(&counts)).build();
+    let parent = io.dynamic(|name| name.starts_with("/team-"));
+    parent.use_middleware(|socket: Socket| async move {
+        match socket.ns().name() {
+            "/team-ok" => Ok(()),
+            _ => Err(socketlet::ConnectError::new("not you")),
+        }
+    });
+    parent.on_connect(|socket: Socket| async move {
+        let _ = socket.emit("hello", socket.ns().name());
+    });
+
+    // Made-up names, refused: each made a child (its middlewares run on it), gone once the
+    // CONNECT is over, its adapter let go.
+    let client = Polling::open(&io).await;
+    for i in 0..50 {
+        client.send(&format!("40/team-{i},")).await;
+        assert_eq!(
+            client.recv_one().await,
+            format!(r#"44/team-{i},{{"message":"not you"}}"#)
+        );
+    }
+    assert_eq!(io.namespace_names(), vec!["/".to_owned()]);
+    assert_eq!(counts.made.lock().unwrap().len(), 51);
+    assert_eq!(counts.removed.lock().unwrap().len(), 50);
+    assert!(parent.fetch_sockets().await.unwrap().is_empty());
+
+    // A child a socket joined stays when the socket leaves (as in Node), and the parent still
+    // reaches the next one.
+    let (ok, _) = join(&io, "/team-ok", "").await;
+    ok.send("41/team-ok,").await;
+    settle_a_moment().await;
+    assert!(io.namespace("/team-ok").is_some());
+    let (again, _) = join(&io, "/team-ok", "").await;
+    parent.emit("news", json!(2)).expect("emit");
+    assert_eq!(again.recv_one().await, r#"42/team-ok,["news",2]"#);
+    assert_eq!(counts.removed.lock().unwrap().len(), 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn child_namespaces_are_bounded() {
+    let io = SocketIo::builder().max_child_namespaces(2).build();
+    let parent = io.dynamic(|name| name.starts_with("/team-"));
+    parent.on_connect(|socket: Socket| async move {
+        let _ = socket.emit("hello", socket.ns().name());
+    });
+    let _a = join(&io, "/team-a", "").await;
+    let _b = join(&io, "/team-b", "").await;
+    let client = Polling::open(&io).await;
+    client.send("40/team-c,").await;
+    assert_eq!(
+        client.recv_one().await,
+        r#"44/team-c,{"message":"Invalid namespace"}"#
+    );
+    // Existing children still take clients.
+    let _a2 = join(&io, "/team-a", "").await;
+    let mut names = io.namespace_names();
+    names.sort();
+    assert_eq!(names, ["/", "/team-a", "/team-b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn connects_under_way_are_bounded_per_connection() {
+    // Middlewares that never finish: every CONNECT stays under way.
+    let io = SocketIo::new();
+    let parent = io.dynamic(|name| name.starts_with("/slow-"));
+    let runs = Arc::new(Mutex::new(0usize));
+    let count = runs.clone();
+    parent.use_middleware(move |_socket: Socket| {
+        *count.lock().unwrap() += 1;
+        std::future::pending::<Result<(), socketlet::ConnectError>>()
+    });
+    let client = Polling::open(&io).await;
+    let sid = socketlet_engine::Sid::parse(&client.sid).expect("sid");
+    let session = io.engine().socket(sid).expect("session");
+    // A second CONNECT to a namespace with one under way is ignored.
+    client.send("40/slow-0,").await;
+    client.send("40/slow-0,").await;
+    for i in 1..32 {
+        client.send(&format!("40/slow-{i},")).await;
+    }
+    settle_a_moment().await;
+    assert_eq!(*runs.lock().unwrap(), 32);
+    assert!(!session.is_closed());
+    // One more: the connection is closed (a protocol error).
+    client.send("40/slow-32,").await;
+    settle_a_moment().await;
+    assert!(session.is_closed(), "closed past 32 CONNECTs under way");
+    assert_eq!(*runs.lock().unwrap(), 32);
+
+    // Another client is not affected.
+    let other = Polling::open(&io).await;
+    other.connect(None).await;
+}
+
+/// Lets spawned tasks run (time is paused, so nothing times out meanwhile).
+async fn settle_a_moment() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn predicates_and_adapter_factories_run_with_no_server_lock_held() {
+    // Both look at the server while they run: with a lock of the server held, they would
+    // deadlock.
+    let server = Arc::new(std::sync::OnceLock::<socketlet::WeakSocketIo>::new());
+    let seen = server.clone();
+    let factory: AdapterFactory = Arc::new(move |nsp: &str| {
+        if let Some(io) = seen.get().and_then(|w| w.upgrade()) {
+            let _ = io.namespace_names();
+            if nsp == "/team-a" {
+                let _ = io.of("/made-by-the-factory");
+            }
+        }
+        Arc::new(MemoryAdapter) as Arc<dyn Adapter>
+    });
+    let io = SocketIo::builder().adapter(factory).build();
+    let _ = server.set(io.downgrade());
+    let look = io.downgrade();
+    let parent = io.dynamic(move |name| {
+        look.upgrade()
+            .is_some_and(|io| !io.namespace_names().is_empty() && name.starts_with("/team-"))
+    });
+    parent.on_connect(|socket: Socket| async move {
+        let _ = socket.emit("hello", socket.ns().name());
+    });
+    let _a = join(&io, "/team-a", "").await;
+    let _ = io.of("/static");
+    assert!(io.namespace("/made-by-the-factory").is_some());
+}

@@ -216,6 +216,15 @@ pub trait Adapter: Send + Sync + 'static {
         let _ = (local, room, private);
     }
 
+    /// This adapter's namespace is gone: a child of a dynamic namespace that a CONNECT made and
+    /// no socket joined (the CONNECT was refused), or a namespace made twice at once, whose
+    /// other copy stands. Let go of what was taken for this adapter (a cluster adapter's
+    /// subscriptions: the factory may well be called again for the same name, so count
+    /// them); nothing more is asked of it. Called once, with no lock held. Default: nothing.
+    fn namespace_removed(&self, local: &LocalNamespace) {
+        let _ = local;
+    }
+
     /// Whether the adapter keeps connection-recovery sessions and packets itself (the Redis
     /// Streams adapter does). When it does not and recovery is on, the server wraps it with an
     /// in-memory store ([`session`]). Default: false.

@@ -10,7 +10,7 @@ use crate::operators::AckResponses;
 use futures_util::future::join_all;
 use socketlet_engine::sync::{read, write};
 use socketlet_socketio_proto::Packet;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The children of one dynamic namespace, which its parent's operations reach.
@@ -23,6 +23,11 @@ impl ParentAdapter {
     /// A child namespace was created.
     pub(crate) fn add_child(&self, child: Namespace) {
         write(&self.children).push(child);
+    }
+
+    /// A child namespace was removed (see [`crate::Adapter::namespace_removed`]).
+    pub(crate) fn remove_child(&self, child: &Namespace) {
+        write(&self.children).retain(|c| !Arc::ptr_eq(&c.inner, &child.inner));
     }
 
     /// `op` done on each child (no lock is held while an operation reaches them).
