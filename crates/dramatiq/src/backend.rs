@@ -166,7 +166,8 @@ impl Shared {
             if now >= give_up {
                 return Err(Awaited::TimedOut);
             }
-            tokio::time::sleep_until((now + self.poll_interval).min(give_up)).await;
+            let next = now.checked_add(self.poll_interval).unwrap_or(give_up);
+            tokio::time::sleep_until(next.min(give_up)).await;
         }
     }
 }

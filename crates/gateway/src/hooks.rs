@@ -33,7 +33,8 @@ pub(crate) struct Hooks {
 }
 
 /// What a socket connected through the connect hook keeps (in its extensions): the rooms to
-/// join once it is connected, and the queue of its events for the event hook.
+/// join once it is connected. (The queue of its events for the event hook is another
+/// extension, [`EventQueue`].)
 #[derive(Clone)]
 struct Session {
     rooms: Arc<Vec<String>>,
@@ -251,7 +252,7 @@ impl Hooks {
         let queue = match socket.extensions().get::<EventQueue>() {
             Some(q) => q,
             None => {
-                let (tx, rx) = mpsc::channel(self.config.max_queued_events);
+                let (tx, rx) = mpsc::channel(self.config.max_queued_events.max(1));
                 let queue = EventQueue(tx);
                 socket.extensions().insert(queue.clone());
                 tokio::spawn(self.clone().send_events(socket.clone(), rx));

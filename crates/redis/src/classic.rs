@@ -330,12 +330,12 @@ pub(crate) fn parse_request(own_uid: &str, nsp: &str, (req, bins): Answer) -> In
             let Some(packet) = req.get("packet").and_then(|p| packet_from(p, bins)) else {
                 return Incoming::Dropped("a broadcast request that is not an event");
             };
-            let timeout = req
-                .get("opts")
-                .and_then(|o| o.get("flags"))
-                .and_then(|f| f.get("timeout"))
-                .and_then(Value::as_u64)
-                .map_or(Duration::from_secs(5), Duration::from_millis);
+            let timeout = crate::adapter::remote_ack_timeout(
+                req.get("opts")
+                    .and_then(|o| o.get("flags"))
+                    .and_then(|f| f.get("timeout"))
+                    .and_then(Value::as_u64),
+            );
             RequestKind::Broadcast {
                 packet,
                 opts: opts(),

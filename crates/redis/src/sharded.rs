@@ -305,12 +305,12 @@ pub(crate) fn parse_message(own_uid: &str, message: Value, bins: Vec<bytes::Byte
                 // Node's cluster messages name the namespace beside the packet, not in it.
                 packet.nsp = nsp.to_owned();
                 let acks = request_id.map(|id| {
-                    let timeout = data
-                        .get("opts")
-                        .and_then(|o| o.get("flags"))
-                        .and_then(|f| f.get("timeout"))
-                        .and_then(Value::as_u64)
-                        .map_or(Duration::from_secs(5), Duration::from_millis);
+                    let timeout = crate::adapter::remote_ack_timeout(
+                        data.get("opts")
+                            .and_then(|o| o.get("flags"))
+                            .and_then(|f| f.get("timeout"))
+                            .and_then(Value::as_u64),
+                    );
                     (id, timeout)
                 });
                 MessageKind::Broadcast {

@@ -18,8 +18,8 @@
 //!   the cluster's size is `PUBSUB NUMSUB <key>#<nsp>#`.
 //! - Sessions: `SET <prefix><pid> base64(msgpack {sid, pid, rooms, data}) PX <ms>`; restored
 //!   with `MULTI`, `GET`, `DEL`, `EXEC` and `XRANGE <stream> <offset> <offset>` (the offset's
-//!   entry must still be there), then `XRANGE <stream> <next id> +` until nothing comes (at most
-//!   100 calls): the broadcasts of the namespace that reach the session's rooms, each with its
+//!   entry must still be there), then `XRANGE <stream> <next id> + COUNT 100` until nothing
+//!   comes (at most 100 calls, and no further once the recovery bounds are passed): the broadcasts of the namespace that reach the session's rooms, each with its
 //!   entry id appended.
 //!
 //! socketlet's `null` socket data (no data) is written as Node's default, `{}`, and `{}` is
@@ -131,6 +131,10 @@ const DISCONNECT_SOCKETS: u64 = 6;
 
 /// `XRANGE` calls of one restore, at most (Node's `RESTORE_SESSION_MAX_XRANGE_CALLS`).
 const RESTORE_MAX_XRANGE_CALLS: usize = 100;
+
+/// Entries one `XRANGE` of a restore reads at most (`COUNT`), so that one reply stays small
+/// whatever the stream holds; 100 calls of 100 cover Node's default stream length (10,000).
+const RESTORE_XRANGE_COUNT: usize = 100;
 /// Entries added with one pipeline, at most.
 const WRITE_BATCH: usize = 64;
 /// How long one pipeline of `XADD`s may take.
@@ -613,13 +617,13 @@ impl Streams {
         })
     }
 
-    /// Starts reading every stream (the node's server is attached: what comes can be
-    /// delivered).
     /// Entries waiting for the stream writer.
     pub(crate) fn queue_len(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
     }
 
+    /// Starts reading every stream (the node's server is attached: what comes can be
+    /// delivered).
     pub(crate) fn attach(&self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("Redis streams: attach outside a tokio runtime; nothing is read");
@@ -745,7 +749,9 @@ async fn run_reader(node: Weak<Node>, stream: String, config: StreamsConfig) {
     let mut lost_since: Option<tokio::time::Instant> = None;
     let connection = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(config.block_time + Duration::from_secs(5)));
+        .set_response_timeout(Some(
+            config.block_time.saturating_add(Duration::from_secs(5)),
+        ));
     loop {
         let Some(strong) = node.upgrade() else {
             return;
@@ -990,6 +996,10 @@ impl Adapter for StreamsAdapter {
         self.requests.server_side_emit(local, event, data)
     }
 
+    fn namespace_removed(&self, local: &LocalNamespace) {
+        self.requests.namespace_removed(local);
+    }
+
     fn keeps_sessions(&self) -> bool {
         true
     }
@@ -1075,7 +1085,11 @@ impl Restore {
                 break;
             };
             let mut cmd = redis::cmd("XRANGE");
-            cmd.arg(&self.stream).arg(from).arg("+");
+            cmd.arg(&self.stream)
+                .arg(from)
+                .arg("+")
+                .arg("COUNT")
+                .arg(RESTORE_XRANGE_COUNT);
             let reply: redis::Value = self
                 .node
                 .query(&cmd, timeout)
@@ -1087,18 +1101,18 @@ impl Restore {
             }
             for entry in entries {
                 if let Some(packet) = missed_packet(&self.nsp, &session.rooms, &entry) {
-                    bytes += entry.field("data").map_or(0, str::len);
+                    bytes = bytes.saturating_add(entry.field("data").map_or(0, str::len));
                     missed.push(packet);
                 }
                 last = entry.id;
-            }
-            if missed.len() > self.max_packets || bytes > self.max_bytes {
-                tracing::debug!(
-                    missed = missed.len(),
-                    bytes,
-                    "a session missed more than the recovery bounds; it starts afresh"
-                );
-                return Ok(None);
+                if missed.len() > self.max_packets || bytes > self.max_bytes {
+                    tracing::debug!(
+                        missed = missed.len(),
+                        bytes,
+                        "a session missed more than the recovery bounds; it starts afresh"
+                    );
+                    return Ok(None);
+                }
             }
         }
         Ok(Some(Restored::new(session, missed)))

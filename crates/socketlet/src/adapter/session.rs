@@ -20,7 +20,7 @@ use crate::operators::AckResponses;
 use serde_json::Value;
 use socketlet_engine::sync::lock;
 use socketlet_socketio_proto::{Packet, PacketData};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -123,6 +123,21 @@ fn size(packet: &Packet) -> usize {
         _ => 0,
     };
     64 + args + packet.attachments.iter().map(|b| b.len()).sum::<usize>()
+}
+
+/// Keeps in `store.order` only the last place of each session still kept.
+fn compact(store: &mut Store) {
+    let Store {
+        order, sessions, ..
+    } = store;
+    let mut seen = HashSet::with_capacity(sessions.len());
+    let mut kept: Vec<String> = order
+        .drain(..)
+        .rev()
+        .filter(|pid| sessions.contains_key(pid) && seen.insert(pid.clone()))
+        .collect();
+    kept.reverse();
+    *order = kept.into();
 }
 
 impl SessionAware {
@@ -258,6 +273,10 @@ impl Adapter for SessionAware {
         self.inner.room_deleted(local, room, private);
     }
 
+    fn namespace_removed(&self, local: &LocalNamespace) {
+        self.inner.namespace_removed(local);
+    }
+
     fn keeps_sessions(&self) -> bool {
         true
     }
@@ -268,6 +287,12 @@ impl Adapter for SessionAware {
         store.order.push_back(session.pid.clone());
         store.sessions.insert(session.pid.clone(), (session, now));
         self.prune(&mut store, now);
+        // A session restored, or kept again, leaves its older places in the order behind: a
+        // socket that keeps dropping and recovering would grow the order past the sessions.
+        // Once it holds twice as many places as sessions, the stale ones go.
+        if store.order.len() > 2 * store.sessions.len() + 16 {
+            compact(&mut store);
+        }
     }
 
     fn restore_session(
@@ -307,5 +332,53 @@ impl Adapter for SessionAware {
             Some(Restored { session, missed })
         })();
         Box::pin(std::future::ready(Ok(restored)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::adapter::MemoryAdapter;
+    use crate::config::Parser;
+    use crate::observer::Hub;
+
+    fn session(pid: &str) -> Session {
+        Session::new(
+            format!("sid-{pid}"),
+            pid.to_owned(),
+            Vec::new(),
+            Value::Null,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_session_that_keeps_coming_back_does_not_grow_the_order() {
+        let store = SessionAware::new(Arc::new(MemoryAdapter), RecoveryConfig::default());
+        let local = LocalNamespace::new("/".into(), Arc::new(Hub::default()), Parser::Json);
+        let mut packet = Packet::new(
+            "/",
+            PacketData::Event {
+                name: "e".into(),
+                args: vec![Value::from(1)],
+                id: None,
+            },
+        );
+        store.log(&mut packet, &BroadcastOptions::default());
+        store.persist_session(&local, session("steady"));
+        for _ in 0..1000 {
+            store.persist_session(&local, session("flaky"));
+            let restored = store.restore_session(&local, "flaky", "0").await.unwrap();
+            assert!(restored.is_some());
+        }
+        let kept = lock(&store.store);
+        assert_eq!(kept.sessions.len(), 1);
+        assert!(
+            kept.order.len() <= 2 * kept.sessions.len() + 16,
+            "{}",
+            kept.order.len()
+        );
+        assert_eq!(kept.order.front().map(String::as_str), Some("steady"));
     }
 }
