@@ -32,14 +32,6 @@ pub(crate) struct Hooks {
     client: HookClient,
 }
 
-/// What a socket connected through the connect hook keeps (in its extensions): the rooms to
-/// join once it is connected. (The queue of its events for the event hook is another
-/// extension, [`EventQueue`].)
-#[derive(Clone)]
-struct Session {
-    rooms: Arc<Vec<String>>,
-}
-
 /// The events of one socket on their way to the event hook.
 #[derive(Clone)]
 struct EventQueue(mpsc::Sender<QueuedEvent>);
@@ -132,8 +124,8 @@ impl Hooks {
         Arc::new(Hooks { config, client })
     }
 
-    /// Puts the hooks on `ns`: the connect hook as a middleware, then a connection handler that
-    /// joins the rooms the backend gave and installs the event and disconnect hooks.
+    /// Puts the hooks on `ns`: the connect hook as a middleware (which joins the rooms the
+    /// backend gave), then a connection handler that installs the event and disconnect hooks.
     pub(crate) fn attach(self: &Arc<Self>, ns: &Namespace) {
         if self.config.connect.is_some() {
             let hooks = self.clone();
@@ -209,9 +201,10 @@ impl Hooks {
             }
             (Some(result), None) => {
                 let _ = socket.set_data(json!({ "user": result.user, "data": result.data }));
-                socket.extensions().insert(Session {
-                    rooms: Arc::new(result.rooms),
-                });
+                // Joined here, before the CONNECT answer is written: once the client is
+                // connected, whatever reaches its rooms reaches it (a middleware's joins are
+                // undone if a later one refuses the socket).
+                socket.join(result.rooms);
                 Ok(())
             }
             (None, None) => {
@@ -221,11 +214,8 @@ impl Hooks {
         }
     }
 
-    /// A socket accepted by the namespace: rooms, event hook, disconnect hook.
+    /// A socket accepted by the namespace: event hook, disconnect hook.
     fn connected(self: &Arc<Self>, socket: &Socket) {
-        if let Some(session) = socket.extensions().get::<Session>() {
-            socket.join(session.rooms.iter().cloned());
-        }
         if self.config.event.is_some() {
             let hooks = self.clone();
             socket.on_fallback(

@@ -389,18 +389,22 @@ impl Client {
             for mw in middlewares {
                 if let Err(e) = mw(socket.clone()).await {
                     tracing::debug!(nsp = %ns.name(), "connection refused: {e}");
+                    socket.discard();
                     client.send_connect_error(ns.name(), &e);
                     return;
                 }
             }
             {
                 let mut nsps = lock(&client.nsps);
-                let Some(map) = nsps.as_mut() else {
+                let joined = match nsps.as_mut() {
+                    Some(map) if !map.contains_key(ns.name()) => Some(map),
+                    _ => None,
+                };
+                let Some(map) = joined else {
+                    drop(nsps);
+                    socket.discard();
                     return;
                 };
-                if map.contains_key(ns.name()) {
-                    return;
-                }
                 map.insert(ns.name().to_owned(), socket.clone());
                 socket.set_connected();
                 ns.local().insert_socket(&socket);

@@ -582,6 +582,18 @@ impl Socket {
         self.inner.connected.store(true, Ordering::Release);
     }
 
+    /// A socket that never connected (a middleware refused it, or its connection went first)
+    /// leaves the rooms its middlewares made it join, so that nothing of it stays behind.
+    pub(crate) fn discard(&self) {
+        let local = self.ns().local();
+        let rooms = std::mem::take(&mut *lock(&self.inner.rooms));
+        for room in rooms {
+            if local.index_leave(self.sid(), &room) {
+                self.ns().adapter().room_deleted(local, &room, false);
+            }
+        }
+    }
+
     pub(crate) fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
         if !self.connected() {
             return Err(EmitError::Disconnected);

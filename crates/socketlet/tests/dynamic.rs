@@ -290,3 +290,31 @@ async fn predicates_and_adapter_factories_run_with_no_server_lock_held() {
     let _ = io.of("/static");
     assert!(io.namespace("/made-by-the-factory").is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn rooms_joined_by_middlewares_go_when_a_later_one_refuses() {
+    let io = SocketIo::new();
+    let ns = io.of("/");
+    ns.use_middleware(|socket: Socket| async move {
+        socket.join(["early", "team"]);
+        Ok(())
+    });
+    ns.use_middleware(|socket: Socket| async move {
+        match socket.auth().get("token").and_then(|t| t.as_str()) {
+            Some("ok") => Ok(()),
+            _ => Err(socketlet::ConnectError::new("no")),
+        }
+    });
+    let refused = Polling::open(&io).await;
+    refused.send("40").await;
+    assert_eq!(refused.recv_one().await, r#"44{"message":"no"}"#);
+    assert!(ns.local().rooms().is_empty(), "{:?}", ns.local().rooms());
+
+    // An accepted socket is in its middlewares' rooms by the time it is connected.
+    let accepted = Polling::open(&io).await;
+    accepted.send(r#"40{"token":"ok"}"#).await;
+    assert!(accepted.recv_one().await.starts_with("40{"));
+    let mut rooms = ns.local().rooms();
+    rooms.sort();
+    assert_eq!(rooms, ["early", "team"]);
+}
