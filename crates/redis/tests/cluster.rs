@@ -211,10 +211,29 @@ async fn stats_follow_the_subscription_and_the_publish_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_namespace_that_a_refused_connect_made_leaves_its_channels() {
+    refused_children_leave_their_channels(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_child_namespace_leaves_its_sharded_channels() {
+    refused_children_leave_their_channels(Some(socketlet_redis::SubscriptionMode::Dynamic)).await;
+}
+
+/// Refused CONNECTs to children of a dynamic namespace: once they are over, no channel of
+/// theirs is left in Redis (classic pub/sub, or sharded pub/sub with `sharded`), while the
+/// accepted child keeps its own.
+async fn refused_children_leave_their_channels(sharded: Option<socketlet_redis::SubscriptionMode>) {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let (io, _) = node(&redis, |io: &SocketIo| {
+    let config = RedisConfig::new(redis.url.clone())
+        .with_request_timeout(Duration::from_secs(2))
+        .with_sharded(sharded);
+    let cluster = RedisCluster::connect(config).await.unwrap();
+    let io = SocketIo::builder()
+        .adapter(cluster.adapter_factory())
+        .build();
+    {
         let teams = io.dynamic(|name| name.starts_with("/team-"));
         teams.use_middleware(|socket: Socket| async move {
             if socket.ns().name() == "/team-ok" {
@@ -224,8 +243,8 @@ async fn a_child_namespace_that_a_refused_connect_made_leaves_its_channels() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             Err(socketlet::ConnectError::new("no"))
         });
-    })
-    .await;
+    }
+    cluster.attach(&io);
     let client = Polling::open(&io).await;
     for i in 0..20 {
         client.send(&format!("40/team-{i},")).await;
@@ -236,17 +255,23 @@ async fn a_child_namespace_that_a_refused_connect_made_leaves_its_channels() {
     }
     client.send("40/team-ok,").await;
     assert!(client.recv_one().await.starts_with("40/team-ok,{"));
-    until_subscribed(&redis, "/team-ok", 1).await;
-    // The refused ones are gone from the server and from Redis.
+    let kind = if sharded.is_some() {
+        "SHARDCHANNELS"
+    } else {
+        "CHANNELS"
+    };
+    // The refused ones are gone from the server and from Redis; the accepted one subscribed.
     within("the refused namespaces' channels to go", async {
         loop {
-            let channels: Vec<String> = redis.query(redis::cmd("PUBSUB").arg("CHANNELS"));
+            let channels: Vec<String> = redis.query(redis::cmd("PUBSUB").arg(kind));
             let patterns: usize = redis.query(redis::cmd("PUBSUB").arg("NUMPAT"));
             let stale = channels
                 .iter()
                 .filter(|c| c.contains("#/team-") && !c.contains("#/team-ok#"))
                 .count();
-            if stale == 0 && patterns == 2 {
+            let ok = channels.iter().any(|c| c.contains("#/team-ok#"));
+            let expected_patterns = if sharded.is_some() { 0 } else { 2 };
+            if stale == 0 && ok && patterns == expected_patterns {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
