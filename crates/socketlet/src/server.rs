@@ -87,6 +87,8 @@ pub(crate) struct ServerInner {
     weak: Weak<ServerInner>,
     /// Whether the `connect_timeout` sweep runs (started with the first connection).
     sweeping: std::sync::atomic::AtomicBool,
+    /// The bound on child namespaces was reached once (warned of once; clients can repeat it).
+    children_full: AtomicBool,
     /// The observers, shared with every namespace.
     hub: Arc<Hub>,
 }
@@ -167,7 +169,11 @@ impl ServerInner {
         let parent = dynamic.into_iter().find(|d| (d.predicate)(name))?;
         let max = self.config.max_child_namespaces;
         if read(&self.namespaces).children >= max {
-            tracing::warn!(nsp = %name, max, "too many child namespaces; CONNECT refused");
+            if self.children_full.swap(true, Ordering::Relaxed) {
+                tracing::debug!(nsp = %name, max, "too many child namespaces; CONNECT refused");
+            } else {
+                tracing::warn!(nsp = %name, max, "too many child namespaces; CONNECTs to new ones are refused (max_child_namespaces)");
+            }
             return None;
         }
         let ns = self.make_namespace(name, parent.handlers);
@@ -320,6 +326,7 @@ impl SocketIo {
             clients: RwLock::new(HashMap::new()),
             weak: weak.clone(),
             sweeping: Default::default(),
+            children_full: AtomicBool::new(false),
             hub: Arc::default(),
         });
         let engine = Engine::new(inner.config.engine.clone(), inner.clone());
