@@ -41,7 +41,7 @@ use socketlet::adapter::{
 };
 use socketlet::engine::sync::lock;
 use socketlet::socketio_proto::{Packet, PacketData};
-use socketlet::{AckResponses, Data, RecoveryConfig, SocketInfo};
+use socketlet::RecoveryConfig;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -910,6 +910,12 @@ impl StreamsAdapter {
 }
 
 impl Adapter for StreamsAdapter {
+    /// Acks, fetches, server-side emits (and letting go of the namespace) are requests over
+    /// pub/sub, as the sharded adapter makes them; the rest goes through the stream.
+    fn wrapped(&self) -> Option<&dyn Adapter> {
+        Some(&self.requests)
+    }
+
     fn broadcast(
         &self,
         local: &LocalNamespace,
@@ -934,25 +940,6 @@ impl Adapter for StreamsAdapter {
                 deliver(&local, packet, opts, result.ok().as_deref(), recovery);
             }),
         )
-    }
-
-    fn broadcast_with_ack(
-        &self,
-        local: &LocalNamespace,
-        packet: Packet,
-        opts: BroadcastOptions,
-        timeout: Duration,
-    ) -> BoxFuture<'static, AckResponses> {
-        self.requests
-            .broadcast_with_ack(local, packet, opts, timeout)
-    }
-
-    fn fetch_sockets(
-        &self,
-        local: &LocalNamespace,
-        opts: BroadcastOptions,
-    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
-        self.requests.fetch_sockets(local, opts)
     }
 
     fn add_sockets(
@@ -985,19 +972,6 @@ impl Adapter for StreamsAdapter {
         self.add_then(local, entry, move |local| {
             local.disconnect_sockets(&opts, how)
         })
-    }
-
-    fn server_side_emit(
-        &self,
-        local: &LocalNamespace,
-        event: &str,
-        data: Data,
-    ) -> Result<(), AdapterError> {
-        self.requests.server_side_emit(local, event, data)
-    }
-
-    fn namespace_removed(&self, local: &LocalNamespace) {
-        self.requests.namespace_removed(local);
     }
 
     fn keeps_sessions(&self) -> bool {

@@ -6,7 +6,10 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use socketlet::{ConnectError, RecoveryConfig, Socket, SocketIo};
+use socketlet::adapter::{Adapter, AdapterError, BoxFuture, BroadcastOptions};
+use socketlet::socketio_proto::Packet;
+use socketlet::{ConnectError, Data, LocalNamespace, RecoveryConfig, Socket, SocketInfo, SocketIo};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A server with recovery (and `config`'s settings) whose sockets join the room named by their
@@ -218,4 +221,89 @@ async fn acks_volatile_emits_and_v4_clients_carry_no_offsets() {
     let mut got = v4.recv().await;
     got.retain(|p| p.starts_with("42"));
     assert!(got.contains(&r#"42["plain",1]"#.to_owned()), "{got:?}");
+}
+
+/// An adapter that records the calls it gets, then does what the default does (the local part).
+struct Recording {
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recording {
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl Adapter for Recording {
+    fn broadcast(
+        &self,
+        local: &LocalNamespace,
+        packet: Packet,
+        opts: BroadcastOptions,
+    ) -> Result<(), AdapterError> {
+        self.record(format!("broadcast {:?}", opts.rooms));
+        local.broadcast(&packet, &opts);
+        Ok(())
+    }
+
+    fn fetch_sockets(
+        &self,
+        local: &LocalNamespace,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
+        self.record(format!("fetch_sockets {:?}", opts.rooms));
+        let sockets = local.fetch_sockets(&opts);
+        Box::pin(std::future::ready(Ok(sockets)))
+    }
+
+    fn server_side_emit(
+        &self,
+        _local: &LocalNamespace,
+        event: &str,
+        _data: Data,
+    ) -> Result<(), AdapterError> {
+        self.record(format!("server_side_emit {event}"));
+        Ok(())
+    }
+
+    fn room_created(&self, _local: &LocalNamespace, room: &str, private: bool) {
+        if !private {
+            self.record(format!("room_created {room}"));
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adapter_under_the_recovery_store_gets_every_call_the_store_does_not_change() {
+    // Recovery is on and the application's adapter keeps no sessions: the server wraps it in
+    // its in-memory store, which overrides only what recovery changes (broadcasts, sessions)
+    // and leaves the rest to the wrapped adapter.
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let log = calls.clone();
+    let io = SocketIo::builder()
+        .connection_state_recovery(RecoveryConfig::default())
+        .adapter(Arc::new(move |_nsp: &str| {
+            Arc::new(Recording { calls: log.clone() }) as Arc<dyn Adapter>
+        }))
+        .build();
+    io.of("/").on_connect(|socket: Socket| async move {
+        socket.join(["lobby"]);
+    });
+    let (client, _, _) = connect(&io, json!({})).await;
+    io.to("lobby").emit("news", 1).unwrap();
+    // The broadcast went through the store (it carries an offset) and then the adapter.
+    let packets = client.recv().await;
+    assert_eq!(packets.len(), 1, "{packets:?}");
+    assert!(!offset(&packets[0]).is_empty());
+    assert_eq!(io.to("lobby").fetch_sockets().await.unwrap().len(), 1);
+    io.of("/").server_side_emit("hello", ()).unwrap();
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [
+            "room_created lobby",
+            r#"broadcast ["lobby"]"#,
+            r#"fetch_sockets ["lobby"]"#,
+            "server_side_emit hello",
+        ]
+    );
 }

@@ -119,12 +119,20 @@ pub enum Disconnect {
 /// Every method has a default that does the local part only, with the namespace's
 /// [`LocalNamespace`]: single-node mode ([`MemoryAdapter`]) implements none of them. A cluster
 /// adapter overrides what crosses nodes, calling the same [`LocalNamespace`] methods for this
-/// node's part; a wrapping adapter overrides only what it changes. `opts.local` asks for the
-/// local part only.
+/// node's part. A wrapping adapter (one that adds to another, as the in-memory recovery store
+/// of [`session`] does) names the adapter it wraps with [`Adapter::wrapped`]: every
+/// method it does not override then goes to that adapter, so it overrides only what it changes.
+/// `opts.local` asks for the local part only.
 ///
 /// Methods are called with no lock of the server held, and must not block: what waits for
 /// other nodes goes in the returned future.
 pub trait Adapter: Send + Sync + 'static {
+    /// The adapter this one wraps, if any: the default of every other method forwards to it
+    /// instead of doing the local part. Default: `None`.
+    fn wrapped(&self) -> Option<&dyn Adapter> {
+        None
+    }
+
     /// Sends an already built packet to the targeted sockets.
     fn broadcast(
         &self,
@@ -132,6 +140,9 @@ pub trait Adapter: Send + Sync + 'static {
         packet: Packet,
         opts: BroadcastOptions,
     ) -> Result<(), AdapterError> {
+        if let Some(inner) = self.wrapped() {
+            return inner.broadcast(local, packet, opts);
+        }
         local.broadcast(&packet, &opts);
         Ok(())
     }
@@ -146,6 +157,9 @@ pub trait Adapter: Send + Sync + 'static {
         opts: BroadcastOptions,
         timeout: Duration,
     ) -> BoxFuture<'static, AckResponses> {
+        if let Some(inner) = self.wrapped() {
+            return inner.broadcast_with_ack(local, packet, opts, timeout);
+        }
         Box::pin(local.broadcast_with_ack(packet, &opts, timeout))
     }
 
@@ -155,6 +169,9 @@ pub trait Adapter: Send + Sync + 'static {
         local: &LocalNamespace,
         opts: BroadcastOptions,
     ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
+        if let Some(inner) = self.wrapped() {
+            return inner.fetch_sockets(local, opts);
+        }
         let sockets = local.fetch_sockets(&opts);
         Box::pin(std::future::ready(Ok(sockets)))
     }
@@ -166,6 +183,9 @@ pub trait Adapter: Send + Sync + 'static {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        if let Some(inner) = self.wrapped() {
+            return inner.add_sockets(local, opts, rooms);
+        }
         local.add_sockets(&opts, &rooms);
         Box::pin(std::future::ready(Ok(())))
     }
@@ -177,6 +197,9 @@ pub trait Adapter: Send + Sync + 'static {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        if let Some(inner) = self.wrapped() {
+            return inner.del_sockets(local, opts, rooms);
+        }
         local.del_sockets(&opts, &rooms);
         Box::pin(std::future::ready(Ok(())))
     }
@@ -188,6 +211,9 @@ pub trait Adapter: Send + Sync + 'static {
         opts: BroadcastOptions,
         how: Disconnect,
     ) -> BoxFuture<'static, Result<(), AdapterError>> {
+        if let Some(inner) = self.wrapped() {
+            return inner.disconnect_sockets(local, opts, how);
+        }
         local.disconnect_sockets(&opts, how);
         Box::pin(std::future::ready(Ok(())))
     }
@@ -199,8 +225,10 @@ pub trait Adapter: Send + Sync + 'static {
         event: &str,
         data: Data,
     ) -> Result<(), AdapterError> {
-        let _ = (local, event, data);
-        Ok(())
+        match self.wrapped() {
+            Some(inner) => inner.server_side_emit(local, event, data),
+            None => Ok(()),
+        }
     }
 
     /// A room got its first socket on this node. `private` rooms are sockets' own ids (every
@@ -208,12 +236,16 @@ pub trait Adapter: Send + Sync + 'static {
     /// name. Called after the change, with no lock held; must not block. Default: nothing (an
     /// adapter that subscribes per room, as Redis sharded pub/sub, listens here).
     fn room_created(&self, local: &LocalNamespace, room: &str, private: bool) {
-        let _ = (local, room, private);
+        if let Some(inner) = self.wrapped() {
+            inner.room_created(local, room, private);
+        }
     }
 
     /// The last socket of this node left a room (see [`Adapter::room_created`]).
     fn room_deleted(&self, local: &LocalNamespace, room: &str, private: bool) {
-        let _ = (local, room, private);
+        if let Some(inner) = self.wrapped() {
+            inner.room_deleted(local, room, private);
+        }
     }
 
     /// This adapter's namespace is gone: a child of a dynamic namespace that a CONNECT made and
@@ -222,20 +254,24 @@ pub trait Adapter: Send + Sync + 'static {
     /// subscriptions: the factory may well be called again for the same name, so count
     /// them); nothing more is asked of it. Called once, with no lock held. Default: nothing.
     fn namespace_removed(&self, local: &LocalNamespace) {
-        let _ = local;
+        if let Some(inner) = self.wrapped() {
+            inner.namespace_removed(local);
+        }
     }
 
     /// Whether the adapter keeps connection-recovery sessions and packets itself (the Redis
     /// Streams adapter does). When it does not and recovery is on, the server wraps it with an
     /// in-memory store ([`session`]). Default: false.
     fn keeps_sessions(&self) -> bool {
-        false
+        self.wrapped().is_some_and(|inner| inner.keeps_sessions())
     }
 
     /// Keeps a session of a socket that left for a recoverable reason (connection state
     /// recovery). Default: nothing.
     fn persist_session(&self, local: &LocalNamespace, session: Session) {
-        let _ = (local, session);
+        if let Some(inner) = self.wrapped() {
+            inner.persist_session(local, session);
+        }
     }
 
     /// Gives back the session of `pid`, with the events it missed after `offset`, if both are
@@ -246,8 +282,10 @@ pub trait Adapter: Send + Sync + 'static {
         pid: &str,
         offset: &str,
     ) -> BoxFuture<'static, Result<Option<Restored>, AdapterError>> {
-        let _ = (local, pid, offset);
-        Box::pin(std::future::ready(Ok(None)))
+        match self.wrapped() {
+            Some(inner) => inner.restore_session(local, pid, offset),
+            None => Box::pin(std::future::ready(Ok(None))),
+        }
     }
 }
 

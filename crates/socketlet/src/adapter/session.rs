@@ -12,17 +12,13 @@
 //! went with them recovers as a fresh socket (never an error). Sessions: at most
 //! `max_sessions`, the oldest dropped first.
 
-use super::{Adapter, AdapterError, BoxFuture, BroadcastOptions, Disconnect, LocalNamespace, Room};
+use super::{Adapter, AdapterError, BoxFuture, BroadcastOptions, LocalNamespace, Room};
 use crate::config::RecoveryConfig;
-use crate::data::Data;
-use crate::info::SocketInfo;
-use crate::operators::AckResponses;
 use serde_json::Value;
 use socketlet_engine::sync::lock;
 use socketlet_socketio_proto::{Packet, PacketData};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// What is kept of a socket that left for a reason it may recover from.
@@ -197,6 +193,10 @@ impl SessionAware {
 }
 
 impl Adapter for SessionAware {
+    fn wrapped(&self) -> Option<&dyn Adapter> {
+        Some(&*self.inner)
+    }
+
     fn broadcast(
         &self,
         local: &LocalNamespace,
@@ -209,72 +209,6 @@ impl Adapter for SessionAware {
             opts.offset = true;
         }
         self.inner.broadcast(local, packet, opts)
-    }
-
-    fn broadcast_with_ack(
-        &self,
-        local: &LocalNamespace,
-        packet: Packet,
-        opts: BroadcastOptions,
-        timeout: Duration,
-    ) -> BoxFuture<'static, AckResponses> {
-        self.inner.broadcast_with_ack(local, packet, opts, timeout)
-    }
-
-    fn fetch_sockets(
-        &self,
-        local: &LocalNamespace,
-        opts: BroadcastOptions,
-    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
-        self.inner.fetch_sockets(local, opts)
-    }
-
-    fn add_sockets(
-        &self,
-        local: &LocalNamespace,
-        opts: BroadcastOptions,
-        rooms: Vec<Room>,
-    ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        self.inner.add_sockets(local, opts, rooms)
-    }
-
-    fn del_sockets(
-        &self,
-        local: &LocalNamespace,
-        opts: BroadcastOptions,
-        rooms: Vec<Room>,
-    ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        self.inner.del_sockets(local, opts, rooms)
-    }
-
-    fn disconnect_sockets(
-        &self,
-        local: &LocalNamespace,
-        opts: BroadcastOptions,
-        how: Disconnect,
-    ) -> BoxFuture<'static, Result<(), AdapterError>> {
-        self.inner.disconnect_sockets(local, opts, how)
-    }
-
-    fn server_side_emit(
-        &self,
-        local: &LocalNamespace,
-        event: &str,
-        data: Data,
-    ) -> Result<(), AdapterError> {
-        self.inner.server_side_emit(local, event, data)
-    }
-
-    fn room_created(&self, local: &LocalNamespace, room: &str, private: bool) {
-        self.inner.room_created(local, room, private);
-    }
-
-    fn room_deleted(&self, local: &LocalNamespace, room: &str, private: bool) {
-        self.inner.room_deleted(local, room, private);
-    }
-
-    fn namespace_removed(&self, local: &LocalNamespace) {
-        self.inner.namespace_removed(local);
     }
 
     fn keeps_sessions(&self) -> bool {
