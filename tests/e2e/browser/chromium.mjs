@@ -6,18 +6,9 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "../lib/chromium.mjs";
 import { withTimeout } from "../lib/server.mjs";
 
-export const CHROMIUM = process.env.SOCKETLET_CHROMIUM || "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 /** The context's default timeout (ms) of its actions, and the time the browser gets to close. */
 const BROWSER_WAIT_MS = 10_000;
 

@@ -32,10 +32,10 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { chromium } from "playwright-core";
 
+import { CHROMIUM, CHROMIUM_ARGS } from "../lib/chromium.mjs";
 import { ARTIFACTS_DIR, REPO_ROOT, canConnect, sleep, withTimeout } from "../lib/server.mjs";
 
 const EXAMPLE = join(REPO_ROOT, "examples", "django");
-const CHROMIUM = process.env.SOCKETLET_CHROMIUM || "/usr/bin/chromium";
 const RABBITMQ_URL = process.env.SOCKETLET_RABBITMQ_URL || "amqp://guest:guest@127.0.0.1:5672/%2f";
 /** The simulated provisioner's pace: 4 steps of about this many seconds per VM. */
 const VM_STEP_SECONDS = "0.5";
@@ -265,15 +265,6 @@ async function startStack(label, env = {}) {
 // The browser
 
 let browser;
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 /** A new browser context (its own cookies: one person) with a page that logs its console. */
 async function newPerson(name) {
@@ -301,6 +292,15 @@ async function logIn(stack, person, user, query = "") {
 async function open(person, vms) {
   for (const vm of vms) await person.page.check(`#vm-${vm} input[type=checkbox]`);
   await person.page.click("#open");
+}
+
+/** Until one of the person's VMs is a quarter done: the workers are under way. */
+async function underWay(person) {
+  await person.page.waitForFunction(
+    () => window.vmConsole.stats.events.some((e) => e.fraction >= 0.25 && e.state === "running"),
+    null,
+    { timeout: ROUND_MS, polling: 20 },
+  );
 }
 
 /** Waits until every row of `vms` is done or failed. */
@@ -526,11 +526,7 @@ describe("the story on Redis: dramatiq's Redis broker, workers push through sock
       const first = (await readPage(alice)).socketId;
       await open(alice, vms);
       // Once the workers are under way, the transport goes (a network blip, a proxy restart).
-      await alice.page.waitForFunction(
-        () => window.vmConsole.stats.events.some((e) => e.fraction >= 0.25 && e.state === "running"),
-        null,
-        { timeout: ROUND_MS, polling: 20 },
-      );
+      await underWay(alice);
       const dropped = Date.now();
       await alice.page.evaluate(() => window.socket.io.engine.close());
       await alice.page.waitForFunction(() => window.vmConsole.stats.connects === 2, null, { timeout: 10_000, polling: 20 });
@@ -561,11 +557,7 @@ describe("the story on Redis: dramatiq's Redis broker, workers push through sock
       await logIn(stack, alice, "alice");
       const first = (await readPage(alice)).socketId;
       await open(alice, vms);
-      await alice.page.waitForFunction(
-        () => window.vmConsole.stats.events.some((e) => e.fraction >= 0.25 && e.state === "running"),
-        null,
-        { timeout: ROUND_MS, polling: 20 },
-      );
+      await underWay(alice);
       await alice.page.reload();
       await alice.page.waitForSelector("#connection[data-state=connected]");
       // Django rendered the jobs' state from the database: nothing starts from zero again.

@@ -7,13 +7,9 @@ Processes log to tests/e2e/.artifacts/gateway-py-*.log. Every wait has a timeout
 
 import json
 import os
-import queue
-import re
 import shutil
 import socket
-import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -24,7 +20,7 @@ import socketio
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "pylib"))
 
-from e2e import ARTIFACTS_DIR, STARTUP_S, WAIT_S, start_socketlet  # noqa: E402
+from e2e import WAIT_S, Events, ServerProcess, start_socketlet  # noqa: E402
 
 import socketlet  # noqa: E402
 
@@ -40,66 +36,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Process:
-    """A helper process (the backend, a redis-server), ready once a line of its stdout matches
-    ``ready``; its output goes to ``tests/e2e/.artifacts/gateway-py-<label>-<pid>.log``."""
-
-    def __init__(self, argv, ready, label):
-        ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-        self.log_path = ARTIFACTS_DIR / f"{LOG_PREFIX}-{label}-{os.getpid()}.log"
-        self._log = open(self.log_path, "ab")
-        self._log.write(f"$ {' '.join(map(str, argv))}\n".encode())
-        self._log.flush()
-        self.proc = subprocess.Popen(
-            [str(a) for a in argv],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-        )
-        lines = queue.Queue()
-
-        def pump():
-            for raw in self.proc.stdout:
-                lines.put(raw)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            try:
-                raw = lines.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except queue.Empty:
-                self.stop()
-                raise RuntimeError(self._failure(f"{label}: not ready within {STARTUP_S} s"))
-            if raw is None:
-                self.stop()
-                raise RuntimeError(self._failure(f"{label}: exited (code {self.proc.returncode})"))
-            self._log.write(raw)
-            m = re.search(ready, raw.decode("utf-8", "replace"))
-            if m:
-                self.match = m
-                self._log.flush()
-                return
-
-    def _failure(self, msg):
-        self._log.flush()
-        tail = self.log_path.read_bytes()[-3000:].decode("utf-8", "replace")
-        return f"{msg}\n--- output (tail, full log: {self.log_path}) ---\n{tail}"
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=5)
-        self._log.close()
-
-
 def start_redis():
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
-    proc = Process(
+    proc = ServerProcess(
         [binary, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        r"Ready to accept connections",
-        f"redis-{port}",
+        r".*Ready to accept connections",
+        label=f"redis-{port}",
+        log_prefix=LOG_PREFIX,
+        what="redis-server",
     )
     proc.url = f"redis://127.0.0.1:{port}"
     return proc
@@ -140,7 +85,7 @@ class Gateway:
                 node = start_socketlet(LOG_PREFIX, label=f"node{i}", args=args)
                 self._stops.append(node.stop)
                 self.nodes.append(node)
-            self.backend = Process(
+            self.backend = ServerProcess(
                 [
                     sys.executable,
                     HERE / "backend.py",
@@ -154,7 +99,9 @@ class Gateway:
                     API_KEY,
                 ],
                 r"BACKEND LISTENING (\d+)",
-                f"backend-{backend_port}",
+                label=f"backend-{backend_port}",
+                log_prefix=LOG_PREFIX,
+                what="backend",
             )
             self._stops.append(self.backend.stop)
         except BaseException:
@@ -203,35 +150,6 @@ class Gateway:
                 errors.append(exc)
         if errors:
             raise errors[0]
-
-
-class Events:
-    """The events a client received, with timed waits."""
-
-    def __init__(self):
-        self._q = queue.Queue()
-
-    def handler(self, name):
-        return lambda *args: self._q.put((name, args))
-
-    def get(self, name, timeout=WAIT_S):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                got, args = self._q.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except queue.Empty:
-                raise AssertionError(f"no {name!r} event within {timeout} s") from None
-            if got == name:
-                return args
-
-    def none(self, name, settle=0.5):
-        deadline = time.monotonic() + settle
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                got, args = self._q.get(timeout=remaining)
-            except queue.Empty:
-                return
-            assert got != name, f"unexpected {name!r}: {args!r}"
 
 
 def until(predicate, what, timeout=WAIT_S):

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 
-from conftest import API_KEY, ARTIFACTS_DIR, Gateway
+from conftest import API_KEY, Gateway
+from e2e import ARTIFACTS_DIR
 
 MAX_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "100")
 SEED = os.environ.get("SCHEMATHESIS_SEED", "1")

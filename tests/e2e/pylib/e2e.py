@@ -56,8 +56,9 @@ CLIENT_OPTS = {
 class ServerProcess:
     """A server process started by a test, its stderr in ``tests/e2e/.artifacts/``.
 
-    Starts ``argv`` and returns once a line of its stdout matches ``ready`` (a regexp whose first
-    group is the port it listens on: ``port`` and ``url`` are set); fails with the tail of its log
+    Starts ``argv`` and returns once a line of its stdout matches ``ready`` (a regexp matched from
+    the line's start; its first group, if any, is the port it listens on: ``port`` and ``url``
+    are set); fails with the tail of its log
     when it exits first or takes longer than ``STARTUP_S``. The log file is
     ``<log_prefix>-<label>-<pid>-<n>.log``. ``stop()`` kills it; ``terminate()`` asks it to stop.
     """
@@ -80,36 +81,42 @@ class ServerProcess:
             stderr=self._log,
             env=full_env,
         )
-        lines = queue.Queue()
+        self._lines = queue.Queue()
 
         def pump():
             # Keeps draining stdout for the lifetime of the process.
             for raw in self.proc.stdout:
-                lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
-            lines.put(None)
+                self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            self._lines.put(None)
 
         threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + STARTUP_S
+        m = self.wait_line(ready, STARTUP_S, what=f"{what} saying it listens", exc=RuntimeError)
+        self.line = m.string
+        # The first group of ``ready``, when it has one, is the port.
+        self.port = int(m.group(1)) if m.re.groups else None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_line(self, pattern, timeout=WAIT_S, *, what=None, exc=AssertionError):
+        """Waits for a line of stdout that ``pattern`` matches from its start (lines before it
+        are passed over); returns the match. Kills the process and fails, with the tail of its
+        log, when it exits first or ``timeout`` s pass."""
+        what = what or f"a line matching {pattern!r}"
+        deadline = time.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                line = lines.get(timeout=max(remaining, 0.001))
+                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.001))
             except queue.Empty:
+                failure = self._failure(f"no {what} within {timeout} s")
                 self.stop()
-                raise RuntimeError(
-                    self._failure(f"{what} did not say it listens within {STARTUP_S} s")
-                ) from None
+                raise exc(failure) from None
             if line is None:
+                self.proc.wait(timeout=5)
+                failure = self._failure(f"exited before {what} (code {self.proc.returncode})")
                 self.stop()
-                raise RuntimeError(
-                    self._failure(f"{what} exited before listening (code {self.proc.returncode})")
-                )
-            m = re.match(ready, line)
+                raise exc(failure)
+            m = re.match(pattern, line)
             if m:
-                self.line = line
-                self.port = int(m.group(1))
-                self.url = f"http://127.0.0.1:{self.port}"
-                return
+                return m
 
     def _failure(self, msg):
         self._log.flush()
@@ -198,6 +205,17 @@ class Events:
                 ) from None
             if name is None or got == name:
                 return args
+
+    def none(self, name, settle=0.5):
+        """Asserts that no ``name`` event comes within ``settle`` seconds (others are passed
+        over)."""
+        deadline = time.monotonic() + settle
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                got, args = self._q.get(timeout=remaining)
+            except queue.Empty:
+                return
+            assert got != name, f"unexpected {name!r} event: {args!r}"
 
     def drain(self, settle=0.0):
         """Returns (and forgets) everything recorded so far, after ``settle`` seconds."""
