@@ -12,13 +12,15 @@
 # broadcast (N clients x rounds; per delivery). Kernel work (most of the CPU per operation) is
 # not counted, so a relative difference here bounds the relative difference of the whole.
 # Needs valgrind; builds the release generator and bench_server. Takes 2-4 minutes.
+# BENCH_SERVER=<path> counts another build of bench_server instead (an older commit's, built
+# with its own CARGO_TARGET_DIR), against the same generator: a before/after comparison.
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 ROOT="$(cd "$BENCH/.." && pwd -P)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 GEN="$TARGET_DIR/release/socketlet-bench"
-SERVER="$TARGET_DIR/release/examples/bench_server"
+SERVER="${BENCH_SERVER:-$TARGET_DIR/release/examples/bench_server}"
 VARIANTS=()
 CLIENTS=100
 ECHOS=100
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS="${2:?}"; shift ;;
     --echos) ECHOS="${2:?}"; shift ;;
     --rounds) ROUNDS="${2:?}"; shift ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

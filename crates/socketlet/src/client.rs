@@ -92,25 +92,23 @@ impl<'a> Encoded<'a> {
 
 /// Hands an encoded packet (and its attachments) to the engine session `engine` as one unit
 /// (sockets call this with their own handle on the session, which saves a broadcast one
-/// pointer to follow per receiver).
+/// pointer to follow per receiver). It takes the encoding: a fan-out gives each receiver a
+/// clone (a reference count), a single send gives its own (cloning it would make the buffer
+/// shared: an allocation and two atomic operations for nothing).
 pub(crate) fn send_encoded(
     engine: &Arc<EngineSocket>,
-    encoded: &Encoded<'_>,
+    encoded: Encoded<'_>,
     handoff: Handoff,
 ) -> Result<(), EmitError> {
     match encoded {
-        Encoded::Text(text, []) => deliver(
-            engine,
-            std::iter::once(Message::Text(text.clone())),
-            handoff,
-        ),
+        Encoded::Text(text, []) => deliver(engine, std::iter::once(Message::Text(text)), handoff),
         Encoded::Text(text, bins) => {
-            let msgs: Vec<Message> = std::iter::once(Message::Text(text.clone()))
+            let msgs: Vec<Message> = std::iter::once(Message::Text(text))
                 .chain(bins.iter().cloned().map(Message::Binary))
                 .collect();
             deliver(engine, msgs, handoff)
         }
-        Encoded::Binary(b) => deliver(engine, std::iter::once(Message::Binary(b.clone())), handoff),
+        Encoded::Binary(b) => deliver(engine, std::iter::once(Message::Binary(b)), handoff),
     }
 }
 
@@ -186,7 +184,7 @@ impl Client {
         } else {
             Handoff::Now
         };
-        send_encoded(&self.engine, &Encoded::new(packet, self.parser), handoff)
+        send_encoded(&self.engine, Encoded::new(packet, self.parser), handoff)
     }
 
     pub(crate) fn forget_namespace(&self, nsp: &str) {

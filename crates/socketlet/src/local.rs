@@ -251,7 +251,7 @@ impl LocalNamespace {
             // A socket that fails here is closing or was closed for falling behind; the
             // broadcast goes on for the others.
             if let Err(crate::error::EmitError::Dropped) =
-                s.send_encoded(encoded, fanout.handoff(i))
+                s.send_encoded(encoded.clone(), fanout.handoff(i))
             {
                 dropped += 1;
             }
@@ -284,7 +284,7 @@ impl LocalNamespace {
             let Some(s) = rest.next() else { break };
             s.register_broadcast_ack(id, tx.clone());
             s.notify_outgoing(&packet);
-            if s.send_encoded(&encoded, fanout.handoff(i)).is_ok() {
+            if s.send_encoded(encoded.clone(), fanout.handoff(i)).is_ok() {
                 expected.push(s);
             } else {
                 s.forget_ack(id);

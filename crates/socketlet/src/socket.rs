@@ -605,7 +605,7 @@ impl Socket {
         } else {
             Handoff::Now
         };
-        if let Err(e) = crate::client::send_encoded(&self.inner.engine, &encoded, handoff) {
+        if let Err(e) = crate::client::send_encoded(&self.inner.engine, encoded, handoff) {
             if let EmitError::Dropped = e {
                 self.ns()
                     .local()
@@ -623,7 +623,7 @@ impl Socket {
 
     pub(crate) fn send_encoded(
         &self,
-        encoded: &Encoded<'_>,
+        encoded: Encoded<'_>,
         handoff: Handoff,
     ) -> Result<(), EmitError> {
         if !self.connected() {
