@@ -122,7 +122,10 @@ pub(crate) struct SocketInner {
     /// Events that arrived before the connection handler finished registering listeners:
     /// `None` once it has (then events are dispatched at once).
     early_events: Mutex<Option<Vec<EarlyEvent>>>,
-    handlers: RwLock<HashMap<String, EventHandlers>>,
+    /// Event handlers by event name, sorted by name: a socket has a handful, and a binary
+    /// search of them costs less per event than hashing the name (and the table costs more
+    /// memory per socket than the list).
+    handlers: RwLock<Vec<(Box<str>, EventHandlers)>>,
     any_incoming: RwLock<List<AnyHandler>>,
     any_outgoing: RwLock<List<AnyHandler>>,
     on_disconnect: RwLock<List<DisconnectHandler>>,
@@ -203,7 +206,7 @@ impl Socket {
                 nsp_query,
                 connected: AtomicBool::new(false),
                 early_events: Mutex::new(Some(Vec::new())),
-                handlers: RwLock::new(HashMap::new()),
+                handlers: RwLock::new(Vec::new()),
                 any_incoming: RwLock::new(Arc::new([])),
                 any_outgoing: RwLock::new(Arc::new([])),
                 has_outgoing: AtomicBool::new(false),
@@ -324,10 +327,15 @@ impl Socket {
         T: 'static,
     {
         let handler = boxed(handler);
-        let mut map = write(&self.inner.handlers);
         let name = event.into();
-        let handlers = EventHandlers::then(map.remove(&name), handler);
-        map.insert(name, handlers);
+        let mut list = write(&self.inner.handlers);
+        match list.binary_search_by(|(k, _)| k.as_ref().cmp(name.as_str())) {
+            Ok(i) => {
+                let earlier = list[i].1.clone();
+                list[i].1 = EventHandlers::then(Some(earlier), handler);
+            }
+            Err(i) => list.insert(i, (name.into(), EventHandlers::One(handler))),
+        }
     }
 
     /// Adds a handler of the events that have no handler of their own (a catch-all that can
@@ -718,7 +726,12 @@ impl Socket {
                 run_boxed(l(self.clone(), event.clone()));
             }
         }
-        let handlers = read(&self.inner.handlers).get(&name).cloned();
+        let handlers = {
+            let list = read(&self.inner.handlers);
+            list.binary_search_by(|(k, _)| k.as_ref().cmp(name.as_str()))
+                .ok()
+                .map(|i| list[i].1.clone())
+        };
         let Some(handlers) = handlers.or_else(|| read(&self.inner.fallback).clone()) else {
             return;
         };
