@@ -129,6 +129,36 @@ pub enum Disconnect {
 pub trait Adapter: Send + Sync + 'static {
     /// The adapter this one wraps, if any: the default of every other method forwards to it
     /// instead of doing the local part. Default: `None`.
+    ///
+    /// A wrapper that counts broadcasts and leaves everything to the adapter it wraps:
+    ///
+    /// ```
+    /// use socketlet::adapter::{Adapter, AdapterError, BroadcastOptions, LocalNamespace};
+    /// use socketlet::socketio_proto::Packet;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// struct Counting {
+    ///     inner: Arc<dyn Adapter>,
+    ///     broadcasts: AtomicU64,
+    /// }
+    ///
+    /// impl Adapter for Counting {
+    ///     fn wrapped(&self) -> Option<&dyn Adapter> {
+    ///         Some(&*self.inner)
+    ///     }
+    ///
+    ///     fn broadcast(
+    ///         &self,
+    ///         local: &LocalNamespace,
+    ///         packet: Packet,
+    ///         opts: BroadcastOptions,
+    ///     ) -> Result<(), AdapterError> {
+    ///         self.broadcasts.fetch_add(1, Ordering::Relaxed);
+    ///         self.inner.broadcast(local, packet, opts)
+    ///     }
+    /// }
+    /// ```
     fn wrapped(&self) -> Option<&dyn Adapter> {
         None
     }
