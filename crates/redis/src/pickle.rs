@@ -665,10 +665,22 @@ impl Py {
     /// Errors when the value nests deeper than allowed, contains itself, has a dict key with no
     /// JSON form, or is too large once expanded.
     pub fn to_json(&self, bins: &mut Vec<Bytes>) -> Result<Value, PickleError> {
+        self.to_json_within(bins, MAX_NODES)
+    }
+
+    /// [`Py::to_json`], with at most `max_values` values once expanded (and never more than
+    /// [`MAX_NODES`]): a value that shares its parts expands to more values than the pickle
+    /// holds. The fuzz target converts with a small bound, which reaches the same checks at a
+    /// fraction of the cost per input.
+    pub fn to_json_within(
+        &self,
+        bins: &mut Vec<Bytes>,
+        max_values: usize,
+    ) -> Result<Value, PickleError> {
         let mut c = Converter {
             nodes: &self.nodes,
             bins,
-            values: MAX_NODES,
+            values: max_values.min(MAX_NODES),
             bytes: MAX_OUTPUT,
             on_path: vec![false; self.nodes.len()],
         };
@@ -1172,6 +1184,27 @@ mod tests {
             json!([{"_placeholder": true, "num": 0}, {"_placeholder": true, "num": 1}])
         );
         assert_eq!(bins[0].as_ptr(), bins[1].as_ptr());
+    }
+
+    /// A list of 2 references to a list of 2 references ... 12 levels: 13 lists in the pickle,
+    /// 8,191 values once expanded.
+    #[test]
+    fn a_smaller_bound_refuses_what_expands_past_it() {
+        let mut p = b"]\x94".to_vec();
+        for level in 0..12u8 {
+            p.extend([b'h', level, b'h', level, b'\x86', b'\x94']);
+        }
+        p.push(b'.');
+        let py = loads(&p).unwrap();
+        assert_eq!(py.nodes().len(), 13);
+        assert!(py.to_json(&mut Vec::new()).is_ok());
+        assert!(py.to_json_within(&mut Vec::new(), 8_191).is_ok());
+        assert_eq!(
+            py.to_json_within(&mut Vec::new(), 8_190),
+            Err(PickleError::TooLarge)
+        );
+        // Never above MAX_NODES, whatever is asked.
+        assert!(py.to_json_within(&mut Vec::new(), usize::MAX).is_ok());
     }
 
     #[test]
