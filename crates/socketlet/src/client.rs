@@ -462,6 +462,12 @@ struct UnderWay {
 
 impl Drop for UnderWay {
     fn drop(&mut self) {
-        lock(&self.client.connecting).remove(&self.nsp);
+        let mut connecting = lock(&self.client.connecting);
+        connecting.remove(&self.nsp);
+        // Most connections make one CONNECT: the table would otherwise hold its allocation
+        // (about 100 bytes) for the connection's life.
+        if connecting.is_empty() {
+            *connecting = HashSet::new();
+        }
     }
 }
