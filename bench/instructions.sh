@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS="${2:?}"; shift ;;
     --echos) ECHOS="${2:?}"; shift ;;
     --rounds) ROUNDS="${2:?}"; shift ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -803,7 +803,7 @@ impl Socket {
         }
         self.ns().adapter().room_deleted(local, self.id(), true);
         lock(&self.inner.acks).clear();
-        write(&self.inner.handlers).clear();
+        *write(&self.inner.handlers) = Vec::new();
         *write(&self.inner.fallback) = None;
         *write(&self.inner.any_incoming) = Arc::new([]);
         *write(&self.inner.any_outgoing) = Arc::new([]);

@@ -45,6 +45,7 @@ def start_redis():
         label=f"redis-{port}",
         log_prefix=LOG_PREFIX,
         what="redis-server",
+        log_stdout=True,
     )
     proc.url = f"redis://127.0.0.1:{port}"
     return proc
@@ -102,6 +103,7 @@ class Gateway:
                 label=f"backend-{backend_port}",
                 log_prefix=LOG_PREFIX,
                 what="backend",
+                log_stdout=True,
             )
             self._stops.append(self.backend.stop)
         except BaseException:

@@ -58,14 +58,16 @@ class ServerProcess:
 
     Starts ``argv`` and returns once a line of its stdout matches ``ready`` (a regexp matched from
     the line's start; its first group, if any, is the port it listens on: ``port`` and ``url``
-    are set); fails with the tail of its log
-    when it exits first or takes longer than ``STARTUP_S``. The log file is
-    ``<log_prefix>-<label>-<pid>-<n>.log``. ``stop()`` kills it; ``terminate()`` asks it to stop.
+    are set); fails with the tail of its log when it exits first or takes longer than
+    ``STARTUP_S``. The log file is ``<log_prefix>-<label>-<pid>-<n>.log`` (its stdout goes there
+    too with ``log_stdout``). ``stop()`` kills it; ``terminate()`` asks it to stop.
     """
 
     _counter = 0
 
-    def __init__(self, argv, ready, *, label, log_prefix, env=None, what="server"):
+    def __init__(
+        self, argv, ready, *, label, log_prefix, env=None, what="server", log_stdout=False
+    ):
         ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
         ServerProcess._counter += 1
         self.log_path = (
@@ -84,8 +86,15 @@ class ServerProcess:
         self._lines = queue.Queue()
 
         def pump():
-            # Keeps draining stdout for the lifetime of the process.
+            # Keeps draining stdout for the lifetime of the process (into the log too, with
+            # ``log_stdout``: for programs that log to stdout, as redis-server does).
             for raw in self.proc.stdout:
+                if log_stdout:
+                    try:
+                        self._log.write(raw)
+                        self._log.flush()
+                    except ValueError:  # the log is closed: the process was stopped
+                        pass
                 self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
             self._lines.put(None)
 
@@ -94,7 +103,7 @@ class ServerProcess:
         self.line = m.string
         # The first group of ``ready``, when it has one, is the port.
         self.port = int(m.group(1)) if m.re.groups else None
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://127.0.0.1:{self.port}" if self.port is not None else None
 
     def wait_line(self, pattern, timeout=WAIT_S, *, what=None, exc=AssertionError):
         """Waits for a line of stdout that ``pattern`` matches from its start (lines before it
@@ -110,7 +119,10 @@ class ServerProcess:
                 self.stop()
                 raise exc(failure) from None
             if line is None:
-                self.proc.wait(timeout=5)
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:  # stdout closed, the process still runs
+                    pass
                 failure = self._failure(f"exited before {what} (code {self.proc.returncode})")
                 self.stop()
                 raise exc(failure)

@@ -128,7 +128,8 @@ pub enum Disconnect {
 /// other nodes goes in the returned future.
 pub trait Adapter: Send + Sync + 'static {
     /// The adapter this one wraps, if any: the default of every other method forwards to it
-    /// instead of doing the local part. Default: `None`.
+    /// instead of doing the local part. Default: `None`. Never `self` (the defaults would
+    /// forward to themselves without end).
     ///
     /// A wrapper that counts broadcasts and leaves everything to the adapter it wraps:
     ///
