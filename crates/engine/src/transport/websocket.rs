@@ -436,6 +436,10 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
     let woken = socket.wake.notified();
     tokio::pin!(woken);
     let (sources, [read_waker, clock_waker, write_waker]) = Sources::new();
+    // The outbox's allocation goes once it is empty after the first write (the OPEN packet)
+    // and after each heartbeat, so that an idle WebSocket keeps no queue; not after every
+    // write, which would allocate it again for every burst a busy one queues.
+    let mut trim = true;
     loop {
         // What is queued goes out now, as far as the socket takes it; if it takes less, the
         // write flag goes up once it is writable again.
@@ -450,6 +454,13 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
         if drained.closed {
             close(ws).await;
             return;
+        }
+        if trim && drained.done {
+            trim = false;
+            let mut st = socket.lock();
+            if st.outbox.is_empty() {
+                st.outbox = std::collections::VecDeque::new();
+            }
         }
         let deadline = drained.deadline.map(tokio::time::Instant::from_std);
         if deadline != timer_at {
@@ -495,6 +506,7 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
         match event {
             Event::Wake => {}
             Event::Timer => {
+                trim = true;
                 let action = {
                     let mut st = socket.lock();
                     st.writer_busy = true;

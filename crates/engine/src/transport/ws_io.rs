@@ -376,11 +376,6 @@ pub(crate) fn drain(io: &mut WsIo, cx: &mut Context<'_>, take_outbox: bool) -> i
         })?;
     };
     st.ws_out.stalled = !done;
-    if done && take_outbox && st.outbox.capacity() > 0 {
-        // Emptied: senders write directly again, and an idle WebSocket keeps no queue (the
-        // OPEN packet's, or a burst's, allocation goes).
-        st.outbox = std::collections::VecDeque::new();
-    }
     Ok(Drained {
         deadline: st.session.next_deadline(),
         closed: st.session.closed().is_some(),
