@@ -452,7 +452,9 @@ async fn run(socket: &Arc<Socket>, ws: &mut Ws) {
             }
         };
         if drained.closed {
-            close(ws).await;
+            // Boxed: the closing handshake's future (a timeout around a flush, 264 bytes)
+            // would otherwise be part of this loop's state, which every open connection holds.
+            Box::pin(close(ws)).await;
             return;
         }
         if trim && drained.done {
