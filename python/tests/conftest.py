@@ -1,5 +1,5 @@
 """Fixtures of the socketlet package's tests: the real ``socketlet`` binary, started per test
-module on a free port, and python-socketio clients connected to it.
+on a free port (its log in tests/e2e/.artifacts/), and python-socketio clients connected to it.
 
 The binary is ``$SOCKETLET_BIN``, else ``<repo>/target/debug/socketlet`` (``cargo build -p
 socketlet-cli``). Without it the tests that need it are skipped, unless ``SOCKETLET_BIN`` is set

@@ -85,6 +85,11 @@ impl EventHandlers {
     }
 }
 
+/// Where the handlers of `event` are in a socket's sorted list (`Err`: where they would go).
+fn handler_index(list: &[(Box<str>, EventHandlers)], event: &str) -> Result<usize, usize> {
+    list.binary_search_by(|(name, _)| name.as_ref().cmp(event))
+}
+
 /// An event as catch-all listeners see it ([`Socket::on_any`], [`Socket::on_any_outgoing`]).
 #[derive(Debug, Clone)]
 pub struct AnyEvent {
@@ -329,7 +334,7 @@ impl Socket {
         let handler = boxed(handler);
         let name = event.into();
         let mut list = write(&self.inner.handlers);
-        match list.binary_search_by(|(k, _)| k.as_ref().cmp(name.as_str())) {
+        match handler_index(&list, &name) {
             Ok(i) => {
                 let earlier = list[i].1.clone();
                 list[i].1 = EventHandlers::then(Some(earlier), handler);
@@ -728,9 +733,7 @@ impl Socket {
         }
         let handlers = {
             let list = read(&self.inner.handlers);
-            list.binary_search_by(|(k, _)| k.as_ref().cmp(name.as_str()))
-                .ok()
-                .map(|i| list[i].1.clone())
+            handler_index(&list, &name).ok().map(|i| list[i].1.clone())
         };
         let Some(handlers) = handlers.or_else(|| read(&self.inner.fallback).clone()) else {
             return;
