@@ -85,7 +85,9 @@ pub struct Decoder {
     limits: DecoderLimits,
     /// The binary packet waiting for its attachments; `None` when idle. Taken out at the start of
     /// every call and put back only on success, so an error always leaves the decoder idle.
-    pending: Option<Pending>,
+    /// Boxed: every connection holds a decoder, few hold a binary packet at a time (8 bytes
+    /// rather than 160 while idle).
+    pending: Option<Box<Pending>>,
 }
 
 /// A binary packet whose text part was decoded, waiting for its attachments.
@@ -129,12 +131,12 @@ impl Decoder {
         if expected == 0 {
             return Ok(Some(packet));
         }
-        self.pending = Some(Pending {
+        self.pending = Some(Box::new(Pending {
             packet,
             expected,
             bytes: 0,
             deadline: deadline_after(now, self.limits.attachment_timeout),
-        });
+        }));
         Ok(None)
     }
 

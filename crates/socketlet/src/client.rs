@@ -16,7 +16,6 @@ use socketlet_engine::proto::Str;
 use socketlet_engine::sync::{lock, read};
 use socketlet_engine::{CloseReason, Message, SendError, Socket as EngineSocket};
 use socketlet_socketio_proto::{Decoder, Packet, PacketData, ProtocolVersion};
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 /// How many CONNECTs one connection may have under way at once (their middlewares, hooks or
@@ -45,10 +44,13 @@ pub(crate) struct Client {
     /// The bounds on binary data (the msgpack parser checks them per packet).
     limits: socketlet_socketio_proto::DecoderLimits,
     decoder: Mutex<Inbound>,
-    /// Connected namespaces; `None` once the connection closed (no socket may join then).
-    nsps: Mutex<Option<HashMap<String, Socket>>>,
+    /// The sockets of the connected namespaces, found by their namespace's name; `None` once
+    /// the connection closed (no socket may join then). A list: a client joins one namespace
+    /// or a few (each a namespace of this server), and a map would cost ~170 bytes more on
+    /// every connection.
+    nsps: Mutex<Option<Vec<Socket>>>,
     /// The namespaces with a CONNECT under way (at most [`MAX_CONNECTS_UNDER_WAY`]).
-    connecting: Mutex<HashSet<String>>,
+    connecting: Mutex<Vec<String>>,
     /// Set when this layer closes the connection, to report the precise reason.
     close_reason: Mutex<Option<DisconnectReason>>,
     server: Weak<ServerInner>,
@@ -152,7 +154,7 @@ impl Client {
                 decoder: Decoder::new(server.config.decoder.clone()),
                 bytes: 0,
             }),
-            nsps: Mutex::new(Some(HashMap::new())),
+            nsps: Mutex::new(Some(Vec::new())),
             connecting: Mutex::default(),
             close_reason: Mutex::new(None),
             server: Arc::downgrade(server),
@@ -175,7 +177,7 @@ impl Client {
 
     /// Whether the client has joined no namespace yet (for `connect_timeout`).
     pub(crate) fn has_no_namespace(&self) -> bool {
-        lock(&self.nsps).as_ref().is_some_and(HashMap::is_empty)
+        lock(&self.nsps).as_ref().is_some_and(Vec::is_empty)
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
@@ -188,13 +190,20 @@ impl Client {
     }
 
     pub(crate) fn forget_namespace(&self, nsp: &str) {
-        if let Some(map) = lock(&self.nsps).as_mut() {
-            map.remove(nsp);
+        if let Some(sockets) = lock(&self.nsps).as_mut() {
+            sockets.retain(|s| s.ns().name() != nsp);
+            if sockets.is_empty() {
+                *sockets = Vec::new();
+            }
         }
     }
 
     fn socket(&self, nsp: &str) -> Option<Socket> {
-        lock(&self.nsps).as_ref()?.get(nsp).cloned()
+        lock(&self.nsps)
+            .as_ref()?
+            .iter()
+            .find(|s| s.ns().name() == nsp)
+            .cloned()
     }
 
     /// Closes the connection because the client broke the Socket.IO protocol.
@@ -305,7 +314,7 @@ impl Client {
         };
         match lock(&self.nsps).as_ref() {
             None => return,
-            Some(map) if map.contains_key(nsp) => {
+            Some(sockets) if sockets.iter().any(|s| s.ns().name() == nsp) => {
                 tracing::debug!(%nsp, "CONNECT to a namespace already joined");
                 return;
             }
@@ -313,7 +322,7 @@ impl Client {
         }
         {
             let mut connecting = lock(&self.connecting);
-            if connecting.contains(nsp) {
+            if connecting.iter().any(|n| n == nsp) {
                 tracing::debug!(%nsp, "CONNECT to a namespace with one under way; ignored");
                 return;
             }
@@ -324,7 +333,7 @@ impl Client {
                 ));
                 return;
             }
-            connecting.insert(nsp.to_owned());
+            connecting.push(nsp.to_owned());
         }
         // The namespace leaves the set when the CONNECT is over, whichever way.
         let under_way = UnderWay {
@@ -395,15 +404,19 @@ impl Client {
             {
                 let mut nsps = lock(&client.nsps);
                 let joined = match nsps.as_mut() {
-                    Some(map) if !map.contains_key(ns.name()) => Some(map),
+                    Some(sockets) if !sockets.iter().any(|s| s.ns().name() == ns.name()) => {
+                        Some(sockets)
+                    }
                     _ => None,
                 };
-                let Some(map) = joined else {
+                let Some(sockets) = joined else {
                     drop(nsps);
                     socket.discard();
                     return;
                 };
-                map.insert(ns.name().to_owned(), socket.clone());
+                // One at a time: most clients join one namespace (no room for four).
+                sockets.reserve_exact(1);
+                sockets.push(socket.clone());
                 socket.set_connected();
                 ns.local().insert_socket(&socket);
             }
@@ -448,7 +461,7 @@ impl Client {
         let reason = lock(&self.close_reason)
             .take()
             .unwrap_or_else(|| DisconnectReason::from_engine(reason));
-        for s in sockets.into_iter().flat_map(HashMap::into_values) {
+        for s in sockets.into_iter().flatten() {
             s.close(reason, false);
         }
     }
@@ -463,11 +476,11 @@ struct UnderWay {
 impl Drop for UnderWay {
     fn drop(&mut self) {
         let mut connecting = lock(&self.client.connecting);
-        connecting.remove(&self.nsp);
-        // Most connections make one CONNECT: the table would otherwise hold its allocation
-        // (about 100 bytes) for the connection's life.
+        connecting.retain(|n| *n != self.nsp);
+        // Most connections make one CONNECT: the list would otherwise hold its allocation
+        // for the connection's life.
         if connecting.is_empty() {
-            *connecting = HashSet::new();
+            *connecting = Vec::new();
         }
     }
 }

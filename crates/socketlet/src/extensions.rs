@@ -23,25 +23,26 @@ type AnyMap = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
 /// ```
 #[derive(Default)]
 pub struct Extensions {
-    map: Mutex<Option<AnyMap>>,
+    /// Boxed: 16 bytes a socket (with the lock) until first used, rather than a map's 56.
+    map: Mutex<Option<Box<AnyMap>>>,
 }
 
 impl std::fmt::Debug for Extensions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.lock().as_ref().map_or(0, HashMap::len);
+        let n = self.lock().as_ref().map_or(0, |m| m.len());
         write!(f, "Extensions({n} values)")
     }
 }
 
 impl Extensions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<AnyMap>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Box<AnyMap>>> {
         socketlet_engine::sync::lock(&self.map)
     }
 
     /// Stores `value`, returning the previous value of that type.
     pub fn insert<T: Send + Sync + 'static>(&self, value: T) -> Option<T> {
         self.lock()
-            .get_or_insert_with(HashMap::new)
+            .get_or_insert_with(Box::default)
             .insert(TypeId::of::<T>(), Box::new(value))
             .and_then(|old| old.downcast::<T>().ok().map(|b| *b))
     }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use socketlet_engine::sync::{lock, read, write};
 use socketlet_engine::{RequestInfo, Sid, Socket as EngineSocket, TransportKind};
 use socketlet_socketio_proto::{Packet, PacketData, ProtocolVersion};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -119,11 +119,16 @@ pub(crate) struct SocketInner {
     has_outgoing: AtomicBool,
     client: Arc<Client>,
     sid: Sid,
-    id: String,
+    /// The socket id when it is not `sid` as text (v4 clients in a namespace other than `/`
+    /// see `/nsp#sid`; a recovered v5 socket whose id is not one this server makes): most
+    /// sockets keep no second copy of their id.
+    id: Option<Box<str>>,
     ns: Namespace,
-    auth: Value,
+    /// The CONNECT's `auth`, `None` for `{}` (most clients send none): 8 bytes a socket
+    /// rather than a `Value`'s 72.
+    auth: Option<Box<Value>>,
     /// The query of the namespace CONNECT (v4 clients put auth parameters there).
-    nsp_query: Option<String>,
+    nsp_query: Option<Box<str>>,
     /// Events that arrived before the connection handler finished registering listeners:
     /// `None` once it has (then events are dispatched at once).
     early_events: Mutex<Option<Vec<EarlyEvent>>>,
@@ -135,14 +140,16 @@ pub(crate) struct SocketInner {
     any_outgoing: RwLock<List<AnyHandler>>,
     on_disconnect: RwLock<List<DisconnectHandler>>,
     rooms: Mutex<HashSet<Room>>,
-    acks: Mutex<HashMap<u64, AckTx>>,
+    /// Emits waiting for their ack, by ack id (a `BTreeMap`: empty, it takes 24 bytes and no
+    /// allocation; a `HashMap` takes 48).
+    acks: Mutex<BTreeMap<u64, AckTx>>,
     extensions: Extensions,
-    /// Node's `socket.data`: seen by `fetch_sockets` on every node.
-    data: Mutex<Value>,
+    /// Node's `socket.data`: seen by `fetch_sockets` on every node. `None` for `null`.
+    data: Mutex<Option<Box<Value>>>,
     /// Handlers of events that have none of their own.
     fallback: RwLock<Option<EventHandlers>>,
     /// The private id of connection state recovery (v5 clients, recovery on).
-    pid: Option<String>,
+    pid: Option<Box<str>>,
     /// This socket was recovered.
     recovered: bool,
 }
@@ -158,7 +165,7 @@ pub struct Socket {
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket")
-            .field("id", &self.inner.id)
+            .field("id", &self.id())
             .field("nsp", &self.inner.ns.name())
             .finish_non_exhaustive()
     }
@@ -200,15 +207,18 @@ impl Socket {
             }
         };
         let recovered = restored.is_some_and(|s| s.sid == id);
+        let data = restored
+            .filter(|_| recovered)
+            .map_or(Value::Null, |s| s.data.clone());
         Socket {
             inner: Arc::new(SocketInner {
                 engine: client.engine().clone(),
+                id: (id != sid.as_str()).then(|| id.into_boxed_str()),
                 sid,
-                id,
                 ns,
                 client,
-                auth,
-                nsp_query,
+                auth: (!is_empty_object(&auth)).then(|| Box::new(auth)),
+                nsp_query: nsp_query.map(String::into_boxed_str),
                 connected: AtomicBool::new(false),
                 early_events: Mutex::new(Some(Vec::new())),
                 handlers: RwLock::new(Vec::new()),
@@ -217,15 +227,11 @@ impl Socket {
                 has_outgoing: AtomicBool::new(false),
                 on_disconnect: RwLock::new(Arc::new([])),
                 rooms: Mutex::new(HashSet::new()),
-                acks: Mutex::new(HashMap::new()),
+                acks: Mutex::new(BTreeMap::new()),
                 extensions: Extensions::default(),
-                data: Mutex::new(
-                    restored
-                        .filter(|_| recovered)
-                        .map_or(Value::Null, |s| s.data.clone()),
-                ),
+                data: Mutex::new(boxed_unless_null(data)),
                 fallback: RwLock::new(None),
-                pid,
+                pid: pid.map(String::into_boxed_str),
                 recovered,
             }),
         }
@@ -245,7 +251,10 @@ impl Socket {
 
     /// The socket id as clients see it.
     pub fn id(&self) -> &str {
-        &self.inner.id
+        match &self.inner.id {
+            Some(id) => id,
+            None => self.inner.sid.as_str(),
+        }
     }
 
     pub(crate) fn sid(&self) -> Sid {
@@ -268,7 +277,9 @@ impl Socket {
     /// The `auth` payload of the CONNECT packet: `{}` for v4 clients and clients that sent none
     /// (as in Node), so handlers read `auth()["token"]` without a null check.
     pub fn auth(&self) -> &Value {
-        &self.inner.auth
+        static EMPTY: std::sync::LazyLock<Value> =
+            std::sync::LazyLock::new(|| Value::Object(serde_json::Map::new()));
+        self.inner.auth.as_deref().unwrap_or(&EMPTY)
     }
 
     /// The handshake request of the underlying connection (URI, headers, peer address).
@@ -397,7 +408,7 @@ impl Socket {
                 return Err(EmitError::Disconnected);
             }
             let opts = crate::adapter::BroadcastOptions {
-                rooms: vec![self.inner.id.clone()],
+                rooms: vec![self.id().to_owned()],
                 ..Default::default()
             };
             return self
@@ -481,7 +492,7 @@ impl Socket {
             let mut mine = lock(&self.inner.rooms);
             for room in rooms {
                 let room = room.into();
-                if room == self.inner.id || mine.contains(&room) {
+                if room == self.id() || mine.contains(&room) {
                     continue;
                 }
                 let created = local.index_join(self.sid(), &room);
@@ -536,7 +547,7 @@ impl Socket {
     /// The rooms the socket is in, its own id included.
     pub fn rooms(&self) -> Vec<Room> {
         let mut v: Vec<Room> = lock(&self.inner.rooms).iter().cloned().collect();
-        v.push(self.inner.id.clone());
+        v.push(self.id().to_owned());
         v
     }
 
@@ -547,7 +558,7 @@ impl Socket {
 
     /// A broadcast to every socket of the namespace but this one.
     pub fn broadcast(&self) -> BroadcastOperator {
-        BroadcastOperator::new(self.ns().clone()).except(self.inner.id.clone())
+        BroadcastOperator::new(self.ns().clone()).except(self.id().to_owned())
     }
 
     /// Disconnects the socket from its namespace (the client gets a DISCONNECT and does not
@@ -565,7 +576,7 @@ impl Socket {
     /// A description of the socket.
     pub fn info(&self) -> SocketInfo {
         SocketInfo {
-            id: self.inner.id.clone(),
+            id: self.id().to_owned(),
             nsp: self.ns().name().to_owned(),
             rooms: self.rooms(),
             data: self.data(),
@@ -579,13 +590,15 @@ impl Socket {
     /// cluster. `null` until set. For state of this node only, of any type, see
     /// [`Socket::extensions`].
     pub fn data(&self) -> Value {
-        lock(&self.inner.data).clone()
+        lock(&self.inner.data)
+            .as_deref()
+            .map_or(Value::Null, Value::clone)
     }
 
     /// Replaces the socket's data (see [`Socket::data`]).
     pub fn set_data(&self, data: impl serde::Serialize) -> Result<(), EmitError> {
         let data = serde_json::to_value(data)?;
-        *lock(&self.inner.data) = data;
+        *lock(&self.inner.data) = boxed_unless_null(data);
         Ok(())
     }
 
@@ -765,7 +778,7 @@ impl Socket {
                 let _ = tx.send(data);
             }
             Some(AckTx::Many(tx)) => {
-                let _ = tx.try_send((self.inner.id.clone(), data));
+                let _ = tx.try_send((self.id().to_owned(), data));
             }
             None => tracing::debug!(sid = %self.id(), id, "ack for no pending emit"),
         }
@@ -785,7 +798,7 @@ impl Socket {
         self.inner.client.forget_namespace(self.ns().name());
         if let Some(pid) = self.pid().filter(|_| reason.is_recoverable()) {
             let session = crate::adapter::Session::new(
-                self.inner.id.clone(),
+                self.id().to_owned(),
                 pid.to_owned(),
                 self.rooms(),
                 self.data(),
@@ -821,6 +834,16 @@ fn start(handler: &BoxedHandler, parts: EventParts) {
         Ok(fut) => run_boxed(fut),
         Err(refused) => refuse(*refused),
     }
+}
+
+/// `{}`, the `auth` of most sockets (kept as `None`).
+fn is_empty_object(v: &Value) -> bool {
+    matches!(v, Value::Object(m) if m.is_empty())
+}
+
+/// A socket's `data`: `null` (most sockets) takes no allocation.
+fn boxed_unless_null(v: Value) -> Option<Box<Value>> {
+    (!v.is_null()).then(|| Box::new(v))
 }
 
 #[cfg(test)]
