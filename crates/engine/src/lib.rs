@@ -25,6 +25,7 @@ mod config;
 pub mod cors;
 mod engine;
 mod error;
+mod headers;
 pub mod proxy;
 mod query;
 mod service;
@@ -38,6 +39,7 @@ pub use config::{AllowRequest, Cookie, EngineConfig, Transports};
 pub use cors::Cors;
 pub use engine::{Engine, EngineHandler, WeakEngine};
 pub use error::SendError;
+pub use headers::Headers;
 pub use proxy::{AllowedHosts, IpNet, TrustedProxies};
 pub use query::percent_decode;
 #[cfg(feature = "tls")]

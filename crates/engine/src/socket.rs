@@ -9,9 +9,10 @@
 
 use crate::engine::Shared;
 use crate::error::SendError;
+use crate::headers::Headers;
 use crate::transport::ws_io::WsOut;
 use bytes::Bytes;
-use http::{HeaderMap, Uri};
+use http::Uri;
 use socketlet_engineio_proto::session::{CloseReason, Session, Transport};
 use socketlet_engineio_proto::{Packet, ProtocolVersion, Str};
 use std::collections::VecDeque;
@@ -66,8 +67,8 @@ impl TransportKind {
 pub struct RequestInfo {
     /// The handshake's URI, query included.
     pub uri: Uri,
-    /// The handshake's headers.
-    pub headers: HeaderMap,
+    /// The handshake's headers (kept compact: see [`Headers`]).
+    pub headers: Headers,
     /// The peer's address, when the server knows it.
     pub remote_addr: Option<SocketAddr>,
     /// When the handshake came.
@@ -80,28 +81,20 @@ impl RequestInfo {
     /// any of them would keep that whole buffer alive as long as the session lives.
     pub(crate) fn detached<B>(req: &http::Request<B>) -> RequestInfo {
         let uri_text = req.uri().to_string();
-        let total = uri_text.len() + req.headers().values().map(|v| v.len()).sum::<usize>();
+        let total = uri_text.len()
+            + req
+                .headers()
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len())
+                .sum::<usize>();
         let mut buf = bytes::BytesMut::with_capacity(total);
         buf.extend_from_slice(uri_text.as_bytes());
-        for value in req.headers().values() {
-            buf.extend_from_slice(value.as_bytes());
-        }
+        let spans = Headers::append_to(req.headers(), &mut buf);
         let buf = buf.freeze();
         let uri = Uri::from_maybe_shared(buf.slice(..uri_text.len())).unwrap_or_default();
-        let mut headers = HeaderMap::with_capacity(req.headers().len());
-        let mut at = uri_text.len();
-        for (name, value) in req.headers() {
-            let part = buf.slice(at..at + value.len());
-            at += value.len();
-            // Valid already (hyper parsed it); a failure would only drop that header.
-            if let Ok(mut copy) = http::HeaderValue::from_maybe_shared(part) {
-                copy.set_sensitive(value.is_sensitive());
-                headers.append(name.clone(), copy);
-            }
-        }
         RequestInfo {
             uri,
-            headers,
+            headers: Headers::from_spans(buf, &spans),
             remote_addr: req.extensions().get::<RemoteAddr>().map(|a| a.0),
             issued: std::time::SystemTime::now(),
         }
@@ -119,8 +112,6 @@ impl RequestInfo {
         let forwarded: Vec<std::net::IpAddr> = self
             .headers
             .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|a| a.trim().parse().ok())
             .collect();
@@ -478,8 +469,7 @@ mod tests {
         raw.extend_from_slice(b"http://example.comsecret");
         raw.resize(8192, b' ');
         let read_buffer = Bytes::from(raw);
-        let mut value = HeaderValue::from_maybe_shared(read_buffer.slice(53..59)).unwrap();
-        value.set_sensitive(true);
+        let value = HeaderValue::from_maybe_shared(read_buffer.slice(53..59)).unwrap();
         let req = http::Request::builder()
             .uri(Uri::from_maybe_shared(read_buffer.slice(..35)).unwrap())
             .header(
@@ -498,10 +488,9 @@ mod tests {
         );
         assert_eq!(info.uri, "/socket.io/?EIO=4&transport=polling");
         assert_eq!(info.uri.query(), Some("EIO=4&transport=polling"));
-        assert_eq!(info.headers["origin"], "http://example.com");
-        let tokens: Vec<_> = info.headers.get_all("x-token").iter().collect();
+        assert_eq!(info.headers.get("origin"), Some("http://example.com"));
+        let tokens: Vec<_> = info.headers.get_all("x-token").collect();
         assert_eq!(tokens, ["secret", "second"]);
-        assert!(tokens[0].is_sensitive());
         assert_eq!(info.remote_addr, None);
     }
 

@@ -146,15 +146,12 @@ impl Hooks {
         let headers = &socket.request().headers;
         let mut out = Map::new();
         for name in &self.config.headers {
-            if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            if let Some(v) = headers.get(name) {
                 out.insert(name.as_str().to_owned(), Value::from(v));
             }
         }
         if self.config.forward_cookie {
-            if let Some(v) = headers
-                .get(http::header::COOKIE)
-                .and_then(|v| v.to_str().ok())
-            {
+            if let Some(v) = headers.get(http::header::COOKIE) {
                 out.insert("cookie".into(), Value::from(v));
             }
         }

@@ -78,7 +78,7 @@ impl Handshake {
         let headers = req
             .headers
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), Value::from(v.to_str().ok()?))))
+            .filter_map(|(k, v)| Some((k.to_owned(), Value::from(std::str::from_utf8(v).ok()?))))
             .collect();
         let query = req
             .uri
