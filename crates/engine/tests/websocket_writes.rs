@@ -14,7 +14,14 @@ use tokio_tungstenite::WebSocketStream;
 /// Bytes of padding in each flooded message.
 const PAD: usize = 2000;
 
-/// `flood:N` makes the server send N numbered messages at once, half of them from another
+/// The padding of message `i` of `batches:N`: small and large frames mixed, some runs of small
+/// ones fitting in one write and some not, one frame larger than a copied write.
+fn batch_pad(i: usize) -> usize {
+    [3, 2000, 5000, 3, 1500, 900][i % 6]
+}
+
+/// `batches:N` makes the server hand over N messages six at a time (`send_all`), padded by
+/// [`batch_pad`]; `flood:N` makes the server send N numbered messages at once, half of them from another
 /// thread than the session's, and a binary one after them; `fill:N` sends N from the session's
 /// own task only. Records the sessions and how they
 /// closed.
@@ -40,6 +47,17 @@ impl EngineHandler for Flood {
                 } else {
                     socket.send_all(msg)
                 };
+            }
+            let _ = socket.send(Message::Binary(bytes::Bytes::from_static(&[1, 2, 3])));
+            return;
+        }
+        if let Some(n) = text.strip_prefix("batches:") {
+            let n: usize = n.parse().unwrap();
+            for first in (0..n).step_by(6) {
+                let msgs: Vec<Message> = (first..(first + 6).min(n))
+                    .map(|i| Message::Text(format!("{i}:{}", "p".repeat(batch_pad(i))).into()))
+                    .collect();
+                socket.send_all(msgs).unwrap();
             }
             let _ = socket.send(Message::Binary(bytes::Bytes::from_static(&[1, 2, 3])));
             return;
@@ -92,6 +110,18 @@ async fn flood_and_check<S>(ws: &mut WebSocketStream<S>, command: &str, n: usize
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    flood_and_check_padded(ws, command, n, |_| PAD).await;
+}
+
+/// [`flood_and_check`] for messages of `pad(i)` bytes of padding.
+async fn flood_and_check_padded<S>(
+    ws: &mut WebSocketStream<S>,
+    command: &str,
+    n: usize,
+    pad: fn(usize) -> usize,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     ws.send(WsMessage::text(format!("4{command}:{n}")))
         .await
         .unwrap();
@@ -99,7 +129,6 @@ where
     ws.send(WsMessage::Ping("are you there".into()))
         .await
         .unwrap();
-    let pad = "p".repeat(PAD);
     let (mut next, mut pongs) = (0usize, 0usize);
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
@@ -112,7 +141,12 @@ where
                 if text.as_str() == "2" {
                     continue; // a heartbeat, should the test be slow
                 }
-                assert_eq!(text.as_str(), format!("4{next}:{pad}"), "message {next}");
+                let padding = "p".repeat(pad(next));
+                assert_eq!(
+                    text.as_str(),
+                    format!("4{next}:{padding}"),
+                    "message {next}"
+                );
                 next += 1;
             }
             WsMessage::Binary(data) => {
@@ -186,6 +220,13 @@ async fn over_a_pipe(
 async fn a_slow_reader_on_tcp_gets_every_frame_whole_and_in_order() {
     // 20 MB: far more than loopback's socket buffers take.
     flood_and_check(&mut over_tcp().await, "flood", 10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_handed_over_together_arrive_whole_and_in_order() {
+    // Several messages a hand-over go out in one write where they fit: 6,000 messages (8 MB)
+    // make many of those writes short.
+    flood_and_check_padded(&mut over_tcp().await, "batches", 6_000, batch_pad).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

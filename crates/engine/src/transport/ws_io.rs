@@ -57,13 +57,10 @@ impl State {
     ) -> bool {
         if self.outbox.is_empty() && self.ws_out.pending.is_empty() {
             if let Some(tcp) = &self.ws_out.direct {
-                for msg in msgs {
-                    if self.ws_out.pending.is_empty() {
-                        write_now(tcp, version, &msg, &mut self.ws_out.pending);
-                    } else {
-                        self.outbox.push_back(msg.into_packet());
-                    }
-                }
+                let mut msgs = msgs.peekable();
+                write_now(tcp, version, &mut msgs, &mut self.ws_out.pending);
+                // What did not go out waits behind the rest of a short write.
+                self.outbox.extend(msgs.map(Message::into_packet));
                 // The rest of a short write needs the task to wait until the socket is writable.
                 return !self.ws_out.pending.is_empty() && !self.writer_busy;
             }
@@ -78,30 +75,53 @@ impl State {
 /// work).
 const COPY_MAX: usize = 4096;
 
-/// Writes one message's frame with one syscall; what the kernel does not take goes to
-/// `pending`. An error leaves the whole frame there: the task meets the same error when it
-/// writes, and closes the session.
+/// The frame of one message.
+fn parts_of(version: ProtocolVersion, msg: &Message) -> Parts<'_> {
+    match msg {
+        Message::Text(text) => Parts::message(text.as_bytes()),
+        Message::Binary(data) => Parts::binary(version, data),
+    }
+}
+
+/// Writes the messages' frames, a syscall for each run of small frames (up to [`COPY_MAX`]
+/// bytes together: a packet and its attachments, or the packets of several broadcasts handed
+/// over at once, go out in one `send`) and one for each large frame, until the kernel takes
+/// less than it was given: the rest of that write goes to `pending` and the messages not yet
+/// written stay in `msgs`. An error leaves the whole write in `pending`: the task meets the
+/// same error when it writes, and closes the session.
 ///
 /// The syscall goes to the socket itself ([`SockRef`]), not through tokio's readiness state:
 /// the fast path needs no readiness, and after a short write tokio learns that the socket is
 /// full at the task's next write, which then waits for writability.
-fn write_now(tcp: &TcpStream, version: ProtocolVersion, msg: &Message, pending: &mut BytesMut) {
-    let parts = match msg {
-        Message::Text(text) => Parts::message(text.as_bytes()),
-        Message::Binary(data) => Parts::binary(version, data),
-    };
+fn write_now(
+    tcp: &TcpStream,
+    version: ProtocolVersion,
+    msgs: &mut std::iter::Peekable<impl Iterator<Item = Message>>,
+    pending: &mut BytesMut,
+) {
     let socket = SockRef::from(tcp);
-    let written = if parts.len() <= COPY_MAX {
-        with_scratch(|frame| {
-            parts.copy_from(0, frame);
-            socket.send(frame)
-        })
-    } else {
-        socket.send_vectored(&parts.slices())
-    };
-    let written = written.unwrap_or(0);
-    if written < parts.len() {
-        parts.copy_from(written, pending);
+    while pending.is_empty() {
+        let Some(msg) = msgs.next() else { return };
+        let parts = parts_of(version, &msg);
+        if parts.len() > COPY_MAX {
+            let written = socket.send_vectored(&parts.slices()).unwrap_or(0);
+            if written < parts.len() {
+                parts.copy_from(written, pending);
+            }
+            continue;
+        }
+        with_scratch(|frames| {
+            parts.copy_from(0, frames);
+            while let Some(next) =
+                msgs.next_if(|m| frames.len() + parts_of(version, m).len() <= COPY_MAX)
+            {
+                parts_of(version, &next).copy_from(0, frames);
+            }
+            let written = socket.send(frames).unwrap_or(0);
+            if written < frames.len() {
+                pending.extend_from_slice(&frames[written..]);
+            }
+        });
     }
 }
 
