@@ -2,7 +2,7 @@
 //! queue, the requests waiting for answers, and the dispatch of incoming messages.
 
 use crate::RedisConfig;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use socketlet::{AdapterError, SocketIo, WeakSocketIo};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -273,9 +273,64 @@ impl Node {
 
     // ---- dispatch ----
 
-    /// Acts on a message from Redis: [`parse_incoming`] reads it, this does what it says.
-    pub(crate) fn dispatch(self: &Arc<Self>, channel: &str, payload: &[u8]) {
-        match parse_incoming(&self.config, &self.uid, channel, payload) {
+    /// Acts on messages read from Redis together, in order ([`parse_incoming`] reads each). Consecutive broadcasts (without
+    /// acks) to the same sockets of one namespace are delivered together
+    /// ([`LocalNamespace::broadcast_all`](socketlet::LocalNamespace::broadcast_all)): each
+    /// receiver gets them in one write where they fit, rather than one write a broadcast.
+    pub(crate) fn dispatch_all<'m>(
+        self: &Arc<Self>,
+        msgs: impl IntoIterator<Item = (&'m str, &'m [u8])>,
+    ) {
+        let mut batch: Option<Batch> = None;
+        for (channel, payload) in msgs {
+            let incoming = parse_incoming(&self.config, &self.uid, channel, payload);
+            let (nsp, packet, opts) = match incoming {
+                Incoming::Broadcast(crate::classic::Broadcast { packet, opts }) => {
+                    (packet.nsp.clone(), packet, opts)
+                }
+                Incoming::Sharded(crate::sharded::Message {
+                    nsp,
+                    kind:
+                        crate::sharded::MessageKind::Broadcast {
+                            packet,
+                            opts,
+                            acks: None,
+                        },
+                    ..
+                }) => (nsp, packet, opts),
+                other => {
+                    self.deliver_batch(batch.take());
+                    self.act(channel, other);
+                    continue;
+                }
+            };
+            match &mut batch {
+                Some(b) if b.nsp == nsp && b.opts == opts => b.packets.push(packet),
+                _ => {
+                    let next = Batch {
+                        nsp,
+                        opts,
+                        packets: vec![packet],
+                    };
+                    self.deliver_batch(batch.replace(next));
+                }
+            }
+        }
+        self.deliver_batch(batch);
+    }
+
+    fn deliver_batch(&self, batch: Option<Batch>) {
+        let Some(Batch { nsp, opts, packets }) = batch else {
+            return;
+        };
+        if let Some(ns) = self.io().and_then(|io| io.namespace(&nsp)) {
+            ns.local().broadcast_all(&packets, &opts);
+        }
+    }
+
+    /// Does what a message from Redis says.
+    fn act(self: &Arc<Self>, channel: &str, incoming: Incoming) {
+        match incoming {
             Incoming::Python(message) => crate::python::handle(self, message),
             Incoming::Sharded(message) => crate::sharded::on_message(self, message),
             Incoming::Answer(answer) => self.deliver_answer(answer),
@@ -285,6 +340,17 @@ impl Node {
             Incoming::Dropped(why) => tracing::debug!(channel, "ignored a message: {why}"),
         }
     }
+}
+
+/// Most messages read from the subscriber's connection at once and handled together (see
+/// [`Node::dispatch_all`]).
+const READ_BATCH: usize = 32;
+
+/// Broadcasts to the same sockets of one namespace, read one after another.
+struct Batch {
+    nsp: String,
+    opts: socketlet::adapter::BroadcastOptions,
+    packets: Vec<socketlet::socketio_proto::Packet>,
 }
 
 /// A message from Redis as read by [`parse_incoming`], before anything is done about it.
@@ -309,7 +375,7 @@ pub enum Incoming {
 
 /// Reads what arrived on `channel` for a node of uid `uid` with `config`: which kind of message
 /// the channel carries, and the message itself, parsed (classic requests and broadcasts, sharded
-/// messages, python-socketio's queue). No side effect: [`Node::dispatch`] acts on the result.
+/// messages, python-socketio's queue). No side effect: [`Node::dispatch_all`] acts on the result.
 /// Public (hidden) for the fuzz targets (`fuzz/fuzz_targets/redis_requests.rs`).
 #[doc(hidden)]
 pub fn parse_incoming(config: &RedisConfig, uid: &str, channel: &str, payload: &[u8]) -> Incoming {
@@ -666,7 +732,19 @@ async fn classic_session(
         ready();
         tokio::select! {
             msg = stream.next() => match msg {
-                Some(msg) => strong.dispatch(msg.get_channel_name(), msg.get_payload_bytes()),
+                Some(msg) => {
+                    // What else has arrived already is handled with it.
+                    let mut msgs = vec![msg];
+                    while msgs.len() < READ_BATCH {
+                        match stream.next().now_or_never() {
+                            Some(Some(msg)) => msgs.push(msg),
+                            // Nothing yet, or the end (which the next turn meets).
+                            _ => break,
+                        }
+                    }
+                    let read = msgs.iter().map(|m| (m.get_channel_name(), m.get_payload_bytes()));
+                    strong.dispatch_all(read);
+                }
                 None => return SessionEnd::Lost("the connection closed".into()),
             },
             _ = strong.subscriptions_changed.notified() => {}
@@ -752,8 +830,28 @@ async fn sharded_session(
                     return SessionEnd::Lost("the connection closed".into());
                 }
                 Some(push) => {
-                    if let Some(msg) = redis::Msg::from_push_info(push) {
-                        strong.dispatch(msg.get_channel_name(), msg.get_payload_bytes());
+                    // What else has arrived already is handled with it.
+                    let mut msgs = Vec::new();
+                    let mut push = push;
+                    let mut lost = false;
+                    for read in 1..=READ_BATCH {
+                        if push.kind == redis::PushKind::Disconnection {
+                            lost = true;
+                            break;
+                        }
+                        msgs.extend(redis::Msg::from_push_info(push));
+                        if read == READ_BATCH {
+                            break;
+                        }
+                        match inbox.try_recv() {
+                            Ok(next) => push = next,
+                            Err(_) => break,
+                        }
+                    }
+                    let read = msgs.iter().map(|m| (m.get_channel_name(), m.get_payload_bytes()));
+                    strong.dispatch_all(read);
+                    if lost {
+                        return SessionEnd::Lost("the connection closed".into());
                     }
                     overflowing.store(false, Ordering::Relaxed);
                 }
@@ -884,6 +982,11 @@ impl Node {
 
 #[cfg(test)]
 impl Node {
+    /// Acts on one message from Redis, as the subscriber does on one read alone.
+    pub(crate) fn dispatch(self: &Arc<Self>, channel: &str, payload: &[u8]) {
+        self.dispatch_all([(channel, payload)]);
+    }
+
     /// A node with uid `uid` that never connects to Redis (the URL is only parsed): what it
     /// publishes comes out of the returned receiver, and what it receives is what a test hands
     /// to [`Node::dispatch`].

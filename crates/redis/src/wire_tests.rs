@@ -1293,6 +1293,55 @@ async fn assert_node_broadcasts_reach_their_targets(
     assert_parked_get_gets_nothing(&elsewhere, g3).await;
 }
 
+/// Frames read from Redis at once are acted on together: consecutive broadcasts to the same
+/// sockets go to each receiver in one hand-over, and everything happens in the order read (a
+/// request between broadcasts included).
+#[tokio::test(start_paused = true)]
+async fn frames_read_together_are_acted_on_in_the_order_read() {
+    for (prefix, mode) in [("", None), ("sharded_", Some(SubscriptionMode::Dynamic))] {
+        let h = harness("rustnd", mode);
+        let (in_room1, _) = client(&h.io, "/", "room1").await;
+        let (elsewhere, _) = client(&h.io, "/", "").await;
+        let (doomed, doomed_sid) = client(&h.io, "/", "nobody").await;
+        let names = [
+            "broadcast_all",
+            "broadcast_all",
+            "broadcast_room",
+            "disconnect_sockets",
+            "broadcast_all",
+            "broadcast_room",
+            "broadcast_room",
+        ]
+        .map(|name| frame(&format!("{prefix}{name}")));
+        h.node
+            .dispatch_all(names.iter().map(|f| (f.channel.as_str(), f.payload)));
+        let hello = msg("42", json!(["hello", "world", 1]));
+        let news = msg("42", json!(["news", { "title": "x", "n": 2 }]));
+        assert_eq!(
+            received(&in_room1).await,
+            [&hello, &hello, &news, &hello, &news, &news].map(Clone::clone),
+            "{prefix}"
+        );
+        assert_eq!(
+            received(&elsewhere).await,
+            [&hello, &hello, &hello].map(Clone::clone),
+            "{prefix}"
+        );
+        // Disconnected between the second and the third `hello`.
+        settle().await;
+        assert_eq!(h.rooms_of(&doomed_sid), None, "{prefix}");
+        let got = received(&doomed).await;
+        assert_eq!(
+            got[..2],
+            [hello.clone(), hello.clone()],
+            "{prefix}: {got:?}"
+        );
+        assert!(!got[2..].contains(&hello), "{prefix}: {got:?}");
+        assert_nothing_more(&in_room1).await;
+        assert_nothing_more(&elsewhere).await;
+    }
+}
+
 /// The emitter's broadcasts, to `/` and to a room of another namespace.
 #[tokio::test(start_paused = true)]
 async fn emitter_broadcasts_reach_the_sockets_they_target() {

@@ -83,6 +83,23 @@ impl<'a> Encoded<'a> {
         }
     }
 
+    /// Its messages: the packet, then each attachment (JSON parser).
+    fn messages(&self) -> impl Iterator<Item = Message> + '_ {
+        let (first, bins): (Message, &[Bytes]) = match self {
+            Encoded::Text(text, bins) => (Message::Text(text.clone()), bins),
+            Encoded::Binary(b) => (Message::Binary(b.clone()), &[]),
+        };
+        std::iter::once(first).chain(bins.iter().cloned().map(Message::Binary))
+    }
+
+    /// How many messages [`Encoded::messages`] gives.
+    fn message_count(&self) -> usize {
+        match self {
+            Encoded::Text(_, bins) => 1 + bins.len(),
+            Encoded::Binary(_) => 1,
+        }
+    }
+
     /// Its size on the wire, attachments included.
     pub(crate) fn len(&self) -> usize {
         match self {
@@ -113,6 +130,43 @@ pub(crate) fn send_encoded(
         Encoded::Binary(b) => deliver(engine, std::iter::once(Message::Binary(b)), handoff),
     }
 }
+
+/// Hands several encoded packets to the engine session `engine` as one unit, in order: they go
+/// out in one write where they fit in one.
+pub(crate) fn send_encoded_all(
+    engine: &Arc<EngineSocket>,
+    encoded: &[Encoded<'_>],
+    handoff: Handoff,
+) -> Result<(), EmitError> {
+    let left = encoded.iter().map(Encoded::message_count).sum();
+    let msgs = Counted {
+        inner: encoded.iter().flat_map(Encoded::messages),
+        left,
+    };
+    deliver(engine, msgs, handoff)
+}
+
+/// An iterator whose length was counted beforehand (the engine bounds its queue by it).
+struct Counted<I> {
+    inner: I,
+    left: usize,
+}
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.inner.next()?;
+        self.left = self.left.saturating_sub(1);
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
 /// Hands messages to the engine: a volatile packet is dropped when the client is not ready
 /// for it; any other goes to the bounded queue (see `max_buffered_packets`), or straight to

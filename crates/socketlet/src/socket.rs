@@ -658,6 +658,19 @@ impl Socket {
         crate::client::send_encoded(&self.inner.engine, encoded, handoff)
     }
 
+    /// Hands several encoded packets to the engine at once (see
+    /// [`LocalNamespace::broadcast_all`](crate::LocalNamespace::broadcast_all)).
+    pub(crate) fn send_encoded_all(
+        &self,
+        encoded: &[Encoded<'_>],
+        handoff: Handoff,
+    ) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        crate::client::send_encoded_all(&self.inner.engine, encoded, handoff)
+    }
+
     /// Reads what a delivery to this socket reads first (its own first line, then its engine
     /// session's), without acting on it. A fan-out calls it for a few receivers ahead of
     /// sending to them: their cold lines then load side by side instead of one after the
