@@ -106,13 +106,17 @@ pub(crate) fn open<B>(socket: Arc<Socket>, req: Request<B>) -> Response<Response
         shared.handler.on_open(&socket);
     }
     tokio::spawn(async move {
-        // The stream lives in one place of the task (`run` borrows it): moved into `run`, it
-        // would be held twice in the task's state, which every idle connection pays for.
-        if let Some(mut ws) = connect(&socket, on_upgrade).await {
-            run(&socket, &mut ws).await;
-        } else {
+        // Every idle connection pays for this task's state, so the stream lives in one place
+        // of it: `run` borrows it (moved into `run`, it would be held twice), and `let else`
+        // leaves no copy of the `Option` it came in (`if let` keeps that until the block
+        // ends). The handshake's future, larger than what the connection keeps after it, is
+        // boxed for its short life.
+        let Some(mut ws) = Box::pin(connect(&socket, on_upgrade)).await else {
             socket.close_with(CloseReason::TransportClose, false);
-        }
+            socket.finish();
+            return;
+        };
+        run(&socket, &mut ws).await;
         socket.finish();
     });
     res
@@ -148,11 +152,13 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, req: Request<B>) -> Response<Respo
         }
     };
     tokio::spawn(async move {
-        let Some(mut ws) = connect(&socket, on_upgrade).await else {
+        // As in `open`: the futures of the handshake and the probe are boxed, so that the
+        // state the connection keeps while it runs is no larger than `run` needs.
+        let Some(mut ws) = Box::pin(connect(&socket, on_upgrade)).await else {
             socket.lock().ws_attached = false;
             return;
         };
-        if probe(&socket, &mut ws).await {
+        if Box::pin(probe(&socket, &mut ws)).await {
             run(&socket, &mut ws).await;
             socket.finish();
         } else {
