@@ -53,14 +53,21 @@ impl State {
     pub(crate) fn deliver(
         &mut self,
         version: ProtocolVersion,
-        msgs: impl Iterator<Item = Message>,
+        mut msgs: impl ExactSizeIterator<Item = Message>,
     ) -> bool {
         if self.outbox.is_empty() && self.ws_out.pending.is_empty() {
             if let Some(tcp) = &self.ws_out.direct {
-                let mut msgs = msgs.peekable();
-                write_now(tcp, version, &mut msgs, &mut self.ws_out.pending);
-                // What did not go out waits behind the rest of a short write.
-                self.outbox.extend(msgs.map(Message::into_packet));
+                if msgs.len() == 1 {
+                    // Most hand-overs are one message: no batching to prepare.
+                    if let Some(msg) = msgs.next() {
+                        write_one(tcp, version, &msg, &mut self.ws_out.pending);
+                    }
+                } else {
+                    let mut msgs = msgs.peekable();
+                    write_batch(tcp, version, &mut msgs, &mut self.ws_out.pending);
+                    // What did not go out waits behind the rest of a short write.
+                    self.outbox.extend(msgs.map(Message::into_packet));
+                }
                 // The rest of a short write needs the task to wait until the socket is writable.
                 return !self.ws_out.pending.is_empty() && !self.writer_busy;
             }
@@ -83,6 +90,25 @@ fn parts_of(version: ProtocolVersion, msg: &Message) -> Parts<'_> {
     }
 }
 
+/// Writes one message's frame with one syscall; what the kernel does not take goes to
+/// `pending` (see [`write_batch`]).
+fn write_one(tcp: &TcpStream, version: ProtocolVersion, msg: &Message, pending: &mut BytesMut) {
+    let parts = parts_of(version, msg);
+    let socket = SockRef::from(tcp);
+    let written = if parts.len() <= COPY_MAX {
+        with_scratch(|frame| {
+            parts.copy_from(0, frame);
+            socket.send(frame)
+        })
+    } else {
+        socket.send_vectored(&parts.slices())
+    };
+    let written = written.unwrap_or(0);
+    if written < parts.len() {
+        parts.copy_from(written, pending);
+    }
+}
+
 /// Writes the messages' frames, a syscall for each run of small frames (up to [`COPY_MAX`]
 /// bytes together: a packet and its attachments, or the packets of several broadcasts handed
 /// over at once, go out in one `send`) and one for each large frame, until the kernel takes
@@ -93,7 +119,7 @@ fn parts_of(version: ProtocolVersion, msg: &Message) -> Parts<'_> {
 /// The syscall goes to the socket itself ([`SockRef`]), not through tokio's readiness state:
 /// the fast path needs no readiness, and after a short write tokio learns that the socket is
 /// full at the task's next write, which then waits for writability.
-fn write_now(
+fn write_batch(
     tcp: &TcpStream,
     version: ProtocolVersion,
     msgs: &mut std::iter::Peekable<impl Iterator<Item = Message>>,
