@@ -149,7 +149,10 @@ pub struct EngineConfig {
     pub max_body_memory: usize,
     /// Packets that may wait for a client to read them. **When full**, a volatile packet is
     /// dropped and any other packet closes the session (a client that far behind is gone or
-    /// hostile; it reconnects and resynchronises).
+    /// hostile; it reconnects and resynchronises). Messages handed over together and written at
+    /// once count only for what the kernel did not take: that rest may pass the bound by less
+    /// than one hand-over (a packet's attachments, or a batch of broadcasts read from Redis),
+    /// and the next packet then closes the session.
     pub max_buffered_packets: usize,
     /// Packets sent in one polling response (python-engineio refuses more than 16).
     pub max_packets_per_poll: usize,

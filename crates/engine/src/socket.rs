@@ -333,7 +333,15 @@ impl Socket {
             if st.session.closed().is_some() {
                 return Err(SendError::Closed);
             }
-            if st.outbox.len() + msgs.len() > self.max_buffered {
+            // Messages the caller writes at once (a WebSocket on plain TCP with nothing waiting)
+            // count only if the kernel leaves them: a hand-over of several (a batch of
+            // broadcasts) must not close a client that keeps up.
+            let at_once = direct
+                && st.outbox.is_empty()
+                && st.ws_out.pending.is_empty()
+                && st.ws_out.direct.is_some();
+            let may_queue = if at_once { 0 } else { msgs.len() };
+            if st.outbox.len() + may_queue > self.max_buffered {
                 drop(st);
                 tracing::warn!(sid = %self.sid, "outbox full, closing a client that fell behind");
                 self.close_with(CloseReason::SlowClient, false);
@@ -469,7 +477,8 @@ mod tests {
         raw.extend_from_slice(b"http://example.comsecret");
         raw.resize(8192, b' ');
         let read_buffer = Bytes::from(raw);
-        let value = HeaderValue::from_maybe_shared(read_buffer.slice(53..59)).unwrap();
+        let mut value = HeaderValue::from_maybe_shared(read_buffer.slice(53..59)).unwrap();
+        value.set_sensitive(true);
         let req = http::Request::builder()
             .uri(Uri::from_maybe_shared(read_buffer.slice(..35)).unwrap())
             .header(
@@ -491,6 +500,13 @@ mod tests {
         assert_eq!(info.headers.get("origin"), Some("http://example.com"));
         let tokens: Vec<_> = info.headers.get_all("x-token").collect();
         assert_eq!(tokens, ["secret", "second"]);
+        let copied = info.headers.to_header_map();
+        let marks: Vec<bool> = copied
+            .get_all("x-token")
+            .iter()
+            .map(|v| v.is_sensitive())
+            .collect();
+        assert_eq!(marks, [true, false], "the sensitive mark is kept");
         assert_eq!(info.remote_addr, None);
     }
 
