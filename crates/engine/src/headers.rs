@@ -12,6 +12,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 /// browser's dozen headers take ~2.5 KB of it, on every idle connection. This keeps the text
 /// and 12 bytes a header.
 ///
+/// A value marked sensitive (`HeaderValue::set_sensitive`, as tower-http's
+/// `SetSensitiveRequestHeaders` does) stays marked: `Debug` shows it as `Sensitive`, and
+/// [`Headers::to_header_map`] marks it again.
+///
 /// Names are lowercase (as HTTP/1 parsers give them) and looked up without regard to case;
 /// a name may have several values, in the order the request sent them. Headers are kept in the
 /// order of the parser's `HeaderMap` (a name's values together).
@@ -34,7 +38,7 @@ pub struct Headers {
 }
 
 /// Where one header's name and value stand in the text: the name at `start`, the value right
-/// after it.
+/// after it. The high bit of `name_len` marks a sensitive value ([`SENSITIVE`]).
 #[derive(Clone, Copy)]
 struct Entry {
     start: u32,
@@ -42,34 +46,69 @@ struct Entry {
     value_len: u32,
 }
 
+/// The bit of [`Entry::name_len`] that marks a sensitive value (no name is 2 GiB long).
+const SENSITIVE: u32 = 1 << 31;
+
+impl Entry {
+    fn name_len(&self) -> usize {
+        (self.name_len & !SENSITIVE) as usize
+    }
+
+    fn sensitive(&self) -> bool {
+        self.name_len & SENSITIVE != 0
+    }
+}
+
+/// Where [`Headers::append_to`] put one header: its start, the lengths of its name and value,
+/// and whether the value is sensitive.
+pub(crate) type Span = (usize, usize, usize, bool);
+
 impl Headers {
-    /// Copies `map` after whatever `buf` holds already (the handshake's URI shares the buffer):
-    /// `buf` is then frozen by the caller and the result's text is `text` from `offset`.
-    pub(crate) fn append_to(map: &HeaderMap, buf: &mut BytesMut) -> Vec<(usize, usize, usize)> {
+    /// Copies `map`'s names and values after whatever `buf` holds already (the handshake's URI
+    /// shares the buffer), and says where each went: positions in `buf` as a whole, which the
+    /// caller freezes and hands to [`Headers::from_spans`].
+    pub(crate) fn append_to(map: &HeaderMap, buf: &mut BytesMut) -> Vec<Span> {
         let mut spans = Vec::with_capacity(map.len());
         for (name, value) in map {
             let start = buf.len();
             buf.extend_from_slice(name.as_str().as_bytes());
             buf.extend_from_slice(value.as_bytes());
-            spans.push((start, name.as_str().len(), value.len()));
+            spans.push((
+                start,
+                name.as_str().len(),
+                value.len(),
+                value.is_sensitive(),
+            ));
         }
         spans
     }
 
-    /// The headers whose spans [`Headers::append_to`] gave, in `text`. A span beyond 4 GiB (no
-    /// request parser accepts such a head) is left out.
-    pub(crate) fn from_spans(text: Bytes, spans: &[(usize, usize, usize)]) -> Headers {
+    /// The headers at `spans` (from [`Headers::append_to`]) of `text`. A span past `text`'s end,
+    /// or past 4 GiB, or a name of 2 GiB or more (no request parser accepts such a head) is left
+    /// out.
+    pub(crate) fn from_spans(text: Bytes, spans: &[Span]) -> Headers {
+        let inside = |&&(start, name_len, value_len, _): &&Span| {
+            start
+                .checked_add(name_len)
+                .and_then(|n| n.checked_add(value_len))
+                .is_some_and(|end| end <= text.len())
+        };
         let entries = spans
             .iter()
-            .filter_map(|&(start, name_len, value_len)| {
+            .filter(inside)
+            .filter_map(|&(start, name_len, value_len, sensitive)| {
+                let name_len = u32::try_from(name_len)
+                    .ok()
+                    .filter(|n| n & SENSITIVE == 0)?;
                 Some(Entry {
                     start: u32::try_from(start).ok()?,
-                    name_len: u32::try_from(name_len).ok()?,
+                    name_len: if sensitive {
+                        name_len | SENSITIVE
+                    } else {
+                        name_len
+                    },
                     value_len: u32::try_from(value_len).ok()?,
                 })
-            })
-            .filter(|e| {
-                (e.start as usize + e.name_len as usize + e.value_len as usize) <= text.len()
             })
             .collect();
         Headers { text, entries }
@@ -77,12 +116,15 @@ impl Headers {
 
     fn name_of(&self, e: &Entry) -> &[u8] {
         let start = e.start as usize;
-        &self.text[start..start + e.name_len as usize]
+        self.text
+            .get(start..start + e.name_len())
+            .unwrap_or_default()
     }
 
     fn value_of(&self, e: &Entry) -> &[u8] {
-        let start = e.start as usize + e.name_len as usize;
-        &self.text[start..start + e.value_len as usize]
+        let start = e.start as usize + e.name_len();
+        let end = start + e.value_len as usize;
+        self.text.get(start..end).unwrap_or_default()
     }
 
     fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s [u8]> + use<'s, 'n> {
@@ -104,8 +146,9 @@ impl Headers {
         self.values(name.as_ref()).next()
     }
 
-    /// Every value of `name` that is UTF-8, in the order the request sent them.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    /// Every value of `name` that is UTF-8, in the order the request sent them (for a
+    /// `HeaderName`, pass `name.as_str()`).
+    pub fn get_all<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
         self.values(name)
             .filter_map(|v| std::str::from_utf8(v).ok())
     }
@@ -133,14 +176,16 @@ impl Headers {
         self.entries.is_empty()
     }
 
-    /// The headers as an `http::HeaderMap`, for code that wants that type (a copy).
+    /// The headers as an `http::HeaderMap`, for code that wants that type (a copy; sensitive
+    /// values are marked sensitive again).
     pub fn to_header_map(&self) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(self.len());
-        for (name, value) in self.iter() {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_bytes(value),
+        for e in self.entries.iter() {
+            if let (Ok(name), Ok(mut value)) = (
+                HeaderName::from_bytes(self.name_of(e)),
+                HeaderValue::from_bytes(self.value_of(e)),
             ) {
+                value.set_sensitive(e.sensitive());
                 map.append(name, value);
             }
         }
@@ -156,14 +201,19 @@ impl From<&HeaderMap> for Headers {
     }
 }
 
+/// As `HeaderMap`'s: every header, a sensitive value shown as `Sensitive`.
 impl std::fmt::Debug for Headers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(
-                self.iter()
-                    .map(|(name, value)| (name, String::from_utf8_lossy(value))),
-            )
-            .finish()
+        let mut map = f.debug_map();
+        for e in self.entries.iter() {
+            let name = String::from_utf8_lossy(self.name_of(e));
+            if e.sensitive() {
+                map.entry(&name, &"Sensitive");
+            } else {
+                map.entry(&name, &String::from_utf8_lossy(self.value_of(e)));
+            }
+        }
+        map.finish()
     }
 }
 
@@ -208,6 +258,37 @@ mod tests {
         assert!(h.contains_key("x-raw"));
         assert_eq!(h.get_all("x-raw").count(), 0);
         assert_eq!(h.to_header_map()["x-raw"].as_bytes(), &[b'a', 0xE9, b'b']);
+    }
+
+    #[test]
+    fn a_sensitive_value_stays_marked_and_out_of_debug_output() {
+        let mut original = map(&[("authorization", b"Bearer s3cret"), ("accept", b"*/*")]);
+        if let Some(v) = original.get_mut("authorization") {
+            v.set_sensitive(true);
+        }
+        let h = Headers::from(&original);
+        assert_eq!(h.get("authorization"), Some("Bearer s3cret"));
+        let shown = format!("{h:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains(r#""authorization": "Sensitive""#), "{shown}");
+        assert!(shown.contains(r#""accept": "*/*""#), "{shown}");
+        let back = h.to_header_map();
+        assert!(back["authorization"].is_sensitive());
+        assert!(!back["accept"].is_sensitive());
+        assert_eq!(back, original);
+    }
+
+    #[test]
+    fn spans_outside_the_text_are_left_out() {
+        let text = Bytes::from_static(b"ab");
+        let spans = [
+            (0, 1, 1, false),
+            (1, 1, 5, false),
+            (usize::MAX, 2, 2, false),
+        ];
+        let h = Headers::from_spans(text, &spans);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.get("a"), Some("b"));
     }
 
     #[test]
