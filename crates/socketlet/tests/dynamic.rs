@@ -318,3 +318,65 @@ async fn rooms_joined_by_middlewares_go_when_a_later_one_refuses() {
     rooms.sort();
     assert_eq!(rooms, ["early", "team"]);
 }
+
+/// One connection in many namespaces, joined in no order: each packet reaches the socket of
+/// its own namespace, and leaving one leaves the others as they were.
+#[tokio::test(start_paused = true)]
+async fn one_connection_in_many_namespaces_reaches_each() {
+    let io = SocketIo::new();
+    let parent = io.dynamic(|name| name.starts_with("/team-"));
+    parent.on_connect(|socket: Socket| async move {
+        socket.on(
+            "who",
+            |socket: Socket, ack: socketlet::AckSender| async move {
+                let _ = ack.send(socket.ns().name());
+            },
+        );
+    });
+    let client = Polling::open(&io).await;
+    let names: Vec<String> = [7, 2, 9, 0, 5, 3, 8, 1, 6, 4]
+        .iter()
+        .map(|i| format!("/team-{i}"))
+        .collect();
+    for name in &names {
+        client.send(&format!("40{name},")).await;
+    }
+    let mut answered = 0;
+    while answered < names.len() {
+        answered += client
+            .recv()
+            .await
+            .iter()
+            .filter(|p| p.starts_with("40/team-"))
+            .count();
+    }
+    let ask_all = |names: Vec<String>| {
+        let client = &client;
+        async move {
+            for (i, name) in names.iter().enumerate() {
+                client.send(&format!(r#"42{name},{i}["who"]"#)).await;
+            }
+            let mut acks = Vec::new();
+            while acks.len() < names.len() {
+                acks.extend(client.recv().await);
+            }
+            acks.sort();
+            let mut expected: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| format!(r#"43{name},{i}["{name}"]"#))
+                .collect();
+            expected.sort();
+            assert_eq!(acks, expected);
+        }
+    };
+    ask_all(names.clone()).await;
+    client.send("41/team-9,").await;
+    client.send("41/team-0,").await;
+    settle_a_moment().await;
+    let left: Vec<String> = names
+        .into_iter()
+        .filter(|n| n != "/team-9" && n != "/team-0")
+        .collect();
+    ask_all(left).await;
+}
