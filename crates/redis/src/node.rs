@@ -273,7 +273,8 @@ impl Node {
 
     // ---- dispatch ----
 
-    /// Acts on messages read from Redis together, in order ([`parse_incoming`] reads each). Consecutive broadcasts (without
+    /// Acts on messages read from Redis together (at most [`READ_BATCH`]), in order
+    /// ([`parse_incoming`] reads each). Consecutive broadcasts (without
     /// acks) to the same sockets of one namespace are delivered together
     /// ([`LocalNamespace::broadcast_all`](socketlet::LocalNamespace::broadcast_all)): each
     /// receiver gets them in one write where they fit, rather than one write a broadcast.

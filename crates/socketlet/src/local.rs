@@ -266,11 +266,17 @@ impl LocalNamespace {
             .broadcast_sent(self.name(), packet, targets.len(), encoded.len());
     }
 
-    /// Delivers `packets`, in order, to the sockets of this node that `opts` targets: the same as
-    /// [`broadcast`](Self::broadcast) of each in turn, except that each receiver is handed all
-    /// of them at once, so that they go out in one write where they fit in one. For an adapter
-    /// that reads several broadcasts to the same sockets at once (the Redis adapters do): with
-    /// several broadcasts in flight, a receiver costs one syscall rather than one a packet.
+    /// Delivers `packets`, in order, to the sockets of this node that `opts` targets, each
+    /// receiver being handed all of them at once, so that they go out in one write where they
+    /// fit in one. For an adapter that reads several broadcasts to the same sockets at once (the
+    /// Redis adapters do): with several broadcasts in flight, a receiver costs one syscall
+    /// rather than one a packet.
+    ///
+    /// Unlike [`broadcast`](Self::broadcast) of each in turn, the receivers are chosen once for
+    /// the whole batch, and a receiver's outgoing listeners
+    /// ([`Socket::on_any_outgoing`](crate::Socket::on_any_outgoing)) hear all the packets
+    /// before it is handed them. Volatile packets go one by one (each is dropped on its own for
+    /// a receiver that is not ready).
     pub fn broadcast_all(&self, packets: &[Packet], opts: &BroadcastOptions) {
         if opts.volatile || packets.len() < 2 {
             // Volatile packets are dropped one by one for receivers that are not ready.

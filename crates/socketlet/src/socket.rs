@@ -120,8 +120,7 @@ pub(crate) struct SocketInner {
     client: Arc<Client>,
     sid: Sid,
     /// The socket id when it is not `sid` as text (v4 clients in a namespace other than `/`
-    /// see `/nsp#sid`; a recovered v5 socket whose id is not one this server makes): most
-    /// sockets keep no second copy of their id.
+    /// see `/nsp#sid`): most sockets keep no second copy of their id.
     id: Option<Box<str>>,
     ns: Namespace,
     /// The CONNECT's `auth`, `None` for `{}` (most clients send none): 8 bytes a socket
