@@ -167,9 +167,14 @@ async fn flood_and_check_padded<S>(
 /// A WebSocket client of an engine served on TCP (with `serve`, as the binary does), past the
 /// OPEN packet.
 async fn over_tcp() -> WebSocketStream<tokio::net::TcpStream> {
+    over_tcp_to(engine()).await
+}
+
+/// A WebSocket client of `engine` served on TCP, past the OPEN packet.
+async fn over_tcp_to(engine: Engine) -> WebSocketStream<tokio::net::TcpStream> {
     let listener = socketlet_engine::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = socketlet_engine::EngineService::new(engine());
+    let svc = socketlet_engine::EngineService::new(engine);
     // The server lives as long as the test's runtime.
     tokio::spawn(socketlet_engine::serve(
         listener,
@@ -227,6 +232,24 @@ async fn messages_handed_over_together_arrive_whole_and_in_order() {
     // Several messages a hand-over go out in one write where they fit: 6,000 messages (8 MB)
     // make many of those writes short.
     flood_and_check_padded(&mut over_tcp().await, "batches", 6_000, batch_pad).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_written_at_once_does_not_count_against_the_outbox_bound() {
+    // Six messages a hand-over against a bound of 2 packets: a client that keeps up (its
+    // socket buffer takes them all) is not closed as one that fell behind.
+    let config = EngineConfig::default().with_max_buffered_packets(2);
+    let mut ws = over_tcp_to(Engine::new(config, Arc::new(Flood::default()))).await;
+    ws.send(WsMessage::text("4batches:12")).await.unwrap();
+    for i in 0..12 {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message")
+            .unwrap()
+            .unwrap();
+        let padding = "p".repeat(batch_pad(i));
+        assert_eq!(frame.to_text().unwrap(), format!("4{i}:{padding}"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
