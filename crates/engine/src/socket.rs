@@ -336,10 +336,7 @@ impl Socket {
             // Messages the caller writes at once (a WebSocket on plain TCP with nothing waiting)
             // count only if the kernel leaves them: a hand-over of several (a batch of
             // broadcasts) must not close a client that keeps up.
-            let at_once = direct
-                && st.outbox.is_empty()
-                && st.ws_out.pending.is_empty()
-                && st.ws_out.direct.is_some();
+            let at_once = direct && st.writes_at_once();
             let may_queue = if at_once { 0 } else { msgs.len() };
             if st.outbox.len() + may_queue > self.max_buffered {
                 drop(st);

@@ -173,14 +173,6 @@ pub(crate) fn parse_broadcast(own_uid: &str, payload: &[u8]) -> Incoming {
     })
 }
 
-/// Delivers a broadcast to this node's sockets.
-pub(crate) fn on_broadcast(node: &Arc<Node>, Broadcast { packet, opts }: Broadcast) {
-    let Some(ns) = node.io().and_then(|io| io.namespace(&packet.nsp)) else {
-        return;
-    };
-    ns.local().broadcast(&packet, &opts);
-}
-
 fn respond(node: &Arc<Node>, nsp: &str, value: Value) {
     let _ = node.publish(node.response_channel(nsp), value.to_string().into_bytes());
 }

@@ -274,8 +274,8 @@ impl Node {
     // ---- dispatch ----
 
     /// Acts on messages read from Redis together (at most [`READ_BATCH`]), in order
-    /// ([`parse_incoming`] reads each). Consecutive broadcasts (without
-    /// acks) to the same sockets of one namespace are delivered together
+    /// ([`parse_incoming`] reads each). Consecutive broadcasts (without acks) to the same
+    /// sockets of one namespace are delivered together
     /// ([`LocalNamespace::broadcast_all`](socketlet::LocalNamespace::broadcast_all)): each
     /// receiver gets them in one write where they fit, rather than one write a broadcast.
     pub(crate) fn dispatch_all<'m>(
@@ -336,7 +336,14 @@ impl Node {
             Incoming::Sharded(message) => crate::sharded::on_message(self, message),
             Incoming::Answer(answer) => self.deliver_answer(answer),
             Incoming::Request(nsp, request) => crate::classic::on_request(self, &nsp, request),
-            Incoming::Broadcast(broadcast) => crate::classic::on_broadcast(self, broadcast),
+            // `dispatch_all` batches these; one that comes here is a batch of its own.
+            Incoming::Broadcast(crate::classic::Broadcast { packet, opts }) => {
+                self.deliver_batch(Some(Batch {
+                    nsp: packet.nsp.clone(),
+                    opts,
+                    packets: vec![packet],
+                }));
+            }
             Incoming::Own => {}
             Incoming::Dropped(why) => tracing::debug!(channel, "ignored a message: {why}"),
         }

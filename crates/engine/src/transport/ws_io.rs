@@ -48,6 +48,12 @@ pub(crate) struct WsOut {
 }
 
 impl State {
+    /// Whether a sender writes what comes next itself, at once: a WebSocket on plain TCP with
+    /// nothing queued or pending before it.
+    pub(crate) fn writes_at_once(&self) -> bool {
+        self.ws_out.direct.is_some() && self.outbox.is_empty() && self.ws_out.pending.is_empty()
+    }
+
     /// Queues messages, or writes them to the WebSocket at once when nothing waits before them.
     /// Returns whether the writer must be woken.
     pub(crate) fn deliver(
@@ -55,22 +61,20 @@ impl State {
         version: ProtocolVersion,
         mut msgs: impl ExactSizeIterator<Item = Message>,
     ) -> bool {
-        if self.outbox.is_empty() && self.ws_out.pending.is_empty() {
-            if let Some(tcp) = &self.ws_out.direct {
-                if msgs.len() == 1 {
-                    // Most hand-overs are one message: no batching to prepare.
-                    if let Some(msg) = msgs.next() {
-                        write_one(tcp, version, &msg, &mut self.ws_out.pending);
-                    }
-                } else {
-                    let mut msgs = msgs.peekable();
-                    write_batch(tcp, version, &mut msgs, &mut self.ws_out.pending);
-                    // What did not go out waits behind the rest of a short write.
-                    self.outbox.extend(msgs.map(Message::into_packet));
+        if let (true, Some(tcp)) = (self.writes_at_once(), &self.ws_out.direct) {
+            if msgs.len() == 1 {
+                // Most hand-overs are one message: no batching to prepare.
+                if let Some(msg) = msgs.next() {
+                    write_one(tcp, version, &msg, &mut self.ws_out.pending);
                 }
-                // The rest of a short write needs the task to wait until the socket is writable.
-                return !self.ws_out.pending.is_empty() && !self.writer_busy;
+            } else {
+                let mut msgs = msgs.peekable();
+                write_batch(tcp, version, &mut msgs, &mut self.ws_out.pending);
+                // What did not go out waits behind the rest of a short write.
+                self.outbox.extend(msgs.map(Message::into_packet));
             }
+            // The rest of a short write needs the task to wait until the socket is writable.
+            return !self.ws_out.pending.is_empty() && !self.writer_busy;
         }
         self.outbox.extend(msgs.map(Message::into_packet));
         !self.writer_busy && !self.ws_out.stalled
