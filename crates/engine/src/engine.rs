@@ -7,10 +7,13 @@ use crate::query::Query;
 use crate::socket::{Message, RemoteAddr, RequestInfo, Sid, Socket};
 use crate::sync::{read, write};
 use crate::transport::{polling, websocket};
+use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use socketlet_engineio_proto::session::{CloseReason, Session, Timing, Transport};
 use socketlet_engineio_proto::{ErrorCode, ProtocolVersion};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 /// What the layer above (the Socket.IO server, or an application using the engine alone) does
@@ -53,6 +56,12 @@ impl Shared {
             upgrade_timeout: self.config.upgrade_timeout,
         }
     }
+}
+
+/// A request routed: answered at once, or by a future.
+enum Routed {
+    Now(Response<ResponseBody>),
+    Later(Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>),
 }
 
 /// An Engine.IO server: give it HTTP requests with [`Engine::handle`]. Cheap to clone.
@@ -146,7 +155,39 @@ impl Engine {
     /// Answers one HTTP request aimed at the engine's path: a handshake, a poll, a POST of
     /// packets, a WebSocket, an upgrade or a CORS preflight. Errors are answered with Engine.IO's
     /// JSON error bodies; nothing a client sends makes this panic.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    ///
+    /// The request is checked and routed before the future is made, which holds only what its
+    /// route needs (a parked GET, which every polling client keeps, a few hundred bytes).
+    pub fn handle<B>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (routed, cors) = self.start(req);
+        async move {
+            let mut res = match routed {
+                Routed::Now(res) => res,
+                Routed::Later(answer) => answer.await,
+            };
+            if let Some((origin, credentials)) = cors {
+                cors::apply(
+                    res.headers_mut(),
+                    &origin,
+                    &HeaderMap::new(),
+                    false,
+                    credentials,
+                );
+            }
+            res
+        }
+    }
+
+    /// The checks before routing (host, origin), a preflight's answer, and the route; with the
+    /// origin to allow in the answer (and whether with credentials) when it is not yet given.
+    fn start<B>(&self, req: Request<B>) -> (Routed, Option<(HeaderValue, bool)>)
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -161,7 +202,8 @@ impl Engine {
                 ?host,
                 "refused a request for a host the server does not serve"
             );
-            return body::json_error_context(ErrorCode::Forbidden, "Host not allowed");
+            let refusal = body::json_error_context(ErrorCode::Forbidden, "Host not allowed");
+            return (Routed::Now(refusal), None);
         }
         let peer = req.extensions().get::<RemoteAddr>().map(|a| a.0.ip());
         let forwarded = shared.config.trusted_proxies.trusts(peer);
@@ -172,33 +214,29 @@ impl Engine {
                     "refused origin {:?}",
                     req.headers().get(http::header::ORIGIN)
                 );
-                return body::json_error_message(
+                let refusal = body::json_error_message(
                     StatusCode::BAD_REQUEST,
                     ErrorCode::BadRequest,
                     "Not an accepted origin.",
                 );
+                return (Routed::Now(refusal), None);
             }
         };
-        let preflight = req.method() == Method::OPTIONS;
-        let req_headers = origin.as_ref().map(|_| req.headers().clone());
-        let mut res = if preflight {
-            body::empty(StatusCode::NO_CONTENT)
-        } else {
-            self.route(req).await
-        };
-        if let (Some(origin), Some(h)) = (origin, req_headers) {
-            cors::apply(
-                res.headers_mut(),
-                &origin,
-                &h,
-                preflight,
-                self.config().cors_credentials,
-            );
+        let credentials = shared.config.cors_credentials;
+        if req.method() == Method::OPTIONS {
+            let mut res = body::empty(StatusCode::NO_CONTENT);
+            if let Some(origin) = origin {
+                cors::apply(res.headers_mut(), &origin, req.headers(), true, credentials);
+            }
+            return (Routed::Now(res), None);
         }
-        res
+        (self.route(req), origin.map(|o| (o, credentials)))
     }
 
-    async fn route<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    /// Routes a request: answered at once, or by the future of its route alone, boxed. A
+    /// parked GET, which every polling client keeps, so holds a few hundred bytes rather
+    /// than the room of the largest route (the handshake's).
+    fn route<B>(&self, req: Request<B>) -> Routed
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -210,40 +248,56 @@ impl Engine {
             v => v,
         };
         let Some(version) = version else {
-            return body::json_error(ErrorCode::UnsupportedProtocolVersion);
+            return Routed::Now(body::json_error(ErrorCode::UnsupportedProtocolVersion));
         };
         let websocket = match query.transport.as_deref() {
             Some("polling") if shared.config.transports.polling => false,
             Some("websocket") if shared.config.transports.websocket => true,
-            _ => return body::json_error(ErrorCode::UnknownTransport),
+            _ => return Routed::Now(body::json_error(ErrorCode::UnknownTransport)),
         };
 
         if query.jsonp.is_some() && !shared.config.allow_jsonp {
             tracing::debug!("refused a JSONP request: JSONP polling is off");
-            return body::json_error_context(ErrorCode::BadRequest, "JSONP polling is disabled");
+            return Routed::Now(body::json_error_context(
+                ErrorCode::BadRequest,
+                "JSONP polling is disabled",
+            ));
         }
         let Some(sid) = query.sid.as_deref() else {
-            return self.handshake(req, version, websocket, &query).await;
+            let engine = self.clone();
+            return Routed::Later(Box::pin(async move {
+                engine.handshake(req, version, websocket, &query).await
+            }));
         };
         let Some(socket) = Sid::parse(sid).and_then(|sid| shared.get(sid)) else {
-            return body::json_error(ErrorCode::UnknownSid);
+            return Routed::Now(body::json_error(ErrorCode::UnknownSid));
         };
         if socket.protocol() != version {
-            return body::json_error(ErrorCode::BadRequest);
+            return Routed::Now(body::json_error(ErrorCode::BadRequest));
         }
         if websocket {
             if !shared.config.allow_upgrades {
-                return body::json_error(ErrorCode::BadRequest);
+                return Routed::Now(body::json_error(ErrorCode::BadRequest));
             }
             if let Some(refusal) = self.refuse(&req) {
-                return refusal;
+                return Routed::Now(refusal);
             }
-            return websocket::upgrade(socket, req);
+            return Routed::Now(websocket::upgrade(socket, req));
         }
         match *req.method() {
-            Method::GET => polling::get(socket, &query, req.headers()).await,
-            Method::POST => polling::post(socket, &query, req).await,
-            _ => body::json_error(ErrorCode::BadRequest),
+            Method::GET => {
+                // Of the request, a parked GET keeps the headers (for compression).
+                let headers = req.into_parts().0.headers;
+                Routed::Later(Box::pin(async move {
+                    polling::get(socket, &query, &headers).await
+                }))
+            }
+            Method::POST => {
+                Routed::Later(Box::pin(
+                    async move { polling::post(socket, &query, req).await },
+                ))
+            }
+            _ => Routed::Now(body::json_error(ErrorCode::BadRequest)),
         }
     }
 

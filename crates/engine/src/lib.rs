@@ -14,7 +14,8 @@
 //!   the same outbox and feed the same state machine.
 //! - [`cors`]: python-engineio's origin semantics; [`proxy`]: trusted proxies and allowed
 //!   hosts.
-//! - `service`: the tower service and the hyper accept loop.
+//! - `service`: the tower service and the accept loop; `http1`: the HTTP/1.1 connection it
+//!   runs (socketlet's own, holding no buffer while it waits).
 //!
 //! Every per-client buffer is bounded: the outbox by
 //! [`EngineConfig::max_buffered_packets`], request bodies and WebSocket messages by
@@ -26,6 +27,7 @@ pub mod cors;
 mod engine;
 mod error;
 mod headers;
+mod http1;
 pub mod proxy;
 mod query;
 mod service;
@@ -40,11 +42,12 @@ pub use cors::Cors;
 pub use engine::{Engine, EngineHandler, WeakEngine};
 pub use error::SendError;
 pub use headers::Headers;
+pub use http1::{RequestBody, RequestBodyError, HEAD_TIMEOUT, MAX_HEAD, MAX_HEADERS};
 pub use proxy::{AllowedHosts, IpNet, TrustedProxies};
 pub use query::percent_decode;
 #[cfg(feature = "tls")]
 pub use service::serve_tls;
-pub use service::{bind, serve, EngineService, Servable};
+pub use service::{bind, serve, serve_connection, EngineService, Servable};
 pub use socket::{Message, RemoteAddr, RequestInfo, Sid, Socket, TransportKind};
 pub use socketlet_engineio_proto as proto;
 pub use socketlet_engineio_proto::session::CloseReason;

@@ -2,11 +2,9 @@
 
 use crate::body::ResponseBody;
 use crate::engine::Engine;
-use crate::socket::RemoteAddr;
+use crate::http1::RequestBody;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,25 +42,24 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let engine = self.engine.clone();
-        Box::pin(async move {
-            if engine.matches_path(req.uri().path()) {
-                Ok(engine.handle(req).await)
-            } else {
-                let mut res = Response::new(ResponseBody::new(Bytes::from_static(b"Not Found")));
-                *res.status_mut() = StatusCode::NOT_FOUND;
-                Ok(res)
-            }
-        })
+        if self.engine.matches_path(req.uri().path()) {
+            let answer = self.engine.handle(req);
+            Box::pin(async move { Ok(answer.await) })
+        } else {
+            let mut res = Response::new(ResponseBody::new(Bytes::from_static(b"Not Found")));
+            *res.status_mut() = StatusCode::NOT_FOUND;
+            Box::pin(std::future::ready(Ok(res)))
+        }
     }
 }
 
-/// A tower service that [`serve`] (and `serve_tls`) can run: it takes hyper's requests, never
-/// fails, is cloned for each connection, and answers with a body of bytes. Every service with
-/// these properties is one.
+/// A tower service that [`serve`] (and `serve_tls`) can run: it takes requests whose body is a
+/// [`RequestBody`], never fails, is cloned for each connection, and answers with a body of
+/// bytes. Every service with these properties is one (services generic over the request body,
+/// as the engine's and socketlet's are, among them).
 pub trait Servable:
     Service<
-        Request<Incoming>,
+        Request<RequestBody>,
         Response = Response<Self::Body>,
         Error = Infallible,
         Future: Send + 'static,
@@ -78,7 +75,7 @@ pub trait Servable:
 
 impl<S, B> Servable for S
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+    S: Service<Request<RequestBody>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -105,6 +102,11 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves HTTP/1.1 (with upgrades, for WebSocket) on `listener` with `service` until `shutdown`
 /// completes; then stops accepting and returns. Connections already open carry on until they end.
 ///
+/// The connections are socketlet's own HTTP/1.1 (see [`RequestBody`] for what it reads), not
+/// hyper's: a connection keeps no buffer while it waits, which is what a long-polling client
+/// costs most of the time. A service that needs hyper's own upgrades (`hyper::upgrade::on`)
+/// is served with hyper instead (axum's `serve`, say); the engine works under both.
+///
 /// Each request gets a [`RemoteAddr`] extension with the peer's address.
 pub async fn serve<S, F>(listener: TcpListener, service: S, shutdown: F) -> std::io::Result<()>
 where
@@ -113,7 +115,7 @@ where
 {
     accept_loop(listener, shutdown, move |stream, peer| {
         let service = service.clone();
-        async move { serve_connection(stream, peer, service).await }
+        serve_connection(stream, peer, service)
     })
     .await
 }
@@ -187,26 +189,19 @@ where
     }
 }
 
-/// Serves one HTTP/1.1 connection (with upgrades) until it ends.
-async fn serve_connection<I, S>(io: I, peer: SocketAddr, service: S)
+/// Serves one HTTP/1.1 connection (with upgrades) until it ends: what [`serve`] runs for each
+/// connection it accepts, for a stream that comes another way (a Unix socket, an in-memory
+/// pipe in a test). `peer` is given to each request as its [`RemoteAddr`](crate::RemoteAddr).
+pub fn serve_connection<I, S>(
+    io: I,
+    peer: SocketAddr,
+    service: S,
+) -> impl Future<Output = ()> + Send + 'static
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: Servable,
 {
-    let hyper_svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(RemoteAddr(peer));
-        let mut svc = service.clone();
-        async move {
-            std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
-            svc.call(req).await
-        }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(io), hyper_svc)
-        .with_upgrades();
-    if let Err(e) = conn.await {
-        tracing::trace!(%peer, "connection ended: {e}");
-    }
+    // Not wrapped in a future of its own: every connection's task would keep a second copy of
+    // the arguments.
+    crate::http1::serve_connection(io, peer, service)
 }

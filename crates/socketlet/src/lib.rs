@@ -90,8 +90,9 @@ pub use service::{
 };
 pub use socket::{AnyEvent, Socket};
 pub use socketlet_engine::{
-    bind, serve, AllowedHosts, Cookie, Cors, EngineConfig, Headers, IpNet, RemoteAddr, RequestInfo,
-    Servable, TransportKind, Transports, TrustedProxies,
+    bind, serve, serve_connection, AllowedHosts, Cookie, Cors, EngineConfig, Headers, IpNet,
+    RemoteAddr, RequestBody, RequestBodyError, RequestInfo, Servable, TransportKind, Transports,
+    TrustedProxies,
 };
 /// HTTPS and WSS on the listener (feature `tls`), and rustls to configure them.
 #[cfg(feature = "tls")]

@@ -128,8 +128,8 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if self.io.engine().matches_path(req.uri().path()) {
-            let engine = self.io.engine().clone();
-            return Box::pin(async move { Ok(box_response(engine.handle(req).await)) });
+            let answer = self.io.engine().handle(req);
+            return Box::pin(async move { Ok(box_response(answer.await)) });
         }
         call_inner(&mut self.inner, req)
     }

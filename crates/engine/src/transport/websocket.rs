@@ -6,19 +6,24 @@
 
 use crate::body::{self, ResponseBody};
 use crate::engine::now;
+use crate::http1::{PendingUpgrade, Upgraded, UpgradedIo};
 use crate::socket::Socket;
 use crate::transport::polling::react;
 use crate::transport::ws_io::{drain, WsIo};
+use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use socketlet_engineio_proto::session::{CloseReason, TimerAction, Transport};
 use socketlet_engineio_proto::{ErrorCode, Packet, ProtocolVersion, Str};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -44,9 +49,7 @@ pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
 }
 
 /// Answers the WebSocket handshake (101) and returns the pending upgrade.
-fn accept<B>(
-    mut req: Request<B>,
-) -> Result<(Response<ResponseBody>, hyper::upgrade::OnUpgrade), ErrorCode> {
+fn accept<B>(mut req: Request<B>) -> Result<(Response<ResponseBody>, OnUpgrade), ErrorCode> {
     if !is_upgrade_request(req.headers()) {
         return Err(ErrorCode::BadRequest);
     }
@@ -56,7 +59,11 @@ fn accept<B>(
         .map(|k| derive_accept_key(k.as_bytes()))
         .ok_or(ErrorCode::BadRequest)?;
     let accept = HeaderValue::from_str(&key).map_err(|_| ErrorCode::BadRequest)?;
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let pending = req.extensions_mut().remove::<PendingUpgrade>();
+    let on_upgrade = match pending.and_then(|p| p.take()) {
+        Some(rx) => OnUpgrade::Own(rx),
+        None => OnUpgrade::Hyper(hyper::upgrade::on(&mut req)),
+    };
     let mut res = body::empty(StatusCode::SWITCHING_PROTOCOLS);
     let h = res.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -65,8 +72,39 @@ fn accept<B>(
     Ok((res, on_upgrade))
 }
 
-async fn connect(socket: &Arc<Socket>, on_upgrade: hyper::upgrade::OnUpgrade) -> Option<Ws> {
-    let upgraded = match on_upgrade.await {
+/// The connection a 101 hands over: from `serve`'s own HTTP/1.1, or from hyper (a service
+/// that axum or hyper serves).
+enum OnUpgrade {
+    Own(oneshot::Receiver<Upgraded>),
+    Hyper(hyper::upgrade::OnUpgrade),
+}
+
+impl OnUpgrade {
+    /// Waits for the 101 to be written and the connection handed over.
+    async fn wait(self) -> Result<Upgraded, String> {
+        match self {
+            OnUpgrade::Own(rx) => rx
+                .await
+                .map_err(|_| "the connection ended before the switch".to_string()),
+            OnUpgrade::Hyper(on_upgrade) => {
+                let upgraded = on_upgrade.await.map_err(|e| e.to_string())?;
+                Ok(match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    Ok(parts) => Upgraded {
+                        io: UpgradedIo::Tcp(parts.io.into_inner()),
+                        pre: parts.read_buf,
+                    },
+                    Err(upgraded) => Upgraded {
+                        io: UpgradedIo::Other(Box::new(TokioIo::new(upgraded))),
+                        pre: Bytes::new(),
+                    },
+                })
+            }
+        }
+    }
+}
+
+async fn connect(socket: &Arc<Socket>, on_upgrade: OnUpgrade) -> Option<Ws> {
+    let upgraded = match on_upgrade.wait().await {
         Ok(u) => u,
         Err(e) => {
             tracing::debug!(sid = %socket.sid(), "WebSocket upgrade failed: {e}");
@@ -180,12 +218,11 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, req: Request<B>) -> Response<Respo
 
 /// Completes a WebSocket handshake and closes the connection with a closing handshake (for a
 /// WebSocket that a session cannot take). Waits a second at most for the client's close.
-async fn close_at_once(on_upgrade: hyper::upgrade::OnUpgrade) {
-    let Ok(upgraded) = on_upgrade.await else {
+async fn close_at_once(on_upgrade: OnUpgrade) {
+    let Ok(upgraded) = on_upgrade.wait().await else {
         return;
     };
-    let io = hyper_util::rt::TokioIo::new(upgraded);
-    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let mut ws = WebSocketStream::from_raw_socket(upgraded, Role::Server, None).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
         if ws.close(None).await.is_ok() {
             // Read until the client's close arrives or the connection ends.

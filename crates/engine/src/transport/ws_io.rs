@@ -17,10 +17,10 @@
 //! tungstenite's own writes (pongs, the closing handshake, the probe answer) go into
 //! [`WsOut::pending`] whole, so its frames never interleave with the server's.
 
+use crate::http1::{Io, Upgraded, UpgradedIo};
 use crate::socket::{Message, Socket, State};
 use crate::transport::frame::Parts;
 use bytes::{Buf, Bytes, BytesMut};
-use hyper_util::rt::TokioIo;
 use socket2::SockRef;
 use socketlet_engineio_proto::{ProtocolVersion, Str};
 use std::cell::RefCell;
@@ -159,8 +159,8 @@ fn write_batch(
 enum Raw {
     /// A plain TCP connection: shared with the senders, who write to it directly.
     Tcp(Arc<TcpStream>),
-    /// Anything else hyper upgraded: written by the task only.
-    Other(TokioIo<hyper::upgrade::Upgraded>),
+    /// Anything else (TLS, a pipe): written by the task only.
+    Other(Box<dyn Io>),
 }
 
 impl Raw {
@@ -201,13 +201,14 @@ pub(crate) struct WsIo {
 
 impl WsIo {
     /// Takes over an upgraded connection.
-    pub(crate) fn new(socket: Arc<Socket>, upgraded: hyper::upgrade::Upgraded) -> WsIo {
-        let (raw, pre) = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => (Raw::Tcp(Arc::new(parts.io.into_inner())), parts.read_buf),
-            Err(upgraded) => (Raw::Other(TokioIo::new(upgraded)), Bytes::new()),
+    pub(crate) fn new(socket: Arc<Socket>, upgraded: Upgraded) -> WsIo {
+        let Upgraded { io, pre } = upgraded;
+        let raw = match io {
+            UpgradedIo::Tcp(tcp) => Raw::Tcp(Arc::new(tcp)),
+            UpgradedIo::Other(io) => Raw::Other(io),
         };
-        // The bytes are a slice of hyper's connection buffer (8 KiB), even when there are none:
-        // an empty slice kept would keep that buffer for the connection's life.
+        // The bytes are a slice of the connection's read buffer (hyper's is 8 KiB), even when
+        // there are none: an empty slice kept would keep that buffer for the connection's life.
         let pre = (!pre.is_empty()).then(|| Box::new(pre));
         WsIo {
             socket,

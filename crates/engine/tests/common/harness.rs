@@ -1,19 +1,17 @@
 //! In-process test helpers shared by the engine's tests and socketlet's (socketlet's
 //! `tests/common` includes this file by path): bounded waits, whole answers of a tower service,
 //! the polling payload formats, the OPEN packet as the official suites expect it, and a
-//! WebSocket client over an in-memory pipe served by hyper.
+//! WebSocket client over an in-memory pipe served by `serve_connection`.
 //!
 //! The including module defines `PATIENCE`, how long any single step may take, and brings the
 //! engine's `Servable` into scope.
 
-use super::{Servable, PATIENCE};
+use super::{serve_connection, Servable, PATIENCE};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::HeaderMap;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::convert::Infallible;
 use std::future::Future;
@@ -198,22 +196,17 @@ pub fn check_open(eio: Eio, packet: &str, upgrades: &[&str]) -> String {
 /// The client side of an in-process WebSocket.
 pub type Ws = WebSocketStream<DuplexStream>;
 
-/// Opens a WebSocket to `path` with `query`: one end of an in-memory pipe is served by hyper
-/// (with upgrades) calling `svc`, the other does the client's handshake.
+/// Opens a WebSocket to `path` with `query`: one end of an in-memory pipe is served by
+/// [`serve_connection`] (the HTTP/1.1 of `serve`) calling `svc`, the other does the client's
+/// handshake.
 pub async fn ws_connect_to<S: Servable>(
     svc: S,
     path: &str,
     query: &str,
 ) -> Result<Ws, tungstenite::Error> {
     let (client_end, server_end) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        let service =
-            hyper::service::service_fn(move |req: Request<Incoming>| svc.clone().oneshot(req));
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(server_end), service)
-            .with_upgrades()
-            .await;
-    });
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    tokio::spawn(serve_connection(server_end, peer, svc));
     let url = format!("ws://localhost{path}?{query}");
     within(
         "the WebSocket handshake",

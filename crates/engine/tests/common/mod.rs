@@ -16,8 +16,8 @@ pub use http::{Method, Request, StatusCode};
 pub use http_body_util::Full;
 pub use serde_json::Value;
 pub use socketlet_engine::{
-    CloseReason, Cors, Engine, EngineConfig, EngineHandler, EngineService, Message, Servable,
-    Socket,
+    serve_connection, CloseReason, Cors, Engine, EngineConfig, EngineHandler, EngineService,
+    Message, Servable, Socket,
 };
 pub use std::sync::Arc;
 pub use std::time::Duration;

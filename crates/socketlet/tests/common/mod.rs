@@ -19,7 +19,7 @@ use http::header::{HeaderName, HeaderValue, HOST};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::Value;
-use socketlet::{Servable, SocketIo};
+use socketlet::{serve_connection, Servable, SocketIo};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, Message};

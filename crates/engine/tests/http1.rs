@@ -1,0 +1,436 @@
+//! `serve`'s own HTTP/1.1 connection, spoken to byte by byte over real TCP: keep-alive and
+//! pipelining, both body framings in both directions, `Expect: 100-continue`, `HEAD`, HTTP/1.0,
+//! the refusals, and a client that goes away while its request is being answered.
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full, StreamBody};
+use socketlet_engine::{serve, RemoteAddr, RequestBody};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+type Body = Either<
+    Full<Bytes>,
+    StreamBody<stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, Infallible>>>>,
+>;
+
+/// What the test service saw.
+#[derive(Default)]
+struct Seen {
+    /// Set when a parked request's answer was dropped.
+    parked_dropped: AtomicBool,
+    calls: AtomicUsize,
+}
+
+struct DropFlag(Arc<Seen>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.parked_dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+fn whole(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut res = Response::new(Either::Left(Full::new(body.into())));
+    *res.status_mut() = status;
+    res
+}
+
+/// `/echo` answers with the body it read, `/ignore` without reading it, `/stream` with a body
+/// of unknown length in three parts, `/park` never (until dropped), `/peer` with the peer.
+async fn answer(seen: Arc<Seen>, req: Request<RequestBody>) -> Result<Response<Body>, Infallible> {
+    seen.calls.fetch_add(1, Ordering::SeqCst);
+    Ok(match req.uri().path() {
+        "/echo" => match req.into_body().collect().await {
+            Ok(body) => whole(StatusCode::OK, body.to_bytes()),
+            Err(e) => whole(StatusCode::BAD_REQUEST, e.to_string()),
+        },
+        "/ignore" => whole(StatusCode::OK, "ignored"),
+        "/stream" => {
+            let parts: Vec<_> = ["one,", "two,", "three"]
+                .into_iter()
+                .map(|p| Ok(http_body::Frame::data(Bytes::from_static(p.as_bytes()))))
+                .collect();
+            Response::new(Either::Right(StreamBody::new(stream::iter(parts))))
+        }
+        "/park" => {
+            let _flag = DropFlag(seen.clone());
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        "/peer" => {
+            let peer = req.extensions().get::<RemoteAddr>().unwrap().0;
+            whole(StatusCode::OK, peer.ip().to_string())
+        }
+        _ => whole(StatusCode::NOT_FOUND, "no"),
+    })
+}
+
+async fn server() -> (SocketAddr, Arc<Seen>) {
+    let listener = socketlet_engine::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let svc_seen = seen.clone();
+    let svc = tower::service_fn(move |req| answer(svc_seen.clone(), req));
+    tokio::spawn(serve(listener, svc, std::future::pending()));
+    (addr, seen)
+}
+
+/// An answer as read off the wire.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Reads until `buf` holds `n` bytes (or the connection ends).
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) {
+    while buf.len() < n {
+        let mut chunk = [0u8; 4096];
+        let got = stream.read(&mut chunk).await.unwrap();
+        if got == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..got]);
+    }
+}
+
+/// Reads one answer from `stream`; `buf` carries bytes read past it to the next call.
+async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Answer {
+    let read = async {
+        let end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let before = buf.len();
+            fill(stream, buf, before + 1).await;
+            assert!(buf.len() > before, "the connection ended mid-head: {buf:?}");
+        };
+        let head = String::from_utf8(buf.drain(..end).collect()).unwrap();
+        let status = head[9..12].parse().unwrap();
+        let mut answer = Answer {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        if head_only || status == 100 || status == 204 {
+            return answer;
+        }
+        if let Some(len) = answer.header("content-length") {
+            let len: usize = len.parse().unwrap();
+            fill(stream, buf, len).await;
+            answer.body = buf.drain(..len).collect();
+        } else if answer.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let line_end = loop {
+                    if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
+                        break at;
+                    }
+                    let before = buf.len();
+                    fill(stream, buf, before + 1).await;
+                };
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16)
+                        .unwrap();
+                buf.drain(..line_end + 2);
+                fill(stream, buf, size + 2).await;
+                answer.body.extend(buf.drain(..size));
+                assert_eq!(buf.drain(..2).collect::<Vec<_>>(), b"\r\n");
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            fill(stream, buf, usize::MAX).await;
+            answer.body = std::mem::take(buf);
+        }
+        answer
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("an answer within 5 s")
+}
+
+/// Whether the server closed the connection (within a second).
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), stream.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    TcpStream::connect(addr).await.unwrap()
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let (addr, seen) = server().await;
+    let mut s = connect(addr).await;
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nfirst\
+          GET /peer HTTP/1.1\r\nhost: x\r\n\r\n\
+          POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 6\r\n\r\nthird!",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"first"[..]));
+    assert!(a.header("date").is_some(), "{}", a.head);
+    let b = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!((b.status, b.body.as_slice()), (200, &b"127.0.0.1"[..]));
+    let c = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!((c.status, c.body.as_slice()), (200, &b"third!"[..]));
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 3);
+    // Still open for a fourth.
+    s.write_all(b"GET /ignore HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let d = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(d.body, b"ignored");
+}
+
+#[tokio::test]
+async fn chunked_and_long_bodies_are_read_whole_in_pieces() {
+    let (addr, _) = server().await;
+    let mut s = connect(addr).await;
+    // Chunked, with an extension and a trailer, sent in small pieces.
+    let request: &[&[u8]] = &[
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"5;ext=1\r\nhel",
+        b"lo\r\n",
+        b"7\r\n, world\r\n0\r\nx-trailer: y\r\n\r\n",
+    ];
+    for piece in request {
+        s.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"hello, world"[..]));
+
+    // 100 KiB with a Content-Length: more than is read before the service runs.
+    let body: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let b = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(b.status, 200);
+    assert!(b.body == body, "the long body came back changed");
+    assert_eq!(b.header("connection"), None, "{}", b.head);
+}
+
+#[tokio::test]
+async fn a_long_body_the_service_does_not_read_closes_the_connection_after_the_answer() {
+    let (addr, _) = server().await;
+    let mut s = connect(addr).await;
+    let head = "POST /ignore HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&[b'a'; 20_000]).await.unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"ignored"[..]));
+    assert_eq!(a.header("connection"), Some("close"));
+    assert!(closed(&mut s).await);
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_goes_out_chunked_or_until_close() {
+    let (addr, _) = server().await;
+    let mut s = connect(addr).await;
+    s.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(a.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(a.body, b"one,two,three");
+
+    // HTTP/1.0 has no chunked: the body ends with the connection.
+    let mut s = connect(addr).await;
+    s.write_all(b"GET /stream HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let b = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(b.header("transfer-encoding"), None);
+    assert_eq!(b.header("connection"), Some("close"));
+    assert_eq!(b.body, b"one,two,three");
+}
+
+#[tokio::test]
+async fn http_1_0_closes_unless_kept_alive_and_head_has_no_body() {
+    let (addr, _) = server().await;
+    let mut s = connect(addr).await;
+    s.write_all(b"GET /ignore HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"ignored"[..]));
+    assert!(closed(&mut s).await);
+
+    let mut s = connect(addr).await;
+    s.write_all(b"GET /ignore HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(a.header("connection"), Some("keep-alive"));
+    s.write_all(b"HEAD /ignore HTTP/1.1\r\nhost: x\r\n\r\nGET /ignore HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_answer(&mut s, &mut buf, true).await;
+    assert_eq!(head.header("content-length"), Some("7"));
+    let get = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(get.body, b"ignored", "the HEAD answer carried a body");
+    assert_eq!(get.header("connection"), Some("close"));
+    assert!(closed(&mut s).await);
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    let (addr, _) = server().await;
+    let mut s = connect(addr).await;
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 4\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let go = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(go.status, 100);
+    s.write_all(b"body").await.unwrap();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"body"[..]));
+}
+
+#[tokio::test]
+async fn bad_heads_are_refused_with_a_status_and_the_connection_closed() {
+    let (addr, seen) = server().await;
+    let long = format!(
+        "GET /echo HTTP/1.1\r\nx-long: {}\r\n\r\n",
+        "a".repeat(17 * 1024)
+    );
+    let many: String = (0..101).map(|i| format!("x-{i}: y\r\n")).collect();
+    let many = format!("GET /echo HTTP/1.1\r\n{many}\r\n");
+    let cases: Vec<(String, u16)> = vec![
+        ("NOT HTTP AT ALL\r\n\r\n".into(), 400),
+        (long, 431),
+        (many, 431),
+        (
+            "POST /echo HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n".into(),
+            501,
+        ),
+        (
+            "POST /echo HTTP/1.1\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello".into(),
+            400,
+        ),
+        (
+            "POST /echo HTTP/1.1\r\ncontent-length: -1\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "POST /echo HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n".into(),
+            400,
+        ),
+    ];
+    for (request, status) in cases {
+        let mut s = connect(addr).await;
+        // The server may close before it read everything: a failed write is part of the answer.
+        let _ = s.write_all(request.as_bytes()).await;
+        let mut buf = Vec::new();
+        let a = read_answer(&mut s, &mut buf, false).await;
+        assert_eq!(a.status, status, "{}", &request[..request.len().min(60)]);
+        assert_eq!(a.header("connection"), Some("close"));
+        assert!(closed(&mut s).await);
+    }
+    assert_eq!(
+        seen.calls.load(Ordering::SeqCst),
+        0,
+        "a refused request reached the service"
+    );
+
+    // A bad chunk size reaches the service as a body error, and ends the connection.
+    let mut s = connect(addr).await;
+    s.write_all(b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(a.status, 400);
+    assert!(
+        String::from_utf8_lossy(&a.body).contains("chunk size"),
+        "{a:?}"
+    );
+    assert!(closed(&mut s).await);
+}
+
+#[tokio::test]
+async fn a_client_gone_while_its_request_is_parked_drops_the_answer() {
+    let (addr, seen) = server().await;
+    let mut s = connect(addr).await;
+    s.write_all(b"GET /park HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!seen.parked_dropped.load(Ordering::SeqCst));
+    drop(s);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.parked_dropped.load(Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the parked answer was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_that_does_not_come_ends_the_connection() {
+    let seen = Arc::new(Seen::default());
+    let svc = tower::service_fn(move |req| answer(seen.clone(), req));
+    let (mut client, server_end) = tokio::io::duplex(4096);
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+    tokio::spawn(socketlet_engine::serve_connection(server_end, peer, svc));
+    client
+        .write_all(b"GET /ignore HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    client.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    // Half a head, then nothing: the connection ends when the head's time is up, not before.
+    client.write_all(b"GET /ignore HTTP/1.1\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut rest))
+        .await
+        .expect("the connection ended")
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= socketlet_engine::HEAD_TIMEOUT - Duration::from_secs(1)
+            && waited <= socketlet_engine::HEAD_TIMEOUT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+}
