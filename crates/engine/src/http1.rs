@@ -46,7 +46,10 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// The most headers a request may have: 100, hyper's default.
 pub const MAX_HEADERS: usize = 100;
 /// How long a request head (and a body of at most [`EAGER_BODY`] bytes) may take to arrive
-/// once the connection is ready for it: 30 s. It also ends a keep-alive connection left idle.
+/// once the connection is ready for it: 30 s (as hyper's `header_read_timeout`, which `serve`
+/// used before). It also ends a keep-alive connection left idle: a proxy that keeps idle
+/// connections to socketlet (nginx's `keepalive` in an `upstream`) should let them go sooner
+/// (`keepalive_timeout` under 30 s), or a request it sends as one closes may be lost.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bodies up to this many bytes (16 KiB) with a `Content-Length` are read before the service
 /// is called, and handed to it whole; longer ones and chunked ones are streamed as it reads.
@@ -206,8 +209,12 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         match &mut self.get_mut().kind {
             BodyKind::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            BodyKind::Streamed { pipe, .. } => {
-                pipe.poll_take(cx).map(|c| c.map(|c| c.map(Frame::data)))
+            BodyKind::Streamed { pipe, len } => {
+                let chunk = ready!(pipe.poll_take(cx));
+                if let (Some(Ok(bytes)), Some(left)) = (&chunk, len.as_mut()) {
+                    *left = left.saturating_sub(bytes.len() as u64);
+                }
+                Poll::Ready(chunk.map(|c| c.map(Frame::data)))
             }
         }
     }
@@ -235,7 +242,9 @@ impl Drop for RequestBody {
         if let BodyKind::Streamed { pipe, .. } = &self.kind {
             let mut st = lock(&pipe.0);
             st.reader_gone = true;
-            if let Some(w) = st.writer.take() {
+            let writer = st.writer.take();
+            drop(st);
+            if let Some(w) = writer {
                 w.wake();
             }
         }
@@ -251,6 +260,8 @@ struct Pipe(Mutex<PipeState>);
 struct PipeState {
     chunk: Option<Result<Bytes, RequestBodyError>>,
     ended: bool,
+    /// Ended before its end: the reader gets an error once it has taken the last chunk.
+    abandoned: bool,
     wanted: bool,
     reader_gone: bool,
     reader: Option<Waker>,
@@ -264,7 +275,11 @@ impl Pipe {
             return Poll::Ready(Some(chunk));
         }
         if st.ended {
-            return Poll::Ready(None);
+            return Poll::Ready(std::mem::take(&mut st.abandoned).then(|| {
+                Err(RequestBodyError {
+                    why: "the request was answered before its body was read",
+                })
+            }));
         }
         st.wanted = true;
         st.reader = Some(cx.waker().clone());
@@ -276,16 +291,25 @@ impl Pipe {
         Poll::Pending
     }
 
-    /// Ends the body where it is, for a reader still holding it after the answer: what it
-    /// reads next is an error.
+    /// Ends the body where it is, for a reader still holding it after the answer (or after the
+    /// connection went away): once it has taken what was read, it reads an error.
     fn abandon(&self) {
         let mut st = lock(&self.0);
         if !st.ended {
             st.ended = true;
-            st.chunk.get_or_insert(Err(RequestBodyError {
-                why: "the request was answered before its body was read",
-            }));
+            st.abandoned = true;
         }
+        let reader = st.reader.take();
+        drop(st);
+        if let Some(w) = reader {
+            w.wake();
+        }
+    }
+
+    /// Ends the body normally, leaving a chunk not yet taken to be taken.
+    fn finish(&self) {
+        let mut st = lock(&self.0);
+        st.ended = true;
         let reader = st.reader.take();
         drop(st);
         if let Some(w) = reader {
@@ -328,14 +352,26 @@ enum Decoded {
     End,
 }
 
-/// The position of the first `\n` in `buf`, and the line before it without its `\r`.
-fn line(buf: &[u8]) -> Option<(usize, &[u8])> {
-    let at = buf.iter().position(|&b| b == b'\n')?;
-    let line = &buf[..at];
-    Some((at, line.strip_suffix(b"\r").unwrap_or(line)))
+/// The position of the first `\n` in `buf`, and the line before it without its `\r`; `None`
+/// while there is none. Chunked framing ends its lines with CRLF, and a bare LF is refused:
+/// parsers that disagree on line ends are how requests are smuggled past proxies.
+fn line(buf: &[u8]) -> Result<Option<(usize, &[u8])>, &'static str> {
+    let Some(at) = buf.iter().position(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    match buf[..at].strip_suffix(b"\r") {
+        Some(line) => Ok(Some((at, line))),
+        None => Err("a line of chunked framing ends without CR"),
+    }
 }
 
 impl BodyReader {
+    /// Whether the body ends within `buf` with nothing of it left unread (its terminating
+    /// chunk may be there still). What it reads of `buf` is lost: only for a body let go.
+    fn ends_in(&mut self, buf: &mut BytesMut) -> bool {
+        matches!(self.decode(buf), Ok(Decoded::End))
+    }
+
     /// Takes what the framing allows out of `buf`.
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, &'static str> {
         loop {
@@ -351,7 +387,7 @@ impl BodyReader {
                 }
                 BodyReader::Chunked(state) => match *state {
                     ChunkState::Size => {
-                        let Some((at, text)) = line(buf) else {
+                        let Some((at, text)) = line(buf)? else {
                             return if buf.len() > MAX_CHUNK_LINE {
                                 Err("chunk size line too long")
                             } else {
@@ -379,7 +415,7 @@ impl BodyReader {
                         return Ok(Decoded::Data(buf.split_to(n).freeze()));
                     }
                     ChunkState::DataEnd => {
-                        let Some((at, text)) = line(buf) else {
+                        let Some((at, text)) = line(buf)? else {
                             return if buf.len() > 2 {
                                 Err("chunk not followed by CRLF")
                             } else {
@@ -393,7 +429,7 @@ impl BodyReader {
                         *state = ChunkState::Size;
                     }
                     ChunkState::Trailers => {
-                        let Some((at, text)) = line(buf) else {
+                        let Some((at, text)) = line(buf)? else {
                             return if buf.len() > MAX_CHUNK_LINE {
                                 Err("trailer line too long")
                             } else {
@@ -413,14 +449,18 @@ impl BodyReader {
     }
 }
 
-/// A chunk size: hexadecimal digits (at most 15), then optional whitespace and extensions.
+/// A chunk size: hexadecimal digits (at most 15), then optional blanks and extensions.
 fn parse_chunk_size(text: &[u8]) -> Option<u64> {
     let digits = text.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 || digits > 15 {
         return None;
     }
     let rest = &text[digits..];
-    let rest = rest.trim_ascii_start();
+    let blanks = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    let rest = &rest[blanks..];
     if !(rest.is_empty() || rest.starts_with(b";")) {
         return None;
     }
@@ -596,6 +636,25 @@ fn poll_read_more<I: Io>(
     Poll::Ready(Ok(read.filled().len()))
 }
 
+/// A body being streamed to the service: where it goes, its framing, and what is left of the
+/// `100 Continue` owed to a client that waits for one before sending it. Dropped (the answer
+/// came, the connection went away, or its future was dropped), it ends the body for a reader
+/// still holding it: an error once that has taken what was read.
+struct Feed {
+    pipe: Arc<Pipe>,
+    reader: BodyReader,
+    continue_left: usize,
+    continue_flush: bool,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.pipe.abandon();
+    }
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// One connection's state between requests.
 struct Conn<I> {
     io: I,
@@ -664,15 +723,14 @@ impl<I: Io> Conn<I> {
     }
 
     /// Feeds a streamed body one chunk each time it asks. Ready when the body is done with.
-    fn poll_feed(
-        &mut self,
-        pipe: &Pipe,
-        reader: &mut BodyReader,
-        cx: &mut Context<'_>,
-    ) -> Poll<Fed> {
+    fn poll_feed(&mut self, feed: &mut Feed, cx: &mut Context<'_>) -> Poll<Fed> {
+        let broken = |pipe: &Pipe, why| {
+            pipe.put(Some(Err(RequestBodyError { why })), true);
+            Poll::Ready(Fed::Broken)
+        };
         loop {
             {
-                let mut st = lock(&pipe.0);
+                let mut st = lock(&feed.pipe.0);
                 if st.reader_gone {
                     return Poll::Ready(Fed::Dropped);
                 }
@@ -681,26 +739,38 @@ impl<I: Io> Conn<I> {
                     return Poll::Pending;
                 }
             }
-            match reader.decode(&mut self.buf) {
-                Ok(Decoded::Data(bytes)) => pipe.put(Some(Ok(bytes)), false),
+            // The body is wanted: a client waiting for leave to send it gets it now (as with
+            // hyper, a service that answers without reading never asks for the body).
+            if feed.continue_left > 0 {
+                let sent = CONTINUE.len() - feed.continue_left;
+                match ready!(Pin::new(&mut self.io).poll_write(cx, &CONTINUE[sent..])) {
+                    Ok(0) | Err(_) => return broken(&feed.pipe, "the connection ended"),
+                    Ok(n) => feed.continue_left -= n.min(feed.continue_left),
+                }
+                feed.continue_flush = feed.continue_left == 0;
+                continue;
+            }
+            if feed.continue_flush {
+                if ready!(Pin::new(&mut self.io).poll_flush(cx)).is_err() {
+                    return broken(&feed.pipe, "the connection ended");
+                }
+                feed.continue_flush = false;
+            }
+            match feed.reader.decode(&mut self.buf) {
+                Ok(Decoded::Data(bytes)) => feed.pipe.put(Some(Ok(bytes)), false),
                 Ok(Decoded::End) => {
-                    pipe.put(None, true);
+                    feed.pipe.put(None, true);
                     return Poll::Ready(Fed::Whole);
                 }
                 Ok(Decoded::NeedMore) => {
                     match ready!(poll_read_more(&mut self.io, &mut self.buf, READ_CHUNK, cx)) {
                         Ok(0) | Err(_) => {
-                            let why = "the connection ended before the body";
-                            pipe.put(Some(Err(RequestBodyError { why })), true);
-                            return Poll::Ready(Fed::Broken);
+                            return broken(&feed.pipe, "the connection ended before the body")
                         }
                         Ok(_) => {}
                     }
                 }
-                Err(why) => {
-                    pipe.put(Some(Err(RequestBodyError { why })), true);
-                    return Poll::Ready(Fed::Broken);
-                }
+                Err(why) => return broken(&feed.pipe, why),
             }
         }
     }
@@ -711,20 +781,31 @@ impl<I: Io> Conn<I> {
     async fn wait<F: Future>(
         &mut self,
         answer: F,
-        mut streamed: Option<(Arc<Pipe>, BodyReader)>,
+        mut streamed: Option<Feed>,
         body_whole: &mut bool,
     ) -> Waited<F::Output> {
         let mut answer = std::pin::pin!(answer);
         let mut broken = false;
         let waited = poll_fn(|cx| {
             if let Poll::Ready(out) = answer.as_mut().poll(cx) {
+                // Answered with the body still streaming: whole if what is left of it is here
+                // already (it was read to its length, say, and not asked for its end).
+                if let Some(feed) = &mut streamed {
+                    if feed.reader.ends_in(&mut self.buf) {
+                        feed.pipe.finish();
+                        *body_whole = true;
+                    }
+                }
                 return Poll::Ready(Waited::Answered(out));
             }
-            if let Some((pipe, reader)) = &mut streamed {
-                match self.poll_feed(pipe, reader, cx) {
+            if let Some(feed) = &mut streamed {
+                match self.poll_feed(feed, cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Fed::Whole) => *body_whole = true,
-                    Poll::Ready(Fed::Dropped) => {}
+                    // Let go at its last byte, the body may still be whole.
+                    Poll::Ready(Fed::Dropped) => {
+                        *body_whole = feed.reader.ends_in(&mut self.buf);
+                    }
                     Poll::Ready(Fed::Broken) => broken = true,
                 }
                 streamed = None;
@@ -743,9 +824,7 @@ impl<I: Io> Conn<I> {
             Poll::Pending
         })
         .await;
-        if let Some((pipe, _)) = streamed {
-            pipe.abandon();
-        }
+        drop(streamed);
         waited
     }
 
@@ -823,8 +902,8 @@ enum Framing {
 /// A request ready for the service, and what the connection keeps of it meanwhile.
 struct Prepared {
     request: Request<RequestBody>,
-    /// A body streamed while the service runs, and its framing.
-    streamed: Option<(Arc<Pipe>, BodyReader)>,
+    /// A body streamed while the service runs.
+    streamed: Option<Feed>,
     keep_alive: bool,
     head_only: bool,
     version: Version,
@@ -883,6 +962,10 @@ where
             };
             keep_alive &= body_whole;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                if !body_whole {
+                    // What follows is the rest of a body, not the new protocol's bytes.
+                    break End::Done;
+                }
                 let Some(tx) = upgrade else {
                     // A 101 to a request that did not ask to switch: nothing to switch to.
                     break End::Refuse(StatusCode::INTERNAL_SERVER_ERROR);
@@ -956,8 +1039,10 @@ impl<I: Io> Conn<I> {
                     BodyReader::Length(len) if len <= EAGER_BODY => Some(len as usize),
                     _ => None,
                 };
-                if expect_continue && short.is_none_or(|len| self.buf.len() < len) {
-                    let _ = self.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                // A short body is read before the service sees the request (a streamed one
+                // when the service first asks for it, see `Feed`).
+                if expect_continue && short.is_some_and(|len| self.buf.len() < len) {
+                    let _ = self.io.write_all(CONTINUE).await;
                 }
                 match short {
                     Some(len) => {
@@ -973,7 +1058,16 @@ impl<I: Io> Conn<I> {
                             BodyReader::Chunked(_) => None,
                         };
                         let pipe = Arc::new(Pipe::default());
-                        streamed = Some((pipe.clone(), reader));
+                        streamed = Some(Feed {
+                            pipe: pipe.clone(),
+                            reader,
+                            continue_left: if expect_continue && self.buf.is_empty() {
+                                CONTINUE.len()
+                            } else {
+                                0
+                            },
+                            continue_flush: false,
+                        });
                         RequestBody {
                             kind: BodyKind::Streamed { pipe, len },
                         }
@@ -1144,7 +1238,18 @@ where
         if data.is_empty() {
             continue;
         }
+        let before = written;
         written += data.len() as u64;
+        // Past the length it said, what followed would be read as the next answer: the
+        // body is cut at its length and the connection ends after it.
+        let over = match length {
+            Some(len) if framing == Framing::Length && written > len => Some(len - before),
+            _ => None,
+        };
+        let data = match over {
+            Some(room) => data.slice(..room as usize),
+            None => data,
+        };
         let mut out = head.take().unwrap_or_default();
         if framing == Framing::Chunked {
             let _ = write!(out, "{:x}\r\n", data.len());
@@ -1161,6 +1266,10 @@ where
             if framing == Framing::Chunked {
                 io.write_all(b"\r\n").await?;
             }
+        }
+        if over.is_some() {
+            *keep_alive = false;
+            return Err(io::Error::other("response body longer than its length"));
         }
     }
     let mut out = head.take().unwrap_or_default();

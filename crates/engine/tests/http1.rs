@@ -6,7 +6,8 @@
 use bytes::Bytes;
 use futures_util::stream;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Either, Full, StreamBody};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use socketlet_engine::{serve, RemoteAddr, RequestBody};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,10 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-type Body = Either<
-    Full<Bytes>,
-    StreamBody<stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, Infallible>>>>,
->;
+type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// What the test service saw.
 #[derive(Default)]
@@ -27,6 +25,36 @@ struct Seen {
     /// Set when a parked request's answer was dropped.
     parked_dropped: AtomicBool,
     calls: AtomicUsize,
+    /// What a task reading a body after its request was answered made of it: the bytes it
+    /// read, or the error that ended it.
+    late_reader: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<Result<usize, String>>>>,
+}
+
+/// A body that says it is `said` bytes long and is longer.
+struct Liar {
+    said: u64,
+    sent: bool,
+}
+
+impl http_body::Body for Liar {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let first = !std::mem::replace(&mut self.sent, true);
+        std::task::Poll::Ready(first.then(|| {
+            Ok(http_body::Frame::data(Bytes::from_static(
+                b"longer than said",
+            )))
+        }))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.said)
+    }
 }
 
 struct DropFlag(Arc<Seen>);
@@ -38,7 +66,7 @@ impl Drop for DropFlag {
 }
 
 fn whole(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut res = Response::new(Either::Left(Full::new(body.into())));
+    let mut res = Response::new(Full::new(body.into()).boxed_unsync());
     *res.status_mut() = status;
     res
 }
@@ -53,12 +81,47 @@ async fn answer(seen: Arc<Seen>, req: Request<RequestBody>) -> Result<Response<B
             Err(e) => whole(StatusCode::BAD_REQUEST, e.to_string()),
         },
         "/ignore" => whole(StatusCode::OK, "ignored"),
+        // Reads exactly the length the request gave, then lets the body go without asking
+        // for its end.
+        "/take" => {
+            let len: usize = req.headers()["content-length"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut body = req.into_body();
+            let mut took = 0;
+            while took < len {
+                let frame = body.frame().await.unwrap().unwrap();
+                took += frame.into_data().unwrap().len();
+            }
+            drop(body);
+            whole(StatusCode::OK, format!("took {took}"))
+        }
+        // Answers at once; a task goes on reading the body.
+        "/late" => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            *seen.late_reader.lock().await = Some(rx);
+            let body = req.into_body();
+            tokio::spawn(async move {
+                let read = body.collect().await.map(|b| b.to_bytes().len());
+                let _ = tx.send(read.map_err(|e| e.to_string()));
+            });
+            whole(StatusCode::ACCEPTED, "later")
+        }
+        "/liar" => Response::new(
+            Liar {
+                said: 3,
+                sent: false,
+            }
+            .boxed_unsync(),
+        ),
         "/stream" => {
             let parts: Vec<_> = ["one,", "two,", "three"]
                 .into_iter()
                 .map(|p| Ok(http_body::Frame::data(Bytes::from_static(p.as_bytes()))))
                 .collect();
-            Response::new(Either::Right(StreamBody::new(stream::iter(parts))))
+            Response::new(StreamBody::new(stream::iter(parts)).boxed_unsync())
         }
         "/park" => {
             let _flag = DropFlag(seen.clone());
@@ -432,5 +495,103 @@ async fn a_head_that_does_not_come_ends_the_connection() {
         waited >= socketlet_engine::HEAD_TIMEOUT - Duration::from_secs(1)
             && waited <= socketlet_engine::HEAD_TIMEOUT + Duration::from_secs(1),
         "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_body_gets_100_continue_only_when_the_service_reads_it() {
+    let (addr, _) = server().await;
+    let long = 40 * 1024;
+    // Read: the 100 comes, then the body, then the echo.
+    let mut s = connect(addr).await;
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: {long}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_answer(&mut s, &mut buf, false).await.status, 100);
+    s.write_all(&vec![b'x'; long]).await.unwrap();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!((a.status, a.body.len()), (200, long));
+
+    // Not read: no 100, the answer, and the connection closes (the body never came).
+    let mut s = connect(addr).await;
+    let head = head.replace("/echo", "/ignore");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"ignored"[..]));
+    assert!(closed(&mut s).await);
+}
+
+#[tokio::test]
+async fn a_body_read_to_its_length_and_let_go_keeps_the_connection() {
+    let (addr, _) = server().await;
+    let mut s = connect(addr).await;
+    let long = 50 * 1024;
+    let head = format!("POST /take HTTP/1.1\r\nhost: x\r\ncontent-length: {long}\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&vec![b'y'; long]).await.unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(a.body, format!("took {long}").as_bytes());
+    assert_eq!(a.header("connection"), None, "{}", a.head);
+    s.write_all(b"GET /ignore HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_answer(&mut s, &mut buf, false).await.body, b"ignored");
+}
+
+#[tokio::test]
+async fn a_body_still_read_after_the_answer_ends_in_an_error_not_early() {
+    let (addr, seen) = server().await;
+    let mut s = connect(addr).await;
+    let head = "POST /late HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&[b'z'; 20_000]).await.unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(a.status, 202);
+    let rx = seen.late_reader.lock().await.take().unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .expect("the late reader was left waiting")
+        .unwrap();
+    assert!(read.is_err(), "a body cut short read as whole: {read:?}");
+}
+
+#[tokio::test]
+async fn chunked_lines_must_end_in_crlf() {
+    let (addr, _) = server().await;
+    let mut s = connect(addr).await;
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\nhello\n0\n\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(a.status, 400);
+    assert!(
+        String::from_utf8_lossy(&a.body).contains("without CR"),
+        "{a:?}"
+    );
+    assert!(closed(&mut s).await);
+}
+
+#[tokio::test]
+async fn a_body_longer_than_its_length_ends_the_connection() {
+    let (addr, _) = server().await;
+    let mut s = connect(addr).await;
+    s.write_all(b"GET /liar HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!(a.header("content-length"), Some("3"));
+    assert!(a.body.len() <= 3);
+    assert!(
+        closed(&mut s).await,
+        "the connection carried on after a body past its length"
     );
 }
