@@ -18,8 +18,8 @@
 //! What it refuses, with a status and the connection closed: a head that does not parse (400), a
 //! head over [`MAX_HEAD`] bytes or with over [`MAX_HEADERS`] headers (431), a transfer coding
 //! other than chunked (501), a `Content-Length` that is not one number (400), both framings at
-//! once (400). A head not complete [`HEAD_TIMEOUT`] after the connection was ready for it, and a
-//! small body not complete within the same time, close the connection without an answer.
+//! once (400). A head not complete [`HEAD_TIMEOUT`] after the connection was ready for it closes
+//! the connection without an answer.
 
 use crate::service::Servable;
 use crate::socket::RemoteAddr;
@@ -45,15 +45,11 @@ use tokio::sync::oneshot;
 pub const MAX_HEAD: usize = 16 * 1024;
 /// The most headers a request may have: 100, hyper's default.
 pub const MAX_HEADERS: usize = 100;
-/// How long a request head (and a body of at most [`EAGER_BODY`] bytes) may take to arrive
-/// once the connection is ready for it: 30 s (as hyper's `header_read_timeout`, which `serve`
+/// How long a request head may take to arrive once the connection is ready for it: 30 s (as hyper's `header_read_timeout`, which `serve`
 /// used before). It also ends a keep-alive connection left idle: a proxy that keeps idle
 /// connections to socketlet (nginx's `keepalive` in an `upstream`) should let them go sooner
 /// (`keepalive_timeout` under 30 s), or a request it sends as one closes may be lost.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bodies up to this many bytes (16 KiB) with a `Content-Length` are read before the service
-/// is called, and handed to it whole; longer ones and chunked ones are streamed as it reads.
-const EAGER_BODY: u64 = 16 * 1024;
 /// The most bytes read from the connection at once (on the stack, then copied out).
 const READ_CHUNK: usize = 4096;
 /// A response body's first chunk up to this size is written with the head, in one write.
@@ -170,9 +166,11 @@ impl std::fmt::Display for RequestBodyError {
 
 impl std::error::Error for RequestBodyError {}
 
-/// The body of a request read by [`serve`](crate::serve): whole when it was short and had a
-/// `Content-Length` (at most 16 KiB), else streamed from the connection as it is read, one
-/// chunk of at most 4 KiB ahead of the reader.
+/// The body of a request read by [`serve`](crate::serve): whole when all of it came with the
+/// head (it has a `Content-Length`, and was read in the same reads as the head: the usual
+/// polling POST), else streamed from the connection as the service reads it, one chunk of at
+/// most 4 KiB at a time. A streamed body comes as slowly as the client sends it: the service
+/// bounds the time it waits (the engine's `max_body_time`).
 #[derive(Debug)]
 pub struct RequestBody {
     kind: BodyKind,
@@ -711,17 +709,6 @@ impl<I: Io> Conn<I> {
         }
     }
 
-    /// Reads a body of `len` bytes whole. `None`: the connection ended first.
-    async fn read_whole(&mut self, len: usize) -> Option<Bytes> {
-        while self.buf.len() < len {
-            match self.read_more(len - self.buf.len()).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-        Some(self.buf.split_to(len).freeze())
-    }
-
     /// Feeds a streamed body one chunk each time it asks. Ready when the body is done with.
     fn poll_feed(&mut self, feed: &mut Feed, cx: &mut Context<'_>) -> Poll<Fed> {
         let broken = |pipe: &Pipe, why| {
@@ -1030,28 +1017,20 @@ impl<I: Io> Conn<I> {
         let head_only = request.method() == Method::HEAD;
         let version = request.version();
 
-        // The body: whole when short, else streamed while the service runs.
+        // The body: whole when it is here already, else streamed while the service runs.
         let mut streamed = None;
         let body = match body {
             None => RequestBody::empty(),
             Some(reader) => {
-                let short = match reader {
-                    BodyReader::Length(len) if len <= EAGER_BODY => Some(len as usize),
+                // A body that came whole with its head (the usual polling POST) is handed
+                // over whole; any other is streamed as the service reads it, so that the
+                // service's own deadlines and bounds apply while it comes.
+                let here = match reader {
+                    BodyReader::Length(len) if len <= self.buf.len() as u64 => Some(len as usize),
                     _ => None,
                 };
-                // A short body is read before the service sees the request (a streamed one
-                // when the service first asks for it, see `Feed`).
-                if expect_continue && short.is_some_and(|len| self.buf.len() < len) {
-                    let _ = self.io.write_all(CONTINUE).await;
-                }
-                match short {
-                    Some(len) => {
-                        let read = tokio::time::timeout(HEAD_TIMEOUT, self.read_whole(len));
-                        match read.await {
-                            Ok(Some(bytes)) => RequestBody::whole(bytes),
-                            _ => return Err(None),
-                        }
-                    }
+                match here {
+                    Some(len) => RequestBody::whole(self.buf.split_to(len).freeze()),
                     None => {
                         let len = match reader {
                             BodyReader::Length(len) => Some(len),

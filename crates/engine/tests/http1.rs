@@ -595,3 +595,18 @@ async fn a_body_longer_than_its_length_ends_the_connection() {
         "the connection carried on after a body past its length"
     );
 }
+
+#[tokio::test]
+async fn a_short_body_still_coming_does_not_hold_its_request_back() {
+    // The service sees the request while its body comes, and bounds the wait itself (the
+    // engine answers a slow POST 408 at its `max_body_time`).
+    let (addr, _) = server().await;
+    let mut s = connect(addr).await;
+    s.write_all(b"POST /ignore HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nhalf!")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let a = read_answer(&mut s, &mut buf, false).await;
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"ignored"[..]));
+    assert_eq!(a.header("connection"), Some("close"), "{}", a.head);
+}
