@@ -59,16 +59,46 @@ pub(crate) fn json_error_context(code: ErrorCode, context: &str) -> Response<Res
     response(status, "application/json", Bytes::from(body))
 }
 
-/// A polling response, compressed when it is large enough and the client accepts it.
+/// The compression a client accepts for a polling response (gzip first, then deflate): what
+/// a parked GET keeps of its request's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Gzip,
+    Deflate,
+}
+
+impl Encoding {
+    /// What `Accept-Encoding` in `request` allows; `None` for neither.
+    pub(crate) fn accepted(request: &HeaderMap) -> Option<Encoding> {
+        let accepted = request.get(header::ACCEPT_ENCODING)?.to_str().ok()?;
+        let accepts = |name: &str| {
+            accepted.split(',').any(|e| {
+                let mut parts = e.split(';');
+                let enc = parts.next().unwrap_or("").trim();
+                let q0 = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+                enc.eq_ignore_ascii_case(name) && !q0
+            })
+        };
+        if accepts("gzip") {
+            Some(Encoding::Gzip)
+        } else if accepts("deflate") {
+            Some(Encoding::Deflate)
+        } else {
+            None
+        }
+    }
+}
+
+/// A polling response, compressed with `encoding` when it is at least `threshold` long.
 pub(crate) fn payload(
     body: Bytes,
     content_type: &'static str,
-    request: &HeaderMap,
+    encoding: Option<Encoding>,
     threshold: Option<usize>,
 ) -> Response<ResponseBody> {
-    if let Some(threshold) = threshold {
+    if let (Some(threshold), Some(encoding)) = (threshold, encoding) {
         if body.len() >= threshold {
-            if let Some((encoding, compressed)) = compress(&body, request) {
+            if let Some((encoding, compressed)) = compress(&body, encoding) {
                 let mut res = response(StatusCode::OK, content_type, compressed);
                 res.headers_mut()
                     .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
@@ -81,28 +111,20 @@ pub(crate) fn payload(
     response(StatusCode::OK, content_type, body)
 }
 
-fn compress(body: &[u8], request: &HeaderMap) -> Option<(&'static str, Bytes)> {
-    let accepted = request.get(header::ACCEPT_ENCODING)?.to_str().ok()?;
-    let accepts = |name: &str| {
-        accepted.split(',').any(|e| {
-            let mut parts = e.split(';');
-            let enc = parts.next().unwrap_or("").trim();
-            let q0 = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-            enc.eq_ignore_ascii_case(name) && !q0
-        })
-    };
+fn compress(body: &[u8], encoding: Encoding) -> Option<(&'static str, Bytes)> {
     let level = flate2::Compression::fast();
-    if accepts("gzip") {
-        let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 2), level);
-        e.write_all(body).ok()?;
-        return Some(("gzip", Bytes::from(e.finish().ok()?)));
+    match encoding {
+        Encoding::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 2), level);
+            e.write_all(body).ok()?;
+            Some(("gzip", Bytes::from(e.finish().ok()?)))
+        }
+        Encoding::Deflate => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::with_capacity(body.len() / 2), level);
+            e.write_all(body).ok()?;
+            Some(("deflate", Bytes::from(e.finish().ok()?)))
+        }
     }
-    if accepts("deflate") {
-        let mut e = flate2::write::ZlibEncoder::new(Vec::with_capacity(body.len() / 2), level);
-        e.write_all(body).ok()?;
-        return Some(("deflate", Bytes::from(e.finish().ok()?)));
-    }
-    None
 }
 
 #[cfg(test)]
@@ -124,19 +146,21 @@ mod tests {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("gzip, deflate"),
         );
-        let small = payload(Bytes::from_static(b"4hi"), "text/plain", &h, Some(1024));
+        let h = Encoding::accepted(&h);
+        let small = payload(Bytes::from_static(b"4hi"), "text/plain", h, Some(1024));
         assert!(small.headers().get(header::CONTENT_ENCODING).is_none());
         let big = Bytes::from(vec![b'a'; 4096]);
-        let res = payload(big.clone(), "text/plain", &h, Some(1024));
+        let res = payload(big.clone(), "text/plain", h, Some(1024));
         assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
-        let res = payload(big.clone(), "text/plain", &HeaderMap::new(), Some(1024));
+        let none = Encoding::accepted(&HeaderMap::new());
+        let res = payload(big.clone(), "text/plain", none, Some(1024));
         assert!(res.headers().get(header::CONTENT_ENCODING).is_none());
         let mut h = HeaderMap::new();
         h.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("gzip;q=0, deflate"),
         );
-        let res = payload(big, "text/plain", &h, Some(1024));
+        let res = payload(big, "text/plain", Encoding::accepted(&h), Some(1024));
         assert_eq!(res.headers()[header::CONTENT_ENCODING], "deflate");
     }
 }

@@ -1,6 +1,6 @@
 //! The engine: the session table and the routing of each HTTP request to a transport.
 
-use crate::body::{self, ResponseBody};
+use crate::body::{self, Encoding, ResponseBody};
 use crate::config::EngineConfig;
 use crate::cors;
 use crate::query::Query;
@@ -286,11 +286,14 @@ impl Engine {
         }
         match *req.method() {
             Method::GET => {
-                // Of the request, a parked GET keeps the headers (for compression).
-                let headers = req.into_parts().0.headers;
-                Routed::Later(Box::pin(async move {
-                    polling::get(socket, &query, &headers).await
-                }))
+                // A parked GET keeps none of its request: what it needs is read now.
+                let jsonp = polling::jsonp_index(&query);
+                let encoding = shared
+                    .config
+                    .compression_threshold
+                    .and_then(|_| Encoding::accepted(req.headers()));
+                drop(req);
+                Routed::Later(Box::pin(polling::get(socket, jsonp, encoding)))
             }
             Method::POST => {
                 Routed::Later(Box::pin(
@@ -385,7 +388,11 @@ impl Engine {
         } else {
             polling::start_timer(socket.clone());
             shared.handler.on_open(&socket);
-            polling::get(socket.clone(), query, req.headers()).await
+            let encoding = shared
+                .config
+                .compression_threshold
+                .and_then(|_| Encoding::accepted(req.headers()));
+            polling::get(socket.clone(), polling::jsonp_index(query), encoding).await
         };
         if let Some(cookie) = &shared.config.cookie {
             let mut v = format!("{}={}; Path={}", cookie.name, sid, cookie.path);

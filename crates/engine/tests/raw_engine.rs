@@ -77,3 +77,64 @@ async fn raw_engine_echoes_over_polling_at_its_own_path() {
     );
     assert_eq!(engine.session_count(), 0);
 }
+
+/// A GET with `Accept-Encoding` (read before the GET parks: the request is not kept) gets a
+/// large payload compressed, a parked one too; without it, or with the threshold off, plain.
+#[tokio::test]
+async fn large_polling_payloads_are_compressed_as_the_client_accepts() {
+    use std::io::Read;
+    async fn get(
+        svc: &EngineService,
+        uri: &str,
+        accept: Option<&str>,
+    ) -> (Option<String>, Vec<u8>) {
+        let mut req = Request::builder().method(Method::GET).uri(uri);
+        if let Some(accept) = accept {
+            req = req.header("accept-encoding", accept);
+        }
+        let req = req.body(Full::new(Bytes::new())).unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        let encoding = res
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        (encoding, body)
+    }
+    let big = "x".repeat(4000);
+    for (threshold, accept, expect) in [
+        (Some(1024), Some("gzip, deflate"), Some("gzip")),
+        (Some(1024), Some("gzip;q=0, deflate"), Some("deflate")),
+        (Some(1024), None, None),
+        (None, Some("gzip"), None),
+    ] {
+        let mut config = EngineConfig::default();
+        config.compression_threshold = threshold;
+        let engine = Engine::new(config, Arc::new(Echo::default()));
+        let svc = EngineService::new(engine.clone());
+        let (_, open) = get(&svc, "/engine.io/?EIO=4&transport=polling", None).await;
+        let open = String::from_utf8(open).unwrap();
+        let sid = open.split("\"sid\":\"").nth(1).unwrap()[..20].to_owned();
+        let url = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+        // The GET parks first; the large message comes while it waits.
+        let parked = tokio::spawn({
+            let (svc, url) = (svc.clone(), url.clone());
+            async move { get(&svc, &url, accept).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let post = format!("4{big}");
+        let post: &'static str = Box::leak(post.into_boxed_str());
+        let (status, _) = call(&svc, Method::POST, &url, post).await;
+        assert_eq!(status, 200);
+        let (encoding, body) = parked.await.unwrap();
+        assert_eq!(encoding.as_deref(), expect, "{threshold:?} {accept:?}");
+        let mut text = String::new();
+        match encoding.as_deref() {
+            Some("gzip") => flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text),
+            Some("deflate") => flate2::read::ZlibDecoder::new(&body[..]).read_to_string(&mut text),
+            _ => (&body[..]).read_to_string(&mut text),
+        }
+        .unwrap();
+        assert_eq!(text, format!("4{big}"));
+    }
+}

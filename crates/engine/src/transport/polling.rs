@@ -3,12 +3,12 @@
 //! A polling session has a small timer task for its heartbeats; it hands over to the WebSocket
 //! task when the session upgrades.
 
-use crate::body::{self, ResponseBody};
+use crate::body::{self, Encoding, ResponseBody};
 use crate::engine::{now, Shared};
 use crate::query::Query;
 use crate::socket::{Message, Socket};
 use bytes::Bytes;
-use http::header::{self, HeaderMap};
+use http::header;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use socketlet_engineio_proto::payload::{self, Framing};
@@ -63,7 +63,7 @@ fn fail(socket: &Arc<Socket>, why: &str) -> Response<ResponseBody> {
     body::json_error(ErrorCode::BadRequest)
 }
 
-fn jsonp_index(query: &Query) -> Result<Option<u32>, ()> {
+pub(crate) fn jsonp_index(query: &Query) -> Result<Option<u32>, ()> {
     match &query.jsonp {
         None => Ok(None),
         Some(j) if j.len() <= 9 && !j.is_empty() && j.bytes().all(|b| b.is_ascii_digit()) => {
@@ -74,16 +74,18 @@ fn jsonp_index(query: &Query) -> Result<Option<u32>, ()> {
 }
 
 /// Answers a GET: waits until there is something to send, then sends up to
-/// `max_packets_per_poll` packets.
+/// `max_packets_per_poll` packets. Of its request it keeps the JSONP index (from
+/// [`jsonp_index`]) and the compression the client accepts: the request itself is let go
+/// while the GET is parked.
 pub(crate) async fn get(
     socket: Arc<Socket>,
-    query: &Query,
-    headers: &HeaderMap,
+    jsonp: Result<Option<u32>, ()>,
+    encoding: Option<Encoding>,
 ) -> Response<ResponseBody> {
     let Some(shared) = socket.shared() else {
         return body::json_error(ErrorCode::UnknownSid);
     };
-    let Ok(jsonp) = jsonp_index(query) else {
+    let Ok(jsonp) = jsonp else {
         return fail(&socket, "bad JSONP index");
     };
     if expired(&socket) {
@@ -158,7 +160,7 @@ pub(crate) async fn get(
         return body::payload(
             Bytes::from(script),
             "text/javascript; charset=UTF-8",
-            headers,
+            encoding,
             threshold,
         );
     }
@@ -167,7 +169,7 @@ pub(crate) async fn get(
     } else {
         "text/plain; charset=UTF-8"
     };
-    body::payload(encoded.body, content_type, headers, threshold)
+    body::payload(encoded.body, content_type, encoding, threshold)
 }
 
 /// Answers a POST: reads the body (bounded by `max_payload`), decodes its packets and feeds them
