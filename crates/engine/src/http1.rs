@@ -91,6 +91,13 @@ impl UpgradedIo {
     }
 }
 
+/// Moves what fits of `pre` (bytes read before, returned first) into `buf`.
+pub(crate) fn read_from(pre: &mut Bytes, buf: &mut ReadBuf<'_>) {
+    let n = pre.len().min(buf.remaining());
+    buf.put_slice(&pre[..n]);
+    pre.advance(n);
+}
+
 /// The upgrade a request asked for, in its extensions: resolved with the connection once the
 /// 101 is written; dropped (an error to the receiver) when the answer is anything else.
 #[derive(Clone)]
@@ -111,9 +118,7 @@ impl AsyncRead for Upgraded {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.pre.is_empty() {
-            let n = this.pre.len().min(buf.remaining());
-            buf.put_slice(&this.pre[..n]);
-            this.pre.advance(n);
+            read_from(&mut this.pre, buf);
             return Poll::Ready(Ok(()));
         }
         match &mut this.io {
@@ -238,13 +243,10 @@ impl Body for RequestBody {
 impl Drop for RequestBody {
     fn drop(&mut self) {
         if let BodyKind::Streamed { pipe, .. } = &self.kind {
-            let mut st = lock(&pipe.0);
-            st.reader_gone = true;
-            let writer = st.writer.take();
-            drop(st);
-            if let Some(w) = writer {
-                w.wake();
-            }
+            pipe.update(|st| {
+                st.reader_gone = true;
+                st.writer.take()
+            });
         }
     }
 }
@@ -292,38 +294,38 @@ impl Pipe {
     /// Ends the body where it is, for a reader still holding it after the answer (or after the
     /// connection went away): once it has taken what was read, it reads an error.
     fn abandon(&self) {
-        let mut st = lock(&self.0);
-        if !st.ended {
-            st.ended = true;
-            st.abandoned = true;
-        }
-        let reader = st.reader.take();
-        drop(st);
-        if let Some(w) = reader {
-            w.wake();
-        }
+        self.update(|st| {
+            if !st.ended {
+                st.ended = true;
+                st.abandoned = true;
+            }
+            st.reader.take()
+        });
     }
 
     /// Ends the body normally, leaving a chunk not yet taken to be taken.
     fn finish(&self) {
-        let mut st = lock(&self.0);
-        st.ended = true;
-        let reader = st.reader.take();
-        drop(st);
-        if let Some(w) = reader {
-            w.wake();
-        }
+        self.update(|st| {
+            st.ended = true;
+            st.reader.take()
+        });
     }
 
     /// Gives the reader a chunk (or the end, or an error); `last` ends the body after it.
     fn put(&self, chunk: Option<Result<Bytes, RequestBodyError>>, last: bool) {
-        let mut st = lock(&self.0);
-        st.chunk = chunk;
-        st.wanted = false;
-        st.ended |= last;
-        let reader = st.reader.take();
-        drop(st);
-        if let Some(w) = reader {
+        self.update(|st| {
+            st.chunk = chunk;
+            st.wanted = false;
+            st.ended |= last;
+            st.reader.take()
+        });
+    }
+
+    /// Changes the state under the lock, then wakes the side `change` returns (never under
+    /// the lock).
+    fn update(&self, change: impl FnOnce(&mut PipeState) -> Option<Waker>) {
+        let waker = change(&mut lock(&self.0));
+        if let Some(w) = waker {
             w.wake();
         }
     }

@@ -244,19 +244,35 @@ async fn connect(addr: SocketAddr) -> TcpStream {
     TcpStream::connect(addr).await.unwrap()
 }
 
+/// Connects, writes `request`, and reads one answer; the connection and the bytes read past
+/// the answer are returned for more.
+async fn ask(addr: SocketAddr, request: &[u8]) -> (TcpStream, Vec<u8>, Answer) {
+    let mut s = connect(addr).await;
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let answer = read_answer(&mut s, &mut buf, false).await;
+    (s, buf, answer)
+}
+
+/// Asserts that `request` is answered `status`, with `says` in the body, and the connection
+/// closed after.
+async fn assert_refused(addr: SocketAddr, request: &[u8], status: u16, says: &str) {
+    let (mut s, _, a) = ask(addr, request).await;
+    assert_eq!(a.status, status, "{a:?}");
+    assert!(String::from_utf8_lossy(&a.body).contains(says), "{a:?}");
+    assert!(closed(&mut s).await, "the connection stayed open");
+}
+
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let (addr, seen) = server().await;
-    let mut s = connect(addr).await;
-    s.write_all(
+    let (mut s, mut buf, a) = ask(
+        addr,
         b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nfirst\
           GET /peer HTTP/1.1\r\nhost: x\r\n\r\n\
           POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 6\r\n\r\nthird!",
     )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await;
+    .await;
     assert_eq!((a.status, a.body.as_slice()), (200, &b"first"[..]));
     assert!(a.header("date").is_some(), "{}", a.head);
     let b = read_answer(&mut s, &mut buf, false).await;
@@ -322,22 +338,16 @@ async fn a_long_body_the_service_does_not_read_closes_the_connection_after_the_a
 #[tokio::test]
 async fn a_body_of_unknown_length_goes_out_chunked_or_until_close() {
     let (addr, _) = server().await;
-    let mut s = connect(addr).await;
-    s.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await;
+    let (_, _, a) = ask(addr, b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert_eq!(a.header("transfer-encoding"), Some("chunked"));
     assert_eq!(a.body, b"one,two,three");
 
     // HTTP/1.0 has no chunked: the body ends with the connection.
-    let mut s = connect(addr).await;
-    s.write_all(b"GET /stream HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let b = read_answer(&mut s, &mut buf, false).await;
+    let (_, _, b) = ask(
+        addr,
+        b"GET /stream HTTP/1.0\r\nconnection: keep-alive\r\n\r\n",
+    )
+    .await;
     assert_eq!(b.header("transfer-encoding"), None);
     assert_eq!(b.header("connection"), Some("close"));
     assert_eq!(b.body, b"one,two,three");
@@ -346,10 +356,7 @@ async fn a_body_of_unknown_length_goes_out_chunked_or_until_close() {
 #[tokio::test]
 async fn http_1_0_closes_unless_kept_alive_and_head_has_no_body() {
     let (addr, _) = server().await;
-    let mut s = connect(addr).await;
-    s.write_all(b"GET /ignore HTTP/1.0\r\n\r\n").await.unwrap();
-    let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await;
+    let (mut s, mut buf, a) = ask(addr, b"GET /ignore HTTP/1.0\r\n\r\n").await;
     assert_eq!((a.status, a.body.as_slice()), (200, &b"ignored"[..]));
     assert!(closed(&mut s).await);
 
@@ -373,14 +380,11 @@ async fn http_1_0_closes_unless_kept_alive_and_head_has_no_body() {
 #[tokio::test]
 async fn expect_100_continue_is_answered_before_the_body_is_sent() {
     let (addr, _) = server().await;
-    let mut s = connect(addr).await;
-    s.write_all(
+    let (mut s, mut buf, go) = ask(
+        addr,
         b"POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 4\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    let go = read_answer(&mut s, &mut buf, false).await;
+    .await;
     assert_eq!(go.status, 100);
     s.write_all(b"body").await.unwrap();
     let a = read_answer(&mut s, &mut buf, false).await;
@@ -434,18 +438,8 @@ async fn bad_heads_are_refused_with_a_status_and_the_connection_closed() {
     );
 
     // A bad chunk size reaches the service as a body error, and ends the connection.
-    let mut s = connect(addr).await;
-    s.write_all(b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await;
-    assert_eq!(a.status, 400);
-    assert!(
-        String::from_utf8_lossy(&a.body).contains("chunk size"),
-        "{a:?}"
-    );
-    assert!(closed(&mut s).await);
+    let request = b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n";
+    assert_refused(addr, request, 400, "chunk size").await;
 }
 
 #[tokio::test]
@@ -563,31 +557,14 @@ async fn a_body_still_read_after_the_answer_ends_in_an_error_not_early() {
 #[tokio::test]
 async fn chunked_lines_must_end_in_crlf() {
     let (addr, _) = server().await;
-    let mut s = connect(addr).await;
-    s.write_all(
-        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\nhello\n0\n\n",
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await;
-    assert_eq!(a.status, 400);
-    assert!(
-        String::from_utf8_lossy(&a.body).contains("without CR"),
-        "{a:?}"
-    );
-    assert!(closed(&mut s).await);
+    let request = b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\nhello\n0\n\n";
+    assert_refused(addr, request, 400, "without CR").await;
 }
 
 #[tokio::test]
 async fn a_body_longer_than_its_length_ends_the_connection() {
     let (addr, _) = server().await;
-    let mut s = connect(addr).await;
-    s.write_all(b"GET /liar HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await;
+    let (mut s, _, a) = ask(addr, b"GET /liar HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert_eq!(a.header("content-length"), Some("3"));
     assert!(a.body.len() <= 3);
     assert!(
@@ -601,12 +578,11 @@ async fn a_short_body_still_coming_does_not_hold_its_request_back() {
     // The service sees the request while its body comes, and bounds the wait itself (the
     // engine answers a slow POST 408 at its `max_body_time`).
     let (addr, _) = server().await;
-    let mut s = connect(addr).await;
-    s.write_all(b"POST /ignore HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nhalf!")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf, false).await;
+    let (_, _, a) = ask(
+        addr,
+        b"POST /ignore HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nhalf!",
+    )
+    .await;
     assert_eq!((a.status, a.body.as_slice()), (200, &b"ignored"[..]));
     assert_eq!(a.header("connection"), Some("close"), "{}", a.head);
 }

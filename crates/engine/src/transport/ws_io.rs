@@ -17,7 +17,7 @@
 //! tungstenite's own writes (pongs, the closing handshake, the probe answer) go into
 //! [`WsOut::pending`] whole, so its frames never interleave with the server's.
 
-use crate::http1::{Io, Upgraded, UpgradedIo};
+use crate::http1::{read_from, Io, Upgraded, UpgradedIo};
 use crate::socket::{Message, Socket, State};
 use crate::transport::frame::Parts;
 use bytes::{Buf, Bytes, BytesMut};
@@ -245,9 +245,7 @@ impl AsyncRead for WsIo {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if let Some(pre) = &mut this.pre {
-            let n = pre.len().min(buf.remaining());
-            buf.put_slice(&pre[..n]);
-            pre.advance(n);
+            read_from(pre, buf);
             if pre.is_empty() {
                 // Let go of hyper's buffer, which the bytes were a slice of.
                 this.pre = None;
