@@ -366,6 +366,15 @@ fn line(buf: &[u8]) -> Result<Option<(usize, &[u8])>, &'static str> {
 }
 
 impl BodyReader {
+    /// The bytes the framing still expects, when it knows (a length, or a chunk's rest).
+    fn left(&self) -> Option<u64> {
+        match self {
+            BodyReader::Length(left) => Some(*left),
+            BodyReader::Chunked(ChunkState::Data(left)) => Some(*left),
+            BodyReader::Chunked(_) => None,
+        }
+    }
+
     /// Whether the body ends within `buf` with nothing of it left unread (its terminating
     /// chunk may be there still). What it reads of `buf` is lost: only for a body let go.
     fn ends_in(&mut self, buf: &mut BytesMut) -> bool {
@@ -655,6 +664,43 @@ impl Drop for Feed {
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+/// The block a streamed body is read into: its chunks are consecutive slices of one block (a
+/// service that keeps a body's chunks until its end, as the engine does, holds a few large
+/// blocks rather than many small ones, which the allocator gives back to the system when
+/// they are freed; 4 KiB chunks read each into its own buffer left a burst of large bodies'
+/// memory in the heap afterwards).
+const BODY_BLOCK: usize = 256 * 1024;
+
+/// The most a streamed body's read takes at once (16 KiB): what is read runs ahead of what the
+/// service has accepted (and counted against its bounds) by no more.
+const BODY_READ: usize = 16 * 1024;
+
+/// Reads once for a streamed body into `buf`, at most [`BODY_READ`] bytes and no more than the
+/// `left` bytes the framing still expects; makes a block of [`BODY_BLOCK`] (no larger than
+/// `left`) when less than 4 KiB of room is left.
+fn poll_read_body<I: Io>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    left: Option<u64>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let left = left.map_or(usize::MAX, |l| {
+        usize::try_from(l).unwrap_or(usize::MAX).max(1)
+    });
+    if buf.capacity() - buf.len() < READ_CHUNK {
+        buf.reserve(left.clamp(READ_CHUNK, BODY_BLOCK));
+    }
+    let room = (buf.capacity() - buf.len()).min(BODY_READ).min(left);
+    let start = buf.len();
+    buf.resize(start + room, 0);
+    let mut read = ReadBuf::new(&mut buf[start..]);
+    let polled = Pin::new(io).poll_read(cx, &mut read);
+    let n = read.filled().len();
+    buf.truncate(start + n);
+    ready!(polled)?;
+    Poll::Ready(Ok(n))
+}
+
 /// One connection's state between requests.
 struct Conn<I> {
     io: I,
@@ -752,7 +798,8 @@ impl<I: Io> Conn<I> {
                     return Poll::Ready(Fed::Whole);
                 }
                 Ok(Decoded::NeedMore) => {
-                    match ready!(poll_read_more(&mut self.io, &mut self.buf, READ_CHUNK, cx)) {
+                    let left = feed.reader.left();
+                    match ready!(poll_read_body(&mut self.io, &mut self.buf, left, cx)) {
                         Ok(0) | Err(_) => {
                             return broken(&feed.pipe, "the connection ended before the body")
                         }
