@@ -49,6 +49,14 @@ impl Shared {
         read(&self.sessions).get(&sid).cloned()
     }
 
+    /// The compression a polling answer to a request with `headers` may use: none when
+    /// compression is off.
+    fn poll_encoding(&self, headers: &HeaderMap) -> Option<Encoding> {
+        self.config
+            .compression_threshold
+            .and_then(|_| Encoding::accepted(headers))
+    }
+
     pub(crate) fn timing(&self) -> Timing {
         Timing {
             ping_interval: self.config.ping_interval,
@@ -288,10 +296,7 @@ impl Engine {
             Method::GET => {
                 // A parked GET keeps none of its request: what it needs is read now.
                 let jsonp = polling::jsonp_index(&query);
-                let encoding = shared
-                    .config
-                    .compression_threshold
-                    .and_then(|_| Encoding::accepted(req.headers()));
+                let encoding = shared.poll_encoding(req.headers());
                 drop(req);
                 Routed::Later(Box::pin(polling::get(socket, jsonp, encoding)))
             }
@@ -388,10 +393,7 @@ impl Engine {
         } else {
             polling::start_timer(socket.clone());
             shared.handler.on_open(&socket);
-            let encoding = shared
-                .config
-                .compression_threshold
-                .and_then(|_| Encoding::accepted(req.headers()));
+            let encoding = shared.poll_encoding(req.headers());
             polling::get(socket.clone(), polling::jsonp_index(query), encoding).await
         };
         if let Some(cookie) = &shared.config.cookie {

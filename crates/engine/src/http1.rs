@@ -45,10 +45,11 @@ use tokio::sync::oneshot;
 pub const MAX_HEAD: usize = 16 * 1024;
 /// The most headers a request may have: 100, hyper's default.
 pub const MAX_HEADERS: usize = 100;
-/// How long a request head may take to arrive once the connection is ready for it: 30 s (as hyper's `header_read_timeout`, which `serve`
-/// used before). It also ends a keep-alive connection left idle: a proxy that keeps idle
-/// connections to socketlet (nginx's `keepalive` in an `upstream`) should let them go sooner
-/// (`keepalive_timeout` under 30 s), or a request it sends as one closes may be lost.
+/// How long a request head may take to arrive once the connection is ready for it: 30 s (as
+/// hyper's `header_read_timeout`, which `serve` used before). It also ends a keep-alive
+/// connection left idle: a proxy that keeps idle connections to socketlet (nginx's `keepalive`
+/// in an `upstream`) should let them go sooner (`keepalive_timeout` under 30 s), or a request
+/// it sends as one closes may be lost.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most bytes read from the connection at once (on the stack, then copied out).
 const READ_CHUNK: usize = 4096;
@@ -174,7 +175,7 @@ impl std::error::Error for RequestBodyError {}
 /// The body of a request read by [`serve`](crate::serve): whole when all of it came with the
 /// head (it has a `Content-Length`, and was read in the same reads as the head: the usual
 /// polling POST), else streamed from the connection as the service reads it, one chunk of at
-/// most 4 KiB at a time. A streamed body comes as slowly as the client sends it: the service
+/// most 16 KiB at a time. A streamed body comes as slowly as the client sends it: the service
 /// bounds the time it waits (the engine's `max_body_time`).
 #[derive(Debug)]
 pub struct RequestBody {
@@ -1044,8 +1045,9 @@ enum End {
 }
 
 impl<I: Io> Conn<I> {
-    /// Reads the next request: its head, and its body when short. `Err(Some(status))`: refuse
-    /// it; `Err(None)`: the connection ended, or took too long.
+    /// Reads the next request's head, and takes its body when it came with the head (else the
+    /// body is streamed, see [`Feed`]). `Err(Some(status))`: refuse it; `Err(None)`: the
+    /// connection ended, or its head took too long.
     async fn next_request(&mut self, peer: SocketAddr) -> Result<Prepared, Option<StatusCode>> {
         let head = match tokio::time::timeout(HEAD_TIMEOUT, self.read_head()).await {
             Ok(Ok(Some(head))) => head,

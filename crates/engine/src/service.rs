@@ -107,7 +107,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// costs most of the time. A service that needs hyper's own upgrades (`hyper::upgrade::on`)
 /// is served with hyper instead (axum's `serve`, say); the engine works under both.
 ///
-/// Each request gets a [`RemoteAddr`] extension with the peer's address.
+/// Each request gets a [`RemoteAddr`](crate::RemoteAddr) extension with the peer's address.
 pub async fn serve<S, F>(listener: TcpListener, service: S, shutdown: F) -> std::io::Result<()>
 where
     S: Servable,

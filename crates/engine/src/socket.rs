@@ -165,7 +165,7 @@ impl State {
 
 /// One Engine.IO session. Shared as `Arc<Socket>`; every method takes `&self`.
 ///
-/// `repr(C)` puts what every send reads (the limit, the lock, and [`State`] up to the session's
+/// `repr(C)` puts what every send reads (the limit, the lock, and `State` up to the session's
 /// `closed` and version) on the first two cache lines of the allocation: a broadcast to 10k
 /// idle sockets finds each one cold, and a miss per line is a good part of its cost outside
 /// the kernel.

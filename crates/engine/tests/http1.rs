@@ -366,9 +366,12 @@ async fn http_1_0_closes_unless_kept_alive_and_head_has_no_body() {
         .unwrap();
     let a = read_answer(&mut s, &mut buf, false).await;
     assert_eq!(a.header("connection"), Some("keep-alive"));
-    s.write_all(b"HEAD /ignore HTTP/1.1\r\nhost: x\r\n\r\nGET /ignore HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"HEAD /ignore HTTP/1.1\r\nhost: x\r\n\r\n\
+          GET /ignore HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let head = read_answer(&mut s, &mut buf, true).await;
     assert_eq!(head.header("content-length"), Some("7"));
     let get = read_answer(&mut s, &mut buf, false).await;

@@ -247,7 +247,7 @@ impl AsyncRead for WsIo {
         if let Some(pre) = &mut this.pre {
             read_from(pre, buf);
             if pre.is_empty() {
-                // Let go of hyper's buffer, which the bytes were a slice of.
+                // Let go of the connection's read buffer, which the bytes were a slice of.
                 this.pre = None;
             }
             return Poll::Ready(Ok(()));
