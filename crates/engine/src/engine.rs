@@ -4,6 +4,7 @@ use crate::body::{self, Encoding, ResponseBody};
 use crate::config::EngineConfig;
 use crate::cors;
 use crate::query::Query;
+use crate::sid::SidHash;
 use crate::socket::{Message, RemoteAddr, RequestInfo, Sid, Socket};
 use crate::sync::{read, write};
 use crate::transport::{polling, websocket};
@@ -35,7 +36,7 @@ pub trait EngineHandler: Send + Sync + 'static {
 pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
     pub(crate) handler: Arc<dyn EngineHandler>,
-    sessions: RwLock<HashMap<Sid, Arc<Socket>>>,
+    sessions: RwLock<HashMap<Sid, Arc<Socket>, SidHash>>,
     /// Bytes held by the bodies of POSTs being read (bounded by `max_body_memory`).
     pub(crate) body_memory: std::sync::atomic::AtomicUsize,
 }
@@ -119,7 +120,7 @@ impl Engine {
             shared: Arc::new(Shared {
                 config,
                 handler,
-                sessions: RwLock::new(HashMap::new()),
+                sessions: RwLock::new(HashMap::default()),
                 body_memory: Default::default(),
             }),
         }
@@ -273,8 +274,11 @@ impl Engine {
         }
         let Some(sid) = query.sid.as_deref() else {
             let engine = self.clone();
+            // The query borrows the request: what the handshake needs of it is read now.
+            let b64 = version == ProtocolVersion::V3 && (query.b64 || query.jsonp.is_some());
+            let jsonp = polling::jsonp_index(&query);
             return Routed::Later(Box::pin(async move {
-                engine.handshake(req, version, websocket, &query).await
+                engine.handshake(req, version, websocket, b64, jsonp).await
             }));
         };
         let Some(socket) = Sid::parse(sid).and_then(|sid| shared.get(sid)) else {
@@ -301,9 +305,8 @@ impl Engine {
                 Routed::Later(Box::pin(polling::get(socket, jsonp, encoding)))
             }
             Method::POST => {
-                Routed::Later(Box::pin(
-                    async move { polling::post(socket, &query, req).await },
-                ))
+                let jsonp = query.jsonp.is_some();
+                Routed::Later(Box::pin(polling::post(socket, jsonp, req)))
             }
             _ => Routed::Now(body::json_error(ErrorCode::BadRequest)),
         }
@@ -332,7 +335,8 @@ impl Engine {
         req: Request<B>,
         version: ProtocolVersion,
         websocket: bool,
-        query: &Query,
+        b64: bool,
+        jsonp: Result<Option<u32>, ()>,
     ) -> Response<ResponseBody>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -364,7 +368,7 @@ impl Engine {
             sid,
             session,
             request,
-            version == ProtocolVersion::V3 && (query.b64 || query.jsonp.is_some()),
+            b64,
             shared.config.max_buffered_packets,
             Arc::downgrade(shared),
         ));
@@ -394,7 +398,7 @@ impl Engine {
             polling::start_timer(socket.clone());
             shared.handler.on_open(&socket);
             let encoding = shared.poll_encoding(req.headers());
-            polling::get(socket.clone(), polling::jsonp_index(query), encoding).await
+            polling::get(socket.clone(), jsonp, encoding).await
         };
         if let Some(cookie) = &shared.config.cookie {
             let mut v = format!("{}={}; Path={}", cookie.name, sid, cookie.path);

@@ -1,28 +1,40 @@
 //! The query parameters of an Engine.IO request.
 
-/// The parameters the engine reads from a request's query string.
+use std::borrow::Cow;
+
+/// The parameters the engine reads from a request's query string, borrowed from it unless
+/// they had to be decoded.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Query {
-    pub eio: Option<String>,
-    pub transport: Option<String>,
-    pub sid: Option<String>,
+pub(crate) struct Query<'a> {
+    pub eio: Option<Cow<'a, str>>,
+    pub transport: Option<Cow<'a, str>>,
+    pub sid: Option<Cow<'a, str>>,
     /// v3: the client wants binary packets as base64 in polling responses.
     pub b64: bool,
     /// v3: JSONP polling with this callback index.
-    pub jsonp: Option<String>,
+    pub jsonp: Option<Cow<'a, str>>,
 }
 
-impl Query {
-    pub(crate) fn parse(query: Option<&str>) -> Query {
+impl<'a> Query<'a> {
+    pub(crate) fn parse(query: Option<&'a str>) -> Query<'a> {
         let mut q = Query::default();
-        for pair in query.unwrap_or("").split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(query) = query else {
+            return q;
+        };
+        // Every request goes through this: pairs are split by hand, without the general
+        // pattern searchers, and nothing is allocated unless a value has escapes.
+        let mut rest = Some(query);
+        while let Some(left) = rest {
+            let (pair, next) = split_at_byte(left, b'&');
+            rest = next;
+            let (k, v) = split_at_byte(pair, b'=');
+            let v = v.unwrap_or("");
             match k {
-                "EIO" => q.eio = Some(percent_decode(v)),
-                "transport" => q.transport = Some(percent_decode(v)),
-                "sid" => q.sid = Some(percent_decode(v)),
+                "EIO" => q.eio = Some(decode(v)),
+                "transport" => q.transport = Some(decode(v)),
+                "sid" => q.sid = Some(decode(v)),
                 "b64" => q.b64 = !v.is_empty() && v != "0" && v != "false",
-                "j" => q.jsonp = Some(percent_decode(v)),
+                "j" => q.jsonp = Some(decode(v)),
                 _ => {}
             }
         }
@@ -30,10 +42,24 @@ impl Query {
     }
 }
 
+/// `s` before the first `sep`, and what follows it (if it occurs).
+fn split_at_byte(s: &str, sep: u8) -> (&str, Option<&str>) {
+    match s.bytes().position(|b| b == sep) {
+        // `sep` is ASCII: both sides are on character boundaries.
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    }
+}
+
 /// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are.
 pub fn percent_decode(s: &str) -> String {
-    if !s.contains(['%', '+']) {
-        return s.to_owned();
+    decode(s).into_owned()
+}
+
+/// [`percent_decode`], borrowing `s` when it has nothing to decode.
+fn decode(s: &str) -> Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -58,7 +84,7 @@ pub fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]
@@ -75,6 +101,14 @@ mod tests {
         assert_eq!(q.sid.as_deref(), Some("abc-d"));
         assert!(q.b64);
         assert_eq!(q.jsonp.as_deref(), Some("3"));
+        // Values without escapes are borrowed from the query, not copied.
+        assert!(matches!(q.transport, Some(Cow::Borrowed("polling"))));
+        assert!(matches!(q.sid, Some(Cow::Owned(_))));
+        assert_eq!(Query::parse(None), Query::default());
+        let q = Query::parse(Some("sid=a=b&EIO=3&transport"));
+        assert_eq!(q.sid.as_deref(), Some("a=b"));
+        assert_eq!(q.eio.as_deref(), Some("3"));
+        assert_eq!(q.transport.as_deref(), Some(""));
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn fail(socket: &Arc<Socket>, why: &str) -> Response<ResponseBody> {
     body::json_error(ErrorCode::BadRequest)
 }
 
-pub(crate) fn jsonp_index(query: &Query) -> Result<Option<u32>, ()> {
+pub(crate) fn jsonp_index(query: &Query<'_>) -> Result<Option<u32>, ()> {
     match &query.jsonp {
         None => Ok(None),
         Some(j) if j.len() <= 9 && !j.is_empty() && j.bytes().all(|b| b.is_ascii_digit()) => {
@@ -173,10 +173,11 @@ pub(crate) async fn get(
 }
 
 /// Answers a POST: reads the body (bounded by `max_payload`), decodes its packets and feeds them
-/// to the session in order.
+/// to the session in order. `jsonp`: the request named a JSONP index (`j`), so a v3 body is a
+/// JSONP form.
 pub(crate) async fn post<B>(
     socket: Arc<Socket>,
-    query: &Query,
+    jsonp: bool,
     req: Request<B>,
 ) -> Response<ResponseBody>
 where
@@ -248,7 +249,7 @@ where
     if socket.is_closed() {
         return body::json_error(ErrorCode::UnknownSid);
     }
-    let data = if query.jsonp.is_some() && socket.protocol() == ProtocolVersion::V3 {
+    let data = if jsonp && socket.protocol() == ProtocolVersion::V3 {
         match payload::decode_jsonp_form(&data) {
             Ok(d) => d,
             Err(e) => return fail(&socket, &e.to_string()),
