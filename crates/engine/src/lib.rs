@@ -48,6 +48,7 @@ pub use query::percent_decode;
 #[cfg(feature = "tls")]
 pub use service::serve_tls;
 pub use service::{bind, serve, serve_connection, EngineService, Servable};
+pub use sid::{SidHash, SidHasher};
 pub use socket::{Message, RemoteAddr, RequestInfo, Sid, Socket, TransportKind};
 pub use socketlet_engineio_proto as proto;
 pub use socketlet_engineio_proto::session::CloseReason;

@@ -2,6 +2,7 @@
 
 use base64::Engine as _;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// An Engine.IO session id (also used for Socket.IO socket ids). `Copy`, hashable, 20 bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,6 +55,33 @@ impl fmt::Debug for Sid {
     }
 }
 
+/// A [`Hasher`] for maps keyed by [`Sid`]: a few multiplications over the id's characters in
+/// place of SipHash's rounds (a socket is looked up by its id on every polling request, and on
+/// every delivery to a room). The std's keyed hash guards against keys chosen so as to collide;
+/// ids are drawn by the server from a CSPRNG, and a client only ever looks them up.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SidHasher(u64);
+
+impl Hasher for SidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        // The multiplications mix upwards: the well-mixed high half goes where the table's
+        // bucket index is read.
+        self.0.rotate_left(26)
+    }
+}
+
+/// Builds [`SidHasher`]s: `HashMap<Sid, V, SidHash>`.
+pub type SidHash = BuildHasherDefault<SidHasher>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +102,33 @@ mod tests {
         assert_eq!(Sid::parse("aaaaaaaaaaaaaaaaaaa/"), None);
         assert_eq!(Sid::parse("aaaaaaaaaaaaaaaaaaaaa"), None);
         assert_eq!(Sid::parse("éééééééééé"), None);
+    }
+
+    #[test]
+    fn sid_hashes_spread_over_buckets() {
+        use std::hash::BuildHasher;
+        // 4,096 random ids into 1,024 buckets by the low bits, as a table indexes them: about
+        // 4 each; a hasher that left the low bits unmixed would crowd a few buckets.
+        // The table also filters by the top 7 bits: all 128 values should turn up.
+        let mut buckets = [0u32; 1024];
+        let mut tops = [false; 128];
+        for _ in 0..4096 {
+            let h = SidHash::default().hash_one(Sid::random());
+            buckets[(h & 1023) as usize] += 1;
+            tops[(h >> 57) as usize] = true;
+        }
+        let fullest = buckets.iter().copied().max().unwrap_or(0);
+        assert!(fullest <= 20, "a bucket got {fullest} of 4096 ids");
+        let seen = tops.iter().filter(|t| **t).count();
+        assert!(seen >= 120, "{seen} of 128 top-bit values");
+        let mut map: std::collections::HashMap<Sid, u32, SidHash> = Default::default();
+        let ids: Vec<Sid> = (0..100).map(|_| Sid::random()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            map.insert(*id, i as u32);
+        }
+        assert!(ids
+            .iter()
+            .enumerate()
+            .all(|(i, id)| map.get(id) == Some(&(i as u32))));
     }
 }

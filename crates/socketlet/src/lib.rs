@@ -107,7 +107,8 @@ pub use socketlet_socketio_proto as socketio_proto;
 pub mod engine {
     pub use socketlet_engine::{
         sync, CloseReason, Engine, EngineHandler, EngineService, Message,
-        ProtocolVersion as EngineProtocol, SendError, Sid, Socket as Connection, WeakEngine,
+        ProtocolVersion as EngineProtocol, SendError, Sid, SidHash, SidHasher,
+        Socket as Connection, WeakEngine,
     };
 }
 

@@ -11,7 +11,7 @@ use crate::observer::Hub;
 use crate::operators::AckResponses;
 use crate::socket::Socket;
 use socketlet_engine::sync::{read, write};
-use socketlet_engine::Sid;
+use socketlet_engine::{Sid, SidHash};
 use socketlet_socketio_proto::{Packet, PacketData};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -28,8 +28,8 @@ pub struct LocalNamespace {
 
 struct LocalInner {
     name: String,
-    sockets: RwLock<HashMap<Sid, Socket>>,
-    rooms: RwLock<HashMap<Room, HashSet<Sid>>>,
+    sockets: RwLock<HashMap<Sid, Socket, SidHash>>,
+    rooms: RwLock<HashMap<Room, HashSet<Sid, SidHash>>>,
     next_ack: AtomicU64,
     hub: Arc<Hub>,
     parser: Parser,
@@ -45,7 +45,7 @@ impl std::fmt::Debug for LocalNamespace {
 }
 
 /// The local socket whose own room (its id) is `room`, if any.
-fn own_room_socket(room: &str, sockets: &HashMap<Sid, Socket>) -> Option<Sid> {
+fn own_room_socket(room: &str, sockets: &HashMap<Sid, Socket, SidHash>) -> Option<Sid> {
     let sid = Sid::parse(room.rsplit('#').next().unwrap_or(room))?;
     sockets
         .get(&sid)
@@ -58,7 +58,7 @@ impl LocalNamespace {
         LocalNamespace {
             inner: Arc::new(LocalInner {
                 name,
-                sockets: RwLock::new(HashMap::new()),
+                sockets: RwLock::new(HashMap::default()),
                 rooms: RwLock::new(HashMap::new()),
                 next_ack: AtomicU64::new(0),
                 hub,
@@ -144,7 +144,7 @@ impl LocalNamespace {
                 false
             }
             None => {
-                index.insert(room.to_owned(), HashSet::from([sid]));
+                index.insert(room.to_owned(), HashSet::from_iter([sid]));
                 true
             }
         }
@@ -163,7 +163,12 @@ impl LocalNamespace {
     }
 
     /// Adds to `out` the sockets of `room`, including the socket whose id is `room`.
-    fn collect_room(&self, room: &str, sockets: &HashMap<Sid, Socket>, out: &mut HashSet<Sid>) {
+    fn collect_room(
+        &self,
+        room: &str,
+        sockets: &HashMap<Sid, Socket, SidHash>,
+        out: &mut HashSet<Sid, SidHash>,
+    ) {
         if let Some(members) = read(&self.inner.rooms).get(room) {
             out.extend(members.iter().copied());
         }
@@ -173,7 +178,7 @@ impl LocalNamespace {
     /// The sockets of this node that `opts` targets (rooms and exceptions; flags ignored).
     pub fn sockets(&self, opts: &BroadcastOptions) -> Vec<Socket> {
         let sockets = read(&self.inner.sockets);
-        let mut except = HashSet::new();
+        let mut except = HashSet::default();
         for r in &opts.except {
             self.collect_room(r, &sockets, &mut except);
         }
@@ -184,7 +189,7 @@ impl LocalNamespace {
                 .map(|(_, s)| s.clone())
                 .collect();
         }
-        let mut targets = HashSet::new();
+        let mut targets = HashSet::default();
         for r in &opts.rooms {
             self.collect_room(r, &sockets, &mut targets);
         }

@@ -10,7 +10,9 @@ use crate::observer::{Hub, Observer};
 use crate::operators::BroadcastOperator;
 use crate::service::SocketIoService;
 use socketlet_engine::sync::{read, write};
-use socketlet_engine::{CloseReason, Engine, EngineHandler, Message, Sid, Socket as EngineSocket};
+use socketlet_engine::{
+    CloseReason, Engine, EngineHandler, Message, Sid, SidHash, Socket as EngineSocket,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -83,7 +85,7 @@ pub(crate) struct ServerInner {
     /// Dynamic namespaces: which names they take, and the parent whose adapter reaches the
     /// children.
     dynamic: RwLock<Vec<DynamicNamespace>>,
-    clients: RwLock<HashMap<Sid, Arc<Client>>>,
+    clients: RwLock<HashMap<Sid, Arc<Client>, SidHash>>,
     weak: Weak<ServerInner>,
     /// Whether the `connect_timeout` sweep runs (started with the first connection).
     sweeping: std::sync::atomic::AtomicBool,
@@ -323,7 +325,7 @@ impl SocketIo {
             config,
             namespaces: RwLock::default(),
             dynamic: RwLock::new(Vec::new()),
-            clients: RwLock::new(HashMap::new()),
+            clients: RwLock::new(HashMap::default()),
             weak: weak.clone(),
             sweeping: Default::default(),
             children_full: AtomicBool::new(false),
