@@ -11,12 +11,22 @@ use std::io::Write;
 /// built whole, WebSocket upgrades have none).
 pub type ResponseBody = Full<Bytes>;
 
-fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ResponseBody> {
+/// A response of `content_type`: a value made at compile time (`const {
+/// HeaderValue::from_static(..) }`), not checked byte by byte for every answer.
+fn response(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Response<ResponseBody> {
     let mut res = Response::new(Full::new(body));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut().insert(header::CONTENT_TYPE, content_type);
     res
+}
+
+/// A JSON response.
+fn json(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
+    response(
+        status,
+        const { HeaderValue::from_static("application/json") },
+        body,
+    )
 }
 
 /// An empty response.
@@ -28,13 +38,14 @@ pub(crate) fn empty(status: StatusCode) -> Response<ResponseBody> {
 
 /// A plain-text response.
 pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
-    response(status, "text/html", Bytes::from_static(body.as_bytes()))
+    let html = const { HeaderValue::from_static("text/html") };
+    response(status, html, Bytes::from_static(body.as_bytes()))
 }
 
 /// The Engine.IO error JSON for `code`, with its status.
 pub(crate) fn json_error(code: ErrorCode) -> Response<ResponseBody> {
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    response(status, "application/json", Bytes::from(code.to_json()))
+    json(status, Bytes::from(code.to_json()))
 }
 
 /// An Engine.IO error JSON with a message of our own.
@@ -44,7 +55,7 @@ pub(crate) fn json_error_message(
     message: &str,
 ) -> Response<ResponseBody> {
     let body = serde_json::json!({ "code": code as u8, "message": message }).to_string();
-    response(status, "application/json", Bytes::from(body))
+    json(status, Bytes::from(body))
 }
 
 /// Node's shape for a refusal by `allowRequest`: the code's message plus a `context`.
@@ -56,7 +67,7 @@ pub(crate) fn json_error_context(code: ErrorCode, context: &str) -> Response<Res
         "context": { "message": context },
     })
     .to_string();
-    response(status, "application/json", Bytes::from(body))
+    json(status, Bytes::from(body))
 }
 
 /// The compression a client accepts for a polling response (gzip first, then deflate): what
@@ -92,7 +103,7 @@ impl Encoding {
 /// A polling response, compressed with `encoding` when it is at least `threshold` long.
 pub(crate) fn payload(
     body: Bytes,
-    content_type: &'static str,
+    content_type: HeaderValue,
     encoding: Option<Encoding>,
     threshold: Option<usize>,
 ) -> Response<ResponseBody> {
@@ -131,6 +142,10 @@ fn compress(body: &[u8], encoding: Encoding) -> Option<(&'static str, Bytes)> {
 mod tests {
     use super::*;
 
+    fn plain() -> HeaderValue {
+        HeaderValue::from_static("text/plain")
+    }
+
     #[test]
     fn error_bodies_match_node() {
         let res = json_error(ErrorCode::UnknownSid);
@@ -147,20 +162,20 @@ mod tests {
             HeaderValue::from_static("gzip, deflate"),
         );
         let h = Encoding::accepted(&h);
-        let small = payload(Bytes::from_static(b"4hi"), "text/plain", h, Some(1024));
+        let small = payload(Bytes::from_static(b"4hi"), plain(), h, Some(1024));
         assert!(small.headers().get(header::CONTENT_ENCODING).is_none());
         let big = Bytes::from(vec![b'a'; 4096]);
-        let res = payload(big.clone(), "text/plain", h, Some(1024));
+        let res = payload(big.clone(), plain(), h, Some(1024));
         assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
         let none = Encoding::accepted(&HeaderMap::new());
-        let res = payload(big.clone(), "text/plain", none, Some(1024));
+        let res = payload(big.clone(), plain(), none, Some(1024));
         assert!(res.headers().get(header::CONTENT_ENCODING).is_none());
         let mut h = HeaderMap::new();
         h.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("gzip;q=0, deflate"),
         );
-        let res = payload(big, "text/plain", Encoding::accepted(&h), Some(1024));
+        let res = payload(big, plain(), Encoding::accepted(&h), Some(1024));
         assert_eq!(res.headers()[header::CONTENT_ENCODING], "deflate");
     }
 }

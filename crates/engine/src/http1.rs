@@ -514,6 +514,34 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     })
 }
 
+/// Which of the headers that frame a request (or ask to keep or switch its connection) a head
+/// has: noted while its map is built, so that a request without them (most) looks none up.
+#[derive(Default)]
+struct Seen {
+    content_length: bool,
+    transfer_encoding: bool,
+    connection: bool,
+    expect: bool,
+    upgrade: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName) {
+        // Standard names compare as small enums.
+        if name == header::CONTENT_LENGTH {
+            self.content_length = true;
+        } else if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if name == header::CONNECTION {
+            self.connection = true;
+        } else if name == header::EXPECT {
+            self.expect = true;
+        } else if name == header::UPGRADE {
+            self.upgrade = true;
+        }
+    }
+}
+
 /// Parses a request head at the start of `buf`; `None` while it is incomplete. The head's
 /// bytes are taken out of `buf` (the request's URI and header values are slices of them).
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
@@ -560,16 +588,18 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
     let uri = Uri::from_maybe_shared(head.slice(path.0 as usize..path.1 as usize))
         .map_err(|_| Refusal::Malformed)?;
     let mut headers = HeaderMap::with_capacity(count);
+    let mut seen = Seen::default();
     for &(ns, ne, vs, ve) in &spans[..count] {
         let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
             .map_err(|_| Refusal::Malformed)?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
             .map_err(|_| Refusal::Malformed)?;
+        seen.note(&name);
         headers.append(name, value);
     }
 
-    let body = if headers.contains_key(header::TRANSFER_ENCODING) {
-        if version == Version::HTTP_10 || headers.contains_key(header::CONTENT_LENGTH) {
+    let body = if seen.transfer_encoding {
+        if version == Version::HTTP_10 || seen.content_length {
             return Err(Refusal::Malformed);
         }
         // The last coding must be chunked; anything before it is not one this server decodes.
@@ -589,7 +619,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
             }
             _ => return Err(Refusal::UnknownCoding),
         }
-    } else {
+    } else if seen.content_length {
         let mut length = None;
         for v in headers.get_all(header::CONTENT_LENGTH) {
             for part in v.to_str().map_err(|_| Refusal::Malformed)?.split(',') {
@@ -605,19 +635,22 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
             }
         }
         length.filter(|&n| n > 0).map(BodyReader::Length)
+    } else {
+        None
     };
 
-    let keep_alive = if version == Version::HTTP_10 {
-        has_token(&headers, header::CONNECTION, "keep-alive")
-    } else {
-        !has_token(&headers, header::CONNECTION, "close")
+    let keep_alive = match (version, seen.connection) {
+        (Version::HTTP_10, true) => has_token(&headers, header::CONNECTION, "keep-alive"),
+        (_, true) => !has_token(&headers, header::CONNECTION, "close"),
+        (version, false) => version != Version::HTTP_10,
     };
     let expect_continue = version == Version::HTTP_11
+        && seen.expect
         && headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let upgrade =
-        headers.contains_key(header::UPGRADE) && has_token(&headers, header::CONNECTION, "upgrade");
+        seen.upgrade && seen.connection && has_token(&headers, header::CONNECTION, "upgrade");
 
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
@@ -908,6 +941,21 @@ fn status_line(out: &mut Vec<u8>, status: StatusCode) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends `n` in decimal (without the formatting machinery: this is in every answer).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// Appends a `date` header, formatted once a second per thread.
 fn date(out: &mut Vec<u8>) {
     thread_local! {
@@ -1181,7 +1229,9 @@ fn write_head(
     }
     match (framing, length) {
         (Framing::Length, Some(len)) => {
-            let _ = write!(out, "content-length: {len}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, len);
+            out.extend_from_slice(b"\r\n");
         }
         (Framing::Chunked, _) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
@@ -1318,4 +1368,18 @@ where
         *keep_alive = false;
     }
     io.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_as_fmt_writes_them() {
+        for n in [0, 7, 10, 99, 12_345, 1 << 40, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
 }

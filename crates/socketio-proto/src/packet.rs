@@ -156,8 +156,12 @@ impl Packet {
             buf.clear();
             self.encode_into(buf);
             // Everything written is UTF-8 (ASCII, a `&str`, serde_json output), so this is
-            // only a validation pass; nothing is ever replaced.
-            let text = String::from_utf8_lossy(buf).into_owned();
+            // only a validation pass (`from_utf8`'s, faster on ASCII than the lossy one's);
+            // nothing is ever replaced.
+            let text = match std::str::from_utf8(buf) {
+                Ok(text) => text.to_owned(),
+                Err(_) => String::from_utf8_lossy(buf).into_owned(),
+            };
             if buf.capacity() > KEPT_CAPACITY {
                 *buf = Vec::new();
             }

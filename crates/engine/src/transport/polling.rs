@@ -8,7 +8,7 @@ use crate::engine::{now, Shared};
 use crate::query::Query;
 use crate::socket::{Message, Socket};
 use bytes::Bytes;
-use http::header;
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use socketlet_engineio_proto::payload::{self, Framing};
@@ -159,15 +159,15 @@ pub(crate) async fn get(
         let script = payload::jsonp_wrap(index, text);
         return body::payload(
             Bytes::from(script),
-            "text/javascript; charset=UTF-8",
+            const { HeaderValue::from_static("text/javascript; charset=UTF-8") },
             encoding,
             threshold,
         );
     }
     let content_type = if encoded.binary {
-        "application/octet-stream"
+        const { HeaderValue::from_static("application/octet-stream") }
     } else {
-        "text/plain; charset=UTF-8"
+        const { HeaderValue::from_static("text/plain; charset=UTF-8") }
     };
     body::payload(encoded.body, content_type, encoding, threshold)
 }
