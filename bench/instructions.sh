@@ -8,10 +8,11 @@
 # For each variant (bench_server arguments; default: "" and "--metrics") it runs the server
 # under callgrind twice per scenario, a short and a long run of the same shape, and divides
 # the difference of their instruction counts by the difference of their operations: the
-# start-up and the connections cancel out. Scenarios: echo with ack (N clients x echos), and
-# broadcast (N clients x rounds; per delivery). Kernel work (most of the CPU per operation) is
+# start-up and the connections cancel out. Scenarios: echo with ack (N clients x echos),
+# broadcast (N clients x rounds; per delivery), and long-polling echo (16 clients, per HTTP
+# request; the generator counts the requests). Kernel work (most of the CPU per operation) is
 # not counted, so a relative difference here bounds the relative difference of the whole.
-# Needs valgrind; builds the release generator and bench_server. Takes 2-4 minutes.
+# Needs valgrind; builds the release generator and bench_server. Takes 3-6 minutes.
 # BENCH_SERVER=<path> counts another build of bench_server instead (an older commit's, built
 # with its own CARGO_TARGET_DIR), against the same generator: a before/after comparison.
 set -euo pipefail
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS="${2:?}"; shift ;;
     --echos) ECHOS="${2:?}"; shift ;;
     --rounds) ROUNDS="${2:?}"; shift ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -70,7 +71,12 @@ count() { # variant args...
   awk '/^(summary|totals):/ {print $2; exit}' "$WORK/out"
 }
 
-printf '| server arguments | instructions per echo with ack | instructions per broadcast delivery |\n| --- | --- | --- |\n'
+# The requests the generator's last run counted.
+requests() {
+  awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^count=/) { sub(/^count=/, "", $i); printf "%d", $i } }' "$WORK/gen.log"
+}
+
+printf '| server arguments | instructions per echo with ack | instructions per broadcast delivery | instructions per polling request |\n| --- | --- | --- | --- |\n'
 for v in "${VARIANTS[@]}"; do
   a=$(count "$v" echo --mode max --clients "$CLIENTS" --messages 10)
   b=$(count "$v" echo --mode max --clients "$CLIENTS" --messages $((10 + ECHOS)))
@@ -79,5 +85,10 @@ for v in "${VARIANTS[@]}"; do
   c=$(count "$v" broadcast --clients "$CLIENTS" --rounds 10 --pause-ms 0)
   d=$(count "$v" broadcast --clients "$CLIENTS" --rounds $((10 + ROUNDS)) --pause-ms 0)
   per_delivery=$(( (d - c) / (CLIENTS * ROUNDS) ))
-  printf '| `%s` | %s | %s |\n' "${v:-(none)}" "$per_echo" "$per_delivery"
+  e=$(count "$v" polling --clients 16 --iterations 20)
+  re=$(requests)
+  f=$(count "$v" polling --clients 16 --iterations $((20 + ECHOS * 5)))
+  rf=$(requests)
+  per_request=$(( (f - e) / (rf - re) ))
+  printf '| `%s` | %s | %s | %s |\n' "${v:-(none)}" "$per_echo" "$per_delivery" "$per_request"
 done
