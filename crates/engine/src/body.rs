@@ -36,7 +36,7 @@ pub(crate) fn empty(status: StatusCode) -> Response<ResponseBody> {
     res
 }
 
-/// A plain-text response.
+/// A `text/html` response.
 pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
     let html = const { HeaderValue::from_static("text/html") };
     response(status, html, Bytes::from_static(body.as_bytes()))

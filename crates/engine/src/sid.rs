@@ -1,12 +1,20 @@
 //! Session ids: 120 random bits from a CSPRNG, written as 20 URL-safe base64 characters.
 
 use base64::Engine as _;
+use std::cell::Cell;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 /// An Engine.IO session id (also used for Socket.IO socket ids). `Copy`, hashable, 20 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Sid([u8; 20]);
+
+impl Hash for Sid {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The bytes alone (an array's derived hash also writes its length, a round more).
+        state.write(&self.0);
+    }
+}
 
 impl Sid {
     /// A new unguessable id.
@@ -55,11 +63,14 @@ impl fmt::Debug for Sid {
     }
 }
 
-/// A [`Hasher`] for maps keyed by [`Sid`]: a few multiplications over the id's characters in
-/// place of SipHash's rounds (a socket is looked up by its id on every polling request, and on
-/// every delivery to a room). The std's keyed hash guards against keys chosen so as to collide;
-/// ids are drawn by the server from a CSPRNG, and a client only ever looks them up.
-#[derive(Debug, Default, Clone, Copy)]
+/// A [`Hasher`] for maps keyed by [`Sid`], and only for those: a few multiplications over the
+/// id's characters in place of SipHash's rounds (a socket is looked up by its id on every
+/// polling request, and on every delivery to a room). Ids are drawn by the server from a
+/// CSPRNG, never chosen by a client; each map still starts from a random seed of its own
+/// ([`SidHash`]), so that a client cannot pick, among ids it was given, ones that fall together
+/// in every server's tables, and a set copied from another is not copied in its own order.
+/// Not for keys a client chooses (room names, say): it is no defence against those.
+#[derive(Debug, Clone, Copy)]
 pub struct SidHasher(u64);
 
 impl Hasher for SidHasher {
@@ -73,14 +84,40 @@ impl Hasher for SidHasher {
     }
 
     fn finish(&self) -> u64 {
-        // The multiplications mix upwards: the well-mixed high half goes where the table's
-        // bucket index is read.
+        // The multiplications mix upwards: the high bits are the well-mixed ones, and the
+        // rotation brings bits 38 and up to where a table of up to 2^26 buckets reads its index.
         self.0.rotate_left(26)
     }
 }
 
-/// Builds [`SidHasher`]s: `HashMap<Sid, V, SidHash>`.
-pub type SidHash = BuildHasherDefault<SidHasher>;
+/// Builds [`SidHasher`]s (`HashMap<Sid, V, SidHash>`), each map with its own seed: a random one
+/// per thread, moved on for every map (as the std's `RandomState` does with its keys).
+#[derive(Debug, Clone, Copy)]
+pub struct SidHash {
+    seed: u64,
+}
+
+impl Default for SidHash {
+    fn default() -> SidHash {
+        thread_local! {
+            static NEXT: Cell<u64> = Cell::new(rand::random());
+        }
+        let seed = NEXT.with(|next| {
+            let seed = next.get();
+            next.set(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            seed
+        });
+        SidHash { seed }
+    }
+}
+
+impl BuildHasher for SidHash {
+    type Hasher = SidHasher;
+
+    fn build_hasher(&self) -> SidHasher {
+        SidHasher(self.seed)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -106,14 +143,14 @@ mod tests {
 
     #[test]
     fn sid_hashes_spread_over_buckets() {
-        use std::hash::BuildHasher;
         // 4,096 random ids into 1,024 buckets by the low bits, as a table indexes them: about
         // 4 each; a hasher that left the low bits unmixed would crowd a few buckets.
         // The table also filters by the top 7 bits: all 128 values should turn up.
+        let build = SidHash::default();
         let mut buckets = [0u32; 1024];
         let mut tops = [false; 128];
         for _ in 0..4096 {
-            let h = SidHash::default().hash_one(Sid::random());
+            let h = build.hash_one(Sid::random());
             buckets[(h & 1023) as usize] += 1;
             tops[(h >> 57) as usize] = true;
         }
@@ -130,5 +167,10 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, id)| map.get(id) == Some(&(i as u32))));
+        // Each map has a seed of its own: the same id lands elsewhere in another.
+        let id = Sid::random();
+        let (a, b) = (SidHash::default(), SidHash::default());
+        assert_eq!(a.hash_one(id), a.hash_one(id));
+        assert_ne!(a.hash_one(id), b.hash_one(id));
     }
 }
