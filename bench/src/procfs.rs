@@ -13,6 +13,11 @@ fn bad(what: &str) -> io::Error {
 
 /// utime + stime of a process (`pid` is a number or `self`), in seconds, all threads included.
 pub(crate) fn cpu_secs(pid: &str) -> io::Result<f64> {
+    cpu_times(pid).map(|(user, system)| user + system)
+}
+
+/// utime and stime of a process apart (in user space, in the kernel), in seconds.
+pub(crate) fn cpu_times(pid: &str) -> io::Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let (_, rest) = stat.rsplit_once(')').ok_or_else(|| bad("no ')' in stat"))?;
@@ -24,7 +29,7 @@ pub(crate) fn cpu_secs(pid: &str) -> io::Result<f64> {
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| bad("short stat"))
     };
-    Ok((field(11)? + field(12)?) as f64 / USER_HZ)
+    Ok((field(11)? as f64 / USER_HZ, field(12)? as f64 / USER_HZ))
 }
 
 /// Resident set size of a process in KiB (`VmRSS` of `/proc/<pid>/status`).
@@ -83,6 +88,7 @@ pub(crate) struct Probe {
 pub(crate) struct Sample {
     at: Instant,
     server_cpu: f64,
+    server_sys: f64,
     aux_cpu: f64,
     self_cpu: f64,
     others: HashMap<u32, f64>,
@@ -95,6 +101,9 @@ pub(crate) struct Window {
     pub(crate) secs: f64,
     /// Server CPU seconds, summed over its processes (0 without a server pid).
     pub(crate) server_cpu: f64,
+    /// Of those, the seconds in the kernel (stime): system calls, and on loopback the TCP
+    /// work of the packets both ways.
+    pub(crate) server_sys_cpu: f64,
     /// CPU seconds of the auxiliary processes (0 without any).
     pub(crate) aux_cpu: f64,
     /// Generator CPU seconds.
@@ -127,9 +136,11 @@ impl Probe {
     /// Reads the counters now.
     pub(crate) fn sample(&self) -> Sample {
         let sum = |pids: &[String]| -> f64 { pids.iter().filter_map(|p| cpu_secs(p).ok()).sum() };
+        let server: Vec<(f64, f64)> = self.pids.iter().filter_map(|p| cpu_times(p).ok()).collect();
         Sample {
             at: Instant::now(),
-            server_cpu: sum(&self.pids),
+            server_cpu: server.iter().map(|(user, system)| user + system).sum(),
+            server_sys: server.iter().map(|(_, system)| system).sum(),
             aux_cpu: sum(&self.aux),
             self_cpu: cpu_secs("self").unwrap_or(0.0),
             others: others_cpu(&self.exclude()),
@@ -171,6 +182,7 @@ impl Sample {
     pub(crate) fn until(&self, later: &Sample) -> Window {
         let secs = later.at.duration_since(self.at).as_secs_f64();
         let server_cpu = (later.server_cpu - self.server_cpu).max(0.0);
+        let server_sys_cpu = (later.server_sys - self.server_sys).max(0.0);
         let aux_cpu = (later.aux_cpu - self.aux_cpu).max(0.0);
         let self_cpu = (later.self_cpu - self.self_cpu).max(0.0);
         // A process that started during the window counts with all its CPU time.
@@ -187,6 +199,7 @@ impl Sample {
         Window {
             secs,
             server_cpu,
+            server_sys_cpu,
             aux_cpu,
             self_cpu,
             other_cpu_pct,

@@ -210,6 +210,11 @@ pub(super) const SECTIONS: &[Section] = &[
             ),
             row(
                 "broadcast-1k",
+                "server_kernel_pct",
+                "1k sockets: share of the server's CPU in the kernel (%)",
+            ),
+            row(
+                "broadcast-1k",
                 "gen_cpu_us_per_op",
                 "1k sockets: generator CPU per delivery (us)",
             ),
@@ -254,6 +259,11 @@ pub(super) const SECTIONS: &[Section] = &[
                 "polling-echo",
                 "server_cpu_us_per_op",
                 "server CPU per request (us)",
+            ),
+            row(
+                "polling-echo",
+                "server_kernel_pct",
+                "share of the server's CPU in the kernel (%)",
             ),
             row(
                 "polling-echo",
@@ -378,11 +388,13 @@ pub(super) const SECTIONS: &[Section] = &[
         rows: &[
             row("cluster-all", "per_sec", "to everyone: deliveries/s"),
             row("cluster-all", "server_cpu_us_per_op", "to everyone: server CPU per delivery, 3 nodes (us)"),
+            row("cluster-all", "server_kernel_pct", "to everyone: share of that CPU in the kernel (%)"),
             row("cluster-all", "aux_cpu_us_per_op", "to everyone: Redis CPU per delivery (us)"),
             row("cluster-all", "last_ms", "to everyone: last delivery p50 (ms)"),
             row("cluster-all", "last_p99_ms", "to everyone: last delivery p99 (ms)"),
             row("cluster-room", "per_sec", "to a room of 300: deliveries/s"),
             row("cluster-room", "server_cpu_us_per_op", "to a room of 300: server CPU per delivery, 3 nodes (us)"),
+            row("cluster-room", "server_kernel_pct", "to a room of 300: share of that CPU in the kernel (%)"),
             row("cluster-room", "aux_cpu_us_per_op", "to a room of 300: Redis CPU per delivery (us)"),
             row("cluster-room", "last_p99_ms", "to a room of 300: last delivery p99 (ms)"),
             row("cluster-all-pipelined", "per_sec", "to everyone, 4 in flight: deliveries/s"),

@@ -158,6 +158,7 @@ impl Ctx {
 /// Records the usual figures of a measured window of `ops` operations: `count`, `secs`,
 /// `per_sec`, server and generator CPU per operation (`server_cpu_us_per_op`,
 /// `gen_cpu_us_per_op`; `aux_cpu_us_per_op` for the auxiliary processes: a broker, a backend),
+/// the server's share of its CPU spent in the kernel (`server_kernel_pct`),
 /// and the other processes' share of the machine (`other_cpu_pct`).
 pub(crate) fn put_window(result: &mut RunResult, w: &Window, ops: f64, probe: &Probe) {
     result.metric("count", ops);
@@ -168,6 +169,9 @@ pub(crate) fn put_window(result: &mut RunResult, w: &Window, ops: f64, probe: &P
     if ops > 0.0 {
         if probe.has_server() {
             result.metric("server_cpu_us_per_op", w.server_cpu * 1e6 / ops);
+            if w.server_cpu > 0.0 {
+                result.metric("server_kernel_pct", 100.0 * w.server_sys_cpu / w.server_cpu);
+            }
         }
         result.metric("gen_cpu_us_per_op", w.self_cpu * 1e6 / ops);
         if probe.has_aux() {
