@@ -941,21 +941,6 @@ fn status_line(out: &mut Vec<u8>, status: StatusCode) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends `n` in decimal (without the formatting machinery: this is in every answer).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
 /// Appends a `date` header, formatted once a second per thread.
 fn date(out: &mut Vec<u8>) {
     thread_local! {
@@ -1230,7 +1215,7 @@ fn write_head(
     match (framing, length) {
         (Framing::Length, Some(len)) => {
             out.extend_from_slice(b"content-length: ");
-            push_decimal(out, len);
+            out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         (Framing::Chunked, _) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -1368,18 +1353,4 @@ where
         *keep_alive = false;
     }
     io.flush().await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimals_as_fmt_writes_them() {
-        for n in [0, 7, 10, 99, 12_345, 1 << 40, u64::MAX] {
-            let mut out = b"x".to_vec();
-            push_decimal(&mut out, n);
-            assert_eq!(out, format!("x{n}").into_bytes());
-        }
-    }
 }
