@@ -48,9 +48,11 @@ const SLOW_TWO_BURSTS_LIMIT_MIB = 2.5 * MAX_BODY_MEMORY_MIB;
 
 const ENDLESS_POSTS = 20;
 const CHUNK = Buffer.alloc(64 * 1024, "x");
-// Measured: each stream was answered 413 (or reset: see below) once the client had handed 4-5.6 MB
+// Measured: each stream was answered 413 (or reset: see below) once the client had handed 4-6 MB
 // to its socket (max_payload, 1 MB, read by the server; the rest in the kernel's buffers), within
-// 70 ms; RSS peaked 1.4-4 MiB over the baseline and was back within 0.8-2.2 MiB.
+// 70 ms. A first round's RSS peaked 9-13 MiB over the baseline and stayed 0.9-8.1 MiB over it
+// (glibc's arenas keep pages; hyper's connections, before socketlet's own, left 0.8-2.2); a
+// second round, measured from after the first, peaked 0-2 MiB over and fell back to within 0.3.
 /** Bytes a stream may write before its answer: max_payload and socket buffers. */
 const ENDLESS_WRITE_LIMIT = 16 << 20;
 const ENDLESS_GROWTH_LIMIT_MIB = 32;
@@ -115,8 +117,22 @@ describe("endless request bodies", { timeout: 60000 }, () => {
   });
 
   it(`${ENDLESS_POSTS} endless chunked bodies: each is cut off with 413 past max_payload, RSS grows by less than ${ENDLESS_GROWTH_LIMIT_MIB} MiB and returns within ${ENDLESS_RETURN_LIMIT_MIB} MiB`, async () => {
+    // A first round, unmeasured: glibc keeps pages the bodies' blocks were freed from in its
+    // arenas, and how many varies from run to run (0.9-8.1 MiB after one round in 12 runs on
+    // an AMD EPYC: 8 of this build, 4 of the one before). The baseline is taken after it, as
+    // the abandoned-sessions suite does, so that the limit below measures what the server
+    // still holds.
+    // Its peak is checked against the same growth limit.
+    const warm = await pool(ENDLESS_POSTS, 20, () => pollingHandshake(server.port));
+    const cold = await settledRss(server.pid);
+    const coldSampler = rssSampler(server.pid);
+    await Promise.all(
+      warm.map((sid) => endlessPost(server.port, eioPath(4, `transport=polling&sid=${sid}`))),
+    );
+    coldSampler.stop();
+    const coldPeak = coldSampler.max() - cold;
     const sids = await pool(ENDLESS_POSTS, 20, () => pollingHandshake(server.port));
-    const base = await settledRss(server.pid);
+    const base = await settledRss(server.pid, { minMs: 1000, maxMs: 5000 });
     const sampler = rssSampler(server.pid);
     const results = await Promise.all(
       sids.map((sid) => endlessPost(server.port, eioPath(4, `transport=polling&sid=${sid}`))),
@@ -127,7 +143,8 @@ describe("endless request bodies", { timeout: 60000 }, () => {
     const most = Math.max(...results.map((r) => r.written));
     console.log(
       `endless bodies: statuses ${[...new Set(results.map((r) => r.status))]}, at most ${(most / 1e6).toFixed(2)} MB written ` +
-        `in ${Math.max(...results.map((r) => r.ms))} ms, RSS peak +${peak.toFixed(1)} MiB, after ${back.toFixed(1)} MiB`,
+        `in ${Math.max(...results.map((r) => r.ms))} ms, RSS peak +${peak.toFixed(1)} MiB (first round +${coldPeak.toFixed(1)}), ` +
+        `after ${back.toFixed(1)} MiB`,
     );
     // 413, or a reset: the server answered and closed with the rest of the body unread, and
     // the client's kernel dropped the answer on the reset before the client read it.
@@ -135,6 +152,7 @@ describe("endless request bodies", { timeout: 60000 }, () => {
     assert.ok(results.some((r) => r.status === 413), "no 413 at all");
     assert.ok(Math.max(...results.map((r) => r.ms)) < 5000, "a stream was not cut off within 5 s");
     assert.ok(most < ENDLESS_WRITE_LIMIT, `a stream wrote ${most} bytes before its answer`);
+    assert.ok(coldPeak < ENDLESS_GROWTH_LIMIT_MIB, `RSS grew by ${coldPeak.toFixed(1)} MiB`);
     assert.ok(peak < ENDLESS_GROWTH_LIMIT_MIB, `RSS grew by ${peak.toFixed(1)} MiB`);
     assert.ok(back < ENDLESS_RETURN_LIMIT_MIB, `RSS stayed ${back.toFixed(1)} MiB above the baseline`);
   });
