@@ -101,41 +101,12 @@ fn chart(
         out.push_str("<text x=\"100\" y=\"100\">no data</text></svg>\n");
         return out;
     }
-    let (ly0, ly1) = (
-        ymin.log10().floor(),
-        ymax.log10().ceil().max(ymin.log10().floor() + 1.0),
-    );
-    let top = nice_ceiling(ymax);
+    let axis = YAxis::new(ymin, ymax, log_y);
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
     let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * pw;
-    let py = |y: f64| {
-        if log_y {
-            TOP + ph - (y.max(1e-9).log10() - ly0) / (ly1 - ly0) * ph
-        } else {
-            TOP + ph - y.max(0.0) / top * ph
-        }
-    };
-    let _ = writeln!(
-        out,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
-    );
-    let ticks: Vec<f64> = if log_y {
-        (ly0 as i32..=ly1 as i32).map(|d| 10f64.powi(d)).collect()
-    } else {
-        (0..=5).map(|k| top * k as f64 / 5.0).collect()
-    };
-    for v in ticks {
-        let y = py(v);
-        let label = if log_y { format!("{v}") } else { trim(v) };
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{label}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            y + 4.0
-        );
-    }
+    let py = |y: f64| axis.y(y);
+    axis.draw(&mut out);
     for (x, label) in x_ticks {
         let xx = px(*x);
         let _ = writeln!(
@@ -202,48 +173,17 @@ pub(crate) fn bars(
         .flatten()
         .flatten()
         .fold(0.0f64, |a, &b| a.max(b));
-    let pw = W - LEFT - RIGHT;
-    let ph = H - TOP - BOTTOM;
     let min = values
         .iter()
         .flatten()
         .flatten()
         .filter(|v| **v > 0.0)
         .fold(f64::MAX, |a, &b| a.min(b));
-    let top = if max > 0.0 { nice_ceiling(max) } else { 1.0 };
-    let (l0, l1) = if max > 0.0 && min <= max {
-        let l0 = min.log10().floor();
-        (l0, max.log10().ceil().max(l0 + 1.0))
-    } else {
-        (0.0, 1.0)
-    };
-    let py = |v: f64| {
-        if log {
-            TOP + ph - (v.max(10f64.powf(l0)).log10() - l0) / (l1 - l0) * ph
-        } else {
-            TOP + ph - v / top * ph
-        }
-    };
-    let _ = writeln!(
-        out,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
-    );
-    let ticks: Vec<f64> = if log {
-        (l0 as i32..=l1 as i32).map(|d| 10f64.powi(d)).collect()
-    } else {
-        (0..=5).map(|k| top * k as f64 / 5.0).collect()
-    };
-    for v in ticks {
-        let y = py(v);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            y + 4.0,
-            trim(v)
-        );
-    }
+    let axis = YAxis::new(min, max, log);
+    let pw = W - LEFT - RIGHT;
+    let ph = H - TOP - BOTTOM;
+    let py = |v: f64| axis.y(v);
+    axis.draw(&mut out);
     let gw = pw / groups.len().max(1) as f64;
     let bw = gw * 0.8 / names.len().max(1) as f64;
     for (g, label) in groups.iter().enumerate() {
@@ -292,6 +232,66 @@ pub(crate) fn bars(
     legend(&mut out, names);
     out.push_str("</svg>\n");
     out
+}
+
+/// A chart's y axis: linear from 0 to a round ceiling, or logarithmic over whole decades.
+struct YAxis {
+    log: bool,
+    /// The linear axis's top.
+    top: f64,
+    /// The logarithmic axis's first and last decade (powers of ten).
+    decades: (f64, f64),
+}
+
+impl YAxis {
+    /// An axis for values up to `max`, the least positive one `min`.
+    fn new(min: f64, max: f64, log: bool) -> YAxis {
+        let top = if max > 0.0 { nice_ceiling(max) } else { 1.0 };
+        let decades = if max > 0.0 && min <= max {
+            let first = min.log10().floor();
+            (first, max.log10().ceil().max(first + 1.0))
+        } else {
+            (0.0, 1.0)
+        };
+        YAxis { log, top, decades }
+    }
+
+    /// Where `v` stands on the drawing.
+    fn y(&self, v: f64) -> f64 {
+        let ph = H - TOP - BOTTOM;
+        let (l0, l1) = self.decades;
+        if self.log {
+            TOP + ph - (v.max(10f64.powf(l0)).log10() - l0) / (l1 - l0) * ph
+        } else {
+            TOP + ph - v.max(0.0) / self.top * ph
+        }
+    }
+
+    /// Draws the plot's frame, and the axis's grid lines with their labels.
+    fn draw(&self, out: &mut String) {
+        let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+        let _ = writeln!(
+            out,
+            r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
+        );
+        let ticks: Vec<f64> = if self.log {
+            let (l0, l1) = self.decades;
+            (l0 as i32..=l1 as i32).map(|d| 10f64.powi(d)).collect()
+        } else {
+            (0..=5).map(|k| self.top * k as f64 / 5.0).collect()
+        };
+        for v in ticks {
+            let y = self.y(v);
+            let label = if self.log { format!("{v}") } else { trim(v) };
+            let _ = writeln!(
+                out,
+                r##"<line x1="{LEFT}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{label}</text>"##,
+                LEFT + pw,
+                LEFT - 6.0,
+                y + 4.0
+            );
+        }
+    }
 }
 
 fn nice_ceiling(v: f64) -> f64 {

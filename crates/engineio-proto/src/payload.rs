@@ -446,6 +446,8 @@ fn unescape_newlines(input: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
     use ProtocolVersion::{V3, V4};
 
     fn msg(s: &'static str) -> Packet {
@@ -1021,21 +1023,6 @@ mod tests {
         payload.replace("\\n", "\\\n").replace('\n', "\\n")
     }
 
-    /// Form URL-encoding, spaces as `+`, everything but unreserved characters as `%XX`.
-    fn form_encode(s: &str) -> String {
-        let mut out = String::new();
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    out.push(char::from(b))
-                }
-                b' ' => out.push('+'),
-                _ => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-        out
-    }
-
     #[test]
     fn jsonp_form_basic() {
         assert_eq!(
@@ -1133,7 +1120,11 @@ mod tests {
             "9:4€ 😀+&=%\n",
             "2:4\n3:4\\n",
         ] {
-            let form = format!("j=1&d={}", form_encode(&client_escape(payload)));
+            let form = format!(
+                "j=1&d={}",
+                form_urlencoded::byte_serialize(client_escape(payload).as_bytes())
+                    .collect::<String>()
+            );
             assert_eq!(
                 decode_jsonp_form(form.as_bytes()).as_deref(),
                 Ok(payload.as_bytes()),
@@ -1143,23 +1134,6 @@ mod tests {
     }
 
     // ---- robustness ----
-
-    /// A seeded generator (rand's), so that failures reproduce.
-    struct Rng(rand::rngs::StdRng);
-
-    impl Rng {
-        fn seeded(seed: u64) -> Rng {
-            Rng(rand::SeedableRng::seed_from_u64(seed))
-        }
-
-        fn next(&mut self) -> u64 {
-            rand::RngCore::next_u64(&mut self.0)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
 
     /// Bytes that mean something to one of the decoders, and some that do not.
     const INTERESTING: &[&[u8]] = &[
@@ -1201,13 +1175,13 @@ mod tests {
         b"99999999999999999999",
     ];
 
-    fn random_body(rng: &mut Rng) -> Vec<u8> {
+    fn random_body(rng: &mut StdRng) -> Vec<u8> {
         let mut out = Vec::new();
-        for _ in 0..rng.below(24) {
-            if rng.below(3) == 0 {
-                out.push(rng.next() as u8);
+        for _ in 0..rng.random_range(0..24) {
+            if rng.random_range(0..3) == 0 {
+                out.push(rng.random::<u8>());
             } else {
-                out.extend_from_slice(INTERESTING[rng.below(INTERESTING.len())]);
+                out.extend_from_slice(INTERESTING[rng.random_range(0..INTERESTING.len())]);
             }
         }
         out
@@ -1271,7 +1245,8 @@ mod tests {
 
     #[test]
     fn random_and_truncated_input_never_panics() {
-        let mut rng = Rng::seeded(0x9e37_79b9_7f4a_7c15);
+        // Seeded, so that failures reproduce.
+        let mut rng = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
         for _ in 0..20_000 {
             decode_everything(&random_body(&mut rng));
         }
@@ -1282,15 +1257,15 @@ mod tests {
             }
             for _ in 0..2_000 {
                 let mut mutated = body.clone();
-                for _ in 0..1 + rng.below(3) {
-                    let i = rng.below(mutated.len());
-                    match rng.below(3) {
-                        0 => mutated[i] = rng.next() as u8,
+                for _ in 0..1 + rng.random_range(0..3) {
+                    let i = rng.random_range(0..mutated.len());
+                    match rng.random_range(0..3) {
+                        0 => mutated[i] = rng.random::<u8>(),
                         1 => {
                             mutated.remove(i);
                         }
                         _ => {
-                            let piece = INTERESTING[rng.below(INTERESTING.len())];
+                            let piece = INTERESTING[rng.random_range(0..INTERESTING.len())];
                             mutated.splice(i..i, piece.iter().copied());
                         }
                     }

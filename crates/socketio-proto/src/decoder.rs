@@ -349,6 +349,8 @@ fn check_placeholders(args: &[Value], count: usize) -> Result<(), ParseError> {
 mod tests {
     use super::*;
     use crate::binary::placeholder;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
     use serde_json::json;
 
     const PH0: &str = r#"{"_placeholder":true,"num":0}"#;
@@ -1100,74 +1102,58 @@ mod tests {
 
     // ---- fuzzing ----
 
-    /// A seeded generator (rand's), so that failures reproduce.
-    struct Rng(rand::rngs::StdRng);
-
-    impl Rng {
-        fn seeded(seed: u64) -> Rng {
-            Rng(rand::SeedableRng::seed_from_u64(seed))
-        }
-
-        fn next(&mut self) -> u64 {
-            rand::RngCore::next_u64(&mut self.0)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn char(&mut self) -> char {
-            const INTERESTING: &[char] = &[
-                '0', '1', '2', '3', '4', '5', '6', '7', '9', '-', '/', ',', '[', ']', '{', '}',
-                '"', ':', '.', 'e', 'E', '+', 't', 'n', 'u', 'l', '\\', ' ', 'é', '€', '😀', '日',
-                '\u{0}', '\u{7f}', '\u{feff}',
-            ];
-            if self.below(4) == 0 {
-                // Any scalar value, multi-byte ones included.
-                char::from_u32((self.next() % 0x11_0000) as u32).unwrap_or('\u{fffd}')
-            } else {
-                INTERESTING[self.below(INTERESTING.len())]
-            }
+    /// A character for the mutations: often one that means something to the decoder, else
+    /// any scalar value (multi-byte ones included).
+    fn random_char(rng: &mut StdRng) -> char {
+        const INTERESTING: &[char] = &[
+            '0', '1', '2', '3', '4', '5', '6', '7', '9', '-', '/', ',', '[', ']', '{', '}', '"',
+            ':', '.', 'e', 'E', '+', 't', 'n', 'u', 'l', '\\', ' ', 'é', '€', '😀', '日', '\u{0}',
+            '\u{7f}', '\u{feff}',
+        ];
+        if rng.random_range(0..4) == 0 {
+            char::from_u32(rng.random_range(0..0x11_0000)).unwrap_or('\u{fffd}')
+        } else {
+            INTERESTING[rng.random_range(0..INTERESTING.len())]
         }
     }
 
-    fn mutate(rng: &mut Rng, seed: &str) -> String {
+    fn mutate(rng: &mut StdRng, seed: &str) -> String {
         let mut chars: Vec<char> = seed.chars().collect();
-        for _ in 0..=rng.below(4) {
+        for _ in 0..=rng.random_range(0..4) {
             let len = chars.len();
-            match rng.below(7) {
+            match rng.random_range(0..7) {
                 0 if len > 0 => {
-                    let i = rng.below(len);
-                    chars[i] = rng.char();
+                    let i = rng.random_range(0..len);
+                    chars[i] = random_char(rng);
                 }
                 1 => {
-                    let i = rng.below(len + 1);
-                    let c = rng.char();
+                    let i = rng.random_range(0..len + 1);
+                    let c = random_char(rng);
                     chars.insert(i, c);
                 }
                 2 if len > 0 => {
-                    chars.remove(rng.below(len));
+                    chars.remove(rng.random_range(0..len));
                 }
-                3 => chars.truncate(rng.below(len + 1)),
+                3 => chars.truncate(rng.random_range(0..len + 1)),
                 4 if len > 0 => {
                     // Duplicate a slice in place.
-                    let a = rng.below(len);
-                    let b = a + rng.below(len - a) + 1;
+                    let a = rng.random_range(0..len);
+                    let b = a + rng.random_range(0..len - a) + 1;
                     let copy: Vec<char> = chars[a..b].to_vec();
-                    let at = rng.below(len + 1);
+                    let at = rng.random_range(0..len + 1);
                     chars.splice(at..at, copy);
                 }
                 5 => {
                     // A run of digits (ack ids, counts, overflow).
-                    let i = rng.below(len + 1);
-                    let run: Vec<char> = (0..rng.below(25))
-                        .map(|_| char::from(b'0' + rng.below(10) as u8))
+                    let i = rng.random_range(0..len + 1);
+                    let run: Vec<char> = (0..rng.random_range(0..25))
+                        .map(|_| char::from(b'0' + rng.random_range(0..10) as u8))
                         .collect();
                     chars.splice(i..i, run);
                 }
                 _ if len > 0 => {
                     // Swap two chars.
-                    let (a, b) = (rng.below(len), rng.below(len));
+                    let (a, b) = (rng.random_range(0..len), rng.random_range(0..len));
                     chars.swap(a, b);
                 }
                 _ => {}
@@ -1236,7 +1222,8 @@ mod tests {
             format!(r#"62-/ü€,7[{PH1},{PH0}]"#),
             r#"2/日本,9["é",1.5e3,-0]"#.into(),
         ];
-        let mut rng = Rng::seeded(0x9E37_79B9_7F4A_7C15);
+        // Seeded, so that failures reproduce.
+        let mut rng = StdRng::seed_from_u64(0x9E37_79B9_7F4A_7C15);
         let t0 = Instant::now();
         let mut now = t0;
         let mut decoder = Decoder::new(limits(4, 64, Duration::from_millis(100)));
@@ -1245,22 +1232,26 @@ mod tests {
         let mut errors = 0;
 
         for round in 0..30_000 {
-            let seed = &seeds[rng.below(seeds.len())];
+            let seed = &seeds[rng.random_range(0..seeds.len())];
             let text = if round < seeds.len() {
                 seeds[round].clone()
             } else {
                 mutate(&mut rng, seed)
             };
-            now += Duration::from_millis(rng.below(30) as u64);
+            now += Duration::from_millis(rng.random_range(0..30) as u64);
 
             let mut result = decoder.decode_text(&text, now);
             // Feed attachments while the decoder waits, sometimes too many, big or late.
             while matches!(result, Ok(None)) {
                 assert!(decoder.deadline().is_some());
-                now += Duration::from_millis(rng.below(40) as u64);
-                let size = if rng.below(8) == 0 { 70 } else { rng.below(20) };
+                now += Duration::from_millis(rng.random_range(0..40) as u64);
+                let size = if rng.random_range(0..8) == 0 {
+                    70
+                } else {
+                    rng.random_range(0..20)
+                };
                 let data = Bytes::from(vec![round as u8; size]);
-                result = if rng.below(20) == 0 {
+                result = if rng.random_range(0..20) == 0 {
                     decoder.decode_text(&text, now)
                 } else {
                     decoder.decode_binary(data, now)
@@ -1284,7 +1275,7 @@ mod tests {
             }
             // Whatever happened, the decoder is idle now.
             assert_eq!(decoder.deadline(), None, "{text:?}");
-            if rng.below(10) == 0 {
+            if rng.random_range(0..10) == 0 {
                 assert_eq!(
                     decoder.decode_binary(Bytes::new(), now),
                     Err(ParseError::UnexpectedBinary)
