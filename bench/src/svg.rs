@@ -58,29 +58,9 @@ pub(crate) struct Series {
     pub(crate) points: Vec<(f64, f64)>,
 }
 
-/// Lines on a linear x axis (with `x_ticks` labelled) and a logarithmic y axis.
+/// Lines on a linear x axis (with `x_ticks` labelled) and a logarithmic y axis, or a linear
+/// one from 0 when `log_y` is false.
 pub(crate) fn lines(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    x_ticks: &[(f64, String)],
-    series: &[Series],
-) -> String {
-    chart(title, x_label, y_label, x_ticks, series, true)
-}
-
-/// Lines on linear axes, y from 0 (with `x_ticks` labelled).
-pub(crate) fn lines_linear(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    x_ticks: &[(f64, String)],
-    series: &[Series],
-) -> String {
-    chart(title, x_label, y_label, x_ticks, series, false)
-}
-
-fn chart(
     title: &str,
     x_label: &str,
     y_label: &str,

@@ -275,12 +275,13 @@ pub(crate) fn soak(args: &SoakReportArgs) -> Result<(), BoxError> {
         .collect();
     std::fs::write(
         plots.join("rss.svg"),
-        svg::lines_linear(
+        svg::lines(
             "Soak: server RSS over time",
             "minutes",
             "MiB",
             &ticks,
             &[series("rss_mib", "server RSS")],
+            false,
         ),
     )?;
     std::fs::write(
@@ -296,6 +297,7 @@ pub(crate) fn soak(args: &SoakReportArgs) -> Result<(), BoxError> {
                 series("broadcast_last_max_ms", "broadcast max"),
                 series("broadcast_last_p50_ms", "broadcast p50"),
             ],
+            true,
         ),
     )?;
 
@@ -580,6 +582,7 @@ fn plots(data: &Data, out: &Path) -> Result<Vec<(String, String)>, BoxError> {
             "latency (ms, log scale)",
             &ticks,
             &series,
+            true,
         );
         std::fs::write(out.join("latency.svg"), chart)?;
         written.push((
