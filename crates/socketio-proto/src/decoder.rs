@@ -1238,13 +1238,13 @@ mod tests {
             } else {
                 mutate(&mut rng, seed)
             };
-            now += Duration::from_millis(rng.random_range(0..30) as u64);
+            now += Duration::from_millis(rng.random_range(0..30));
 
             let mut result = decoder.decode_text(&text, now);
             // Feed attachments while the decoder waits, sometimes too many, big or late.
             while matches!(result, Ok(None)) {
                 assert!(decoder.deadline().is_some());
-                now += Duration::from_millis(rng.random_range(0..40) as u64);
+                now += Duration::from_millis(rng.random_range(0..40));
                 let size = if rng.random_range(0..8) == 0 {
                     70
                 } else {
