@@ -111,10 +111,10 @@ else
     "echo-max|@main,socketioxide-hyper,socketioxide-current-thread|echo --mode max --clients 1000 --messages 100"
     "echo-rate|@main|echo --mode rate --clients 1000 --rate 10 --secs 8"
     "broadcast-1k|@main|broadcast --clients 1000 --rounds 100"
-    "broadcast-10k|@main|broadcast --clients 10000 --rounds 20"
+    "broadcast-10k|@main|broadcast --clients 10000 --rounds 20 --pause-ms 250"
     "polling-echo|@main|polling --clients 64 --iterations 500"
     # Issue 25: the last delivery of a broadcast to 10k over many rounds (p50, p99).
-    "broadcast-10k-tail|socketlet,socketioxide,node|broadcast --clients 10000 --rounds 60 --budget-secs 15"
+    "broadcast-10k-tail|socketlet,socketioxide,node|broadcast --clients 10000 --rounds 60 --pause-ms 250 --budget-secs 35"
     # Issue 25: the story's stack (python-socketio 4.5.1 on eventlet under gunicorn), Engine.IO v3.
     "story-idle-ws-1k|socketlet,python4|idle --transport ws --conns 1000 --eio 3"
     "story-connect-ws|socketlet,python4|connect --kind ws --count 1000 --eio 3"
