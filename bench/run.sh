@@ -598,6 +598,8 @@ for c in "${CELLS[@]}"; do
     rm -f "$RAW/$s/${c%%|*}"-*.json
   done
 done
+# The report records the machine of the latest runs (raw/machine.tsv) when it is first written.
+rm -f "$RAW/machine.tsv"
 for s in "${SERVERS[@]}"; do version_of "$s" >"$RAW/$s/version.txt"; done
 
 PASSED=0

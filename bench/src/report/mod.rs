@@ -436,6 +436,30 @@ pub(crate) fn soak(args: &SoakReportArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The machine the runs in `raw` were made on: as the report first written from them recorded
+/// it (`raw/machine.tsv`, a fact a line: name, a tab, value), else this one, which is then
+/// recorded there; so that the report written again later, elsewhere or after a kernel update,
+/// still names the machine of the runs. `bench/run.sh` removes the record before it measures.
+fn machine_of(raw: &Path) -> Vec<(String, String)> {
+    let path = raw.join("machine.tsv");
+    let recorded: Vec<(String, String)> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    if !recorded.is_empty() {
+        return recorded;
+    }
+    let facts = machine();
+    let text: String = facts.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect();
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("could not record the machine in {}: {e}", path.display());
+    }
+    facts
+}
+
+/// This machine: processors, CPU model, memory and kernel.
 fn machine() -> Vec<(String, String)> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
@@ -740,7 +764,7 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), BoxError> {
     );
     let _ = writeln!(md, "## Machine\n");
     let _ = writeln!(md, "| | |\n| --- | --- |");
-    for (k, v) in machine() {
+    for (k, v) in machine_of(&args.raw) {
         let _ = writeln!(md, "| {k} | {v} |");
     }
     let _ = writeln!(md, "| date | {} |", args.date);
