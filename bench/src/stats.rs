@@ -69,7 +69,8 @@ pub(crate) struct RunResult {
     /// Latency curve (quantile, ms), for the plots.
     #[serde(default)]
     pub(crate) latency_curve: Vec<(f64, f64)>,
-    /// Figures over time, one map per window (the soak).
+    /// Figures over time: one map per window (the soak), or per round (a broadcast's `round`,
+    /// `first_ms` and `last_ms`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) samples: Vec<BTreeMap<String, f64>>,
 }

@@ -3,7 +3,8 @@
 //! `clients` sockets connect; the first one sends `broadcast` (with an ack) `rounds` times, one
 //! round at a time; the server emits to every socket (the sender included). Figures: server
 //! CPU per delivery, and per round the time from the send to the first and to the last
-//! delivery, as the generator sees them (median, p99 and max over the rounds).
+//! delivery, as the generator sees them (median, p99 and max over the rounds; each round's in
+//! the result's `samples`).
 //!
 //! With `--contract binary` it speaks the `socketlet` binary's demo instead: every socket
 //! joins the room `bench` (`join`, with an ack), and a round is a `chat` message to that room
@@ -14,6 +15,7 @@ use crate::client::{answer, connect_ws, join_room, recv, send, Ws};
 use crate::proto::{broadcast_packet, chat_packet, Incoming};
 use crate::stats::{RunResult, Samples};
 use crate::BoxError;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -276,6 +278,20 @@ pub(crate) async fn run(ctx: &Ctx, args: &BroadcastArgs, result: &mut RunResult)
     if stray > 0 {
         result.fail(format!("{stray} deliveries of unknown rounds"));
     }
+    // Each round's times too, in the raw result: their order shows what the medians hide (a
+    // connection's first 16 deliveries ACKed by TCP's quick-ACK mode, a warm-up, a stall).
+    result.samples = first_us
+        .iter()
+        .zip(&last_us)
+        .enumerate()
+        .map(|(round, (first, last))| {
+            BTreeMap::from([
+                ("round".to_owned(), round as f64),
+                ("first_ms".to_owned(), *first as f64 / 1000.0),
+                ("last_ms".to_owned(), *last as f64 / 1000.0),
+            ])
+        })
+        .collect();
     let first = Samples::new(first_us);
     let last = Samples::new(last_us);
     result.metric("first_ms", first.ms(0.5));
