@@ -15,6 +15,9 @@
 # Needs valgrind; builds the release generator and bench_server. Takes 3-6 minutes.
 # BENCH_SERVER=<path> counts another build of bench_server instead (an older commit's, built
 # with its own CARGO_TARGET_DIR), against the same generator: a before/after comparison.
+# --socketioxide adds a row for the harness's socketioxide peer (bench/peers/socketioxide, built
+# from its lockfile if missing; axum, one worker), counted the same way: where CPU time puts the
+# two within the noise, this says how much userland work each does per operation.
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -26,13 +29,15 @@ VARIANTS=()
 CLIENTS=100
 ECHOS=100
 ROUNDS=50
+PEER=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --variant) VARIANTS+=("${2?--variant needs a value}"); shift ;;
     --clients) CLIENTS="${2:?}"; shift ;;
     --echos) ECHOS="${2:?}"; shift ;;
     --rounds) ROUNDS="${2:?}"; shift ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --socketioxide) PEER=1 ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -40,6 +45,10 @@ done
 [ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("" "--metrics")
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 (cd "$ROOT" && cargo build --quiet --release -p socketlet-bench --bin socketlet-bench -p socketlet --example bench_server)
+SIOXIDE="$BENCH/peers/socketioxide/target/release/socketioxide-bench-server"
+if [ "$PEER" = 1 ] && [ ! -x "$SIOXIDE" ]; then
+  cargo build --quiet --release --locked --manifest-path "$BENCH/peers/socketioxide/Cargo.toml"
+fi
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
@@ -50,13 +59,18 @@ cleanup() {
 trap cleanup EXIT
 
 # Instructions of one server run under callgrind while the generator runs `args...`.
+# The variant is the server's arguments, or `socketioxide` for the peer.
 count() { # variant args...
-  local variant="$1" port i
+  local variant="$1" port i server="$SERVER"
   shift
+  if [ "$variant" = socketioxide ]; then
+    server="$SIOXIDE"
+    variant=""
+  fi
   port=$((10000 + RANDOM % 20001))
   read -r -a extra <<<"$variant"
   valgrind --tool=callgrind --callgrind-out-file="$WORK/out" \
-    "$SERVER" --port "$port" ${extra[@]+"${extra[@]}"} >"$WORK/server.log" 2>&1 &
+    "$server" --port "$port" ${extra[@]+"${extra[@]}"} >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for i in $(seq 1 300); do
     grep -q '^LISTENING' "$WORK/server.log" 2>/dev/null && break
@@ -77,6 +91,7 @@ requests() {
 }
 
 printf '| server arguments | instructions per echo with ack | instructions per broadcast delivery | instructions per polling request |\n| --- | --- | --- | --- |\n'
+[ "$PEER" = 0 ] || VARIANTS+=(socketioxide)
 for v in "${VARIANTS[@]}"; do
   a=$(count "$v" echo --mode max --clients "$CLIENTS" --messages 10)
   b=$(count "$v" echo --mode max --clients "$CLIENTS" --messages $((10 + ECHOS)))
@@ -90,5 +105,7 @@ for v in "${VARIANTS[@]}"; do
   f=$(count "$v" polling --clients 16 --iterations $((20 + ECHOS * 5)))
   rf=$(requests)
   per_request=$(( (f - e) / (rf - re) ))
-  printf '| `%s` | %s | %s | %s |\n' "${v:-(none)}" "$per_echo" "$per_delivery" "$per_request"
+  label="\`${v:-(none)}\`"
+  [ "$v" = socketioxide ] && label="socketioxide (the peer, not bench_server)"
+  printf '| %s | %s | %s | %s |\n' "$label" "$per_echo" "$per_delivery" "$per_request"
 done

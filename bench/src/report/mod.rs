@@ -3,7 +3,7 @@
 use crate::stats::RunResult;
 use crate::svg;
 use crate::BoxError;
-use tables::{Chart, Section, CHARTS, MAIN, SECTIONS, TARGETS};
+use tables::{Chart, Section, Target, CHARTS, MAIN, SECTIONS, TARGETS};
 
 mod tables;
 use std::collections::BTreeMap;
@@ -555,11 +555,24 @@ fn targets(data: &Data, md: &mut String) {
             peer_text,
             ratio_cell,
             match met {
-                Some(true) => "met",
-                Some(false) => "**missed**",
-                None => "not measured",
+                Some(true) => "met".to_owned(),
+                Some(false) => missed(data, t),
+                None => "not measured".to_owned(),
             }
         );
+    }
+}
+
+/// A missed target's verdict; for one the generator may cap, with the share of a core the
+/// generator took (its median over the subject's runs) when that is most of one.
+fn missed(data: &Data, t: &Target) -> String {
+    /// From this share of a core on, the generator rather than the server sets the pace.
+    const GENERATOR_BOUND_PCT: f64 = 80.0;
+    match data.median(t.cell, t.subject, "gen_cpu_pct") {
+        Some(pct) if t.generator_permitting && pct >= GENERATOR_BOUND_PCT => {
+            format!("**missed**: the generator took {pct:.0} % of a core")
+        }
+        _ => "**missed**".to_owned(),
     }
 }
 
@@ -880,7 +893,7 @@ fn distinct_errors(errors: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{distinct_errors, section_table, Data, SECTIONS};
+    use super::{distinct_errors, missed, section_table, Data, SECTIONS, TARGETS};
     use crate::stats::RunResult;
 
     fn run(server: &str, cell: &str, metric: &str, value: f64) -> RunResult {
@@ -981,6 +994,33 @@ mod tests {
             ),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_miss_the_generator_may_cause_says_how_much_of_a_core_it_took() {
+        let two_workers = TARGETS
+            .iter()
+            .find(|t| t.subject == "socketlet-2w")
+            .expect("the two workers' target");
+        let cluster = TARGETS
+            .iter()
+            .find(|t| t.subject == "socketlet-cluster")
+            .expect("a cluster target");
+        let data = |gen_pct: f64| Data {
+            runs: vec![
+                run("socketlet-2w", "cores-echo-max", "gen_cpu_pct", gen_pct),
+                run("socketlet-cluster", "cluster-all", "gen_cpu_pct", gen_pct),
+            ],
+            servers: vec!["socketlet-2w".into(), "socketlet-cluster".into()],
+            versions: Default::default(),
+        };
+        assert_eq!(
+            missed(&data(87.4), two_workers),
+            "**missed**: the generator took 87 % of a core"
+        );
+        // A generator with room to spare, or a target it cannot cap: a plain miss.
+        assert_eq!(missed(&data(60.0), two_workers), "**missed**");
+        assert_eq!(missed(&data(87.4), cluster), "**missed**");
     }
 
     #[test]

@@ -549,6 +549,17 @@ pub(super) struct Target {
     pub(super) ratio: Option<(&'static str, f64, bool)>,
     /// An absolute bound on the subject's figure (at most).
     pub(super) absolute: Option<f64>,
+    /// The target holds only where the generator leaves the server room: a miss says how much
+    /// of a core the generator took in the subject's runs.
+    pub(super) generator_permitting: bool,
+}
+
+impl Target {
+    /// Marks a throughput target that the load generator may cap (see `generator_permitting`).
+    const fn generator_permitting(mut self) -> Target {
+        self.generator_permitting = true;
+        self
+    }
 }
 
 const fn against(
@@ -567,6 +578,7 @@ const fn against(
         metric,
         ratio: Some((peer, bound, at_most)),
         absolute: None,
+        generator_permitting: false,
     }
 }
 
@@ -584,6 +596,7 @@ const fn at_most(
         metric,
         ratio: None,
         absolute: Some(bound),
+        generator_permitting: false,
     }
 }
 
@@ -610,7 +623,7 @@ pub(super) const TARGETS: &[Target] = &[
     against(25, "... <= 0.25x Node's", ("socketlet-cluster", "cluster-room", CPU), "node-cluster", 0.25, true),
     against(25, "story's stack: idle memory per connection <= 0.1x", (SL, "story-idle-ws-1k", RSS), "python4", 0.1, true),
     against(25, "story's stack: CPU per echo <= 0.1x", (SL, "story-echo-max", CPU), "python4", 0.1, true),
-    against(25, "bench server on 2 workers: echo throughput >= 1.6x its 1-worker figure (generator permitting)", ("socketlet-2w", "cores-echo-max", "per_sec"), "socketlet", 1.6, false),
+    against(25, "bench server on 2 workers: echo throughput >= 1.6x its 1-worker figure (generator permitting)", ("socketlet-2w", "cores-echo-max", "per_sec"), "socketlet", 1.6, false).generator_permitting(),
     at_most(25, "polling session with its GET and connection held (10k) <= 8 KiB", (SL, "idle-polling-10k", RSS), 8.0),
     against(25, "... <= 0.5x Node's", (SL, "idle-polling-10k", RSS), "node", 0.5, true),
     against(25, "polling requests/s >= 1.3x socketioxide's", (SL, "polling-echo", "per_sec"), "socketioxide", 1.3, false),
