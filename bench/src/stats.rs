@@ -73,6 +73,10 @@ pub(crate) struct RunResult {
     /// `first_ms` and `last_ms`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) samples: Vec<BTreeMap<String, f64>>,
+    /// The repetition the run belongs to: not written, the report reads it from the result
+    /// file's name (`<cell>-<rep>.json`).
+    #[serde(skip)]
+    pub(crate) rep: Option<u32>,
 }
 
 impl RunResult {
