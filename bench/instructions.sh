@@ -3,7 +3,7 @@
 # callgrind: repeatable to a fraction of a per cent, where CPU time on this machine moves by
 # 10-35 % between runs. For small differences (issue 24: metrics must cost under 2 %).
 #
-#   bench/instructions.sh [--variant "ARGS"]... [--clients N] [--echos N] [--rounds N]
+#   bench/instructions.sh [--variant "ARGS"]... [--socketioxide] [--clients N] [--echos N] [--rounds N]
 #
 # For each variant (bench_server arguments; default: "" and "--metrics") it runs the server
 # under callgrind twice per scenario, a short and a long run of the same shape, and divides
@@ -16,8 +16,8 @@
 # BENCH_SERVER=<path> counts another build of bench_server instead (an older commit's, built
 # with its own CARGO_TARGET_DIR), against the same generator: a before/after comparison.
 # --socketioxide adds a row for the harness's socketioxide peer (bench/peers/socketioxide, built
-# from its lockfile if missing; axum, one worker), counted the same way: where CPU time puts the
-# two within the noise, this says how much userland work each does per operation.
+# from its lockfile into its own target directory; axum, one worker), counted the same way:
+# where CPU time puts the two within the noise, this says how much userland work each does.
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -46,9 +46,12 @@ done
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 (cd "$ROOT" && cargo build --quiet --release -p socketlet-bench --bin socketlet-bench -p socketlet --example bench_server)
 SIOXIDE="$BENCH/peers/socketioxide/target/release/socketioxide-bench-server"
-if [ "$PEER" = 1 ] && [ ! -x "$SIOXIDE" ]; then
-  cargo build --quiet --release --locked --manifest-path "$BENCH/peers/socketioxide/Cargo.toml"
+if [ "$PEER" = 1 ]; then
+  cargo build --quiet --release --locked --manifest-path "$BENCH/peers/socketioxide/Cargo.toml" \
+    --target-dir "$BENCH/peers/socketioxide/target"
 fi
+# The row of the peer among the variants (not a set of bench_server arguments).
+PEER_ROW="@socketioxide"
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
@@ -59,11 +62,11 @@ cleanup() {
 trap cleanup EXIT
 
 # Instructions of one server run under callgrind while the generator runs `args...`.
-# The variant is the server's arguments, or `socketioxide` for the peer.
+# The variant is the server's arguments, or $PEER_ROW for the peer.
 count() { # variant args...
   local variant="$1" port i server="$SERVER"
   shift
-  if [ "$variant" = socketioxide ]; then
+  if [ "$variant" = "$PEER_ROW" ]; then
     server="$SIOXIDE"
     variant=""
   fi
@@ -91,7 +94,7 @@ requests() {
 }
 
 printf '| server arguments | instructions per echo with ack | instructions per broadcast delivery | instructions per polling request |\n| --- | --- | --- | --- |\n'
-[ "$PEER" = 0 ] || VARIANTS+=(socketioxide)
+[ "$PEER" = 0 ] || VARIANTS+=("$PEER_ROW")
 for v in "${VARIANTS[@]}"; do
   a=$(count "$v" echo --mode max --clients "$CLIENTS" --messages 10)
   b=$(count "$v" echo --mode max --clients "$CLIENTS" --messages $((10 + ECHOS)))
@@ -106,6 +109,6 @@ for v in "${VARIANTS[@]}"; do
   rf=$(requests)
   per_request=$(( (f - e) / (rf - re) ))
   label="\`${v:-(none)}\`"
-  [ "$v" = socketioxide ] && label="socketioxide (the peer, not bench_server)"
+  [ "$v" = "$PEER_ROW" ] && label="socketioxide (the peer, not bench_server)"
   printf '| %s | %s | %s | %s |\n' "$label" "$per_echo" "$per_delivery" "$per_request"
 done

@@ -56,8 +56,8 @@ impl Data {
             .filter(move |r| r.cell == cell && r.server == server)
     }
 
-    /// `a`'s figure over `b`'s, for each repetition in which both ran (one right after the
-    /// other): how far the ratio of the medians moved within the run.
+    /// `a`'s figure over `b`'s, for each repetition in which both completed with a finite
+    /// figure: the spread around the ratio of their medians.
     fn paired_ratios(&self, cell: &str, a: &str, b: &str, metric: &str) -> Vec<f64> {
         let figure = |server, rep| {
             self.runs_of(cell, server)
@@ -169,9 +169,7 @@ fn load(raw: &Path) -> Result<Data, BoxError> {
             let text = std::fs::read_to_string(&f)?;
             match serde_json::from_str::<RunResult>(&text) {
                 Ok(mut r) => {
-                    r.rep = f
-                        .file_stem()
-                        .and_then(|stem| stem.to_str()?.rsplit_once('-')?.1.parse().ok());
+                    r.rep = rep_of(&f);
                     runs.push(r)
                 }
                 Err(e) => eprintln!("skipping {}: {e}", f.display()),
@@ -198,6 +196,11 @@ fn load(raw: &Path) -> Result<Data, BoxError> {
         servers,
         versions,
     })
+}
+
+/// The repetition of a result file named `<cell>-<rep>.json`, as `run.sh` names them.
+fn rep_of(file: &Path) -> Option<u32> {
+    file.file_stem()?.to_str()?.rsplit_once('-')?.1.parse().ok()
 }
 
 /// The parameters of `soak-report`.
@@ -569,7 +572,10 @@ fn targets(data: &Data, md: &mut String) {
                         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(r, _)| {
                             (lo.min(r), hi.max(r))
                         });
-                    let _ = write!(ratio_cell, " ({lo:.2}-{hi:.2})");
+                    let (lo, hi) = (format!("{lo:.2}"), format!("{hi:.2}"));
+                    if lo != hi {
+                        let _ = write!(ratio_cell, " ({lo}-{hi})");
+                    }
                 }
                 (
                     format!("{peer}: {}", theirs.map_or("-".to_owned(), num)),
@@ -613,7 +619,7 @@ fn missed(data: &Data, t: &Target, paired: &[(f64, bool)]) -> String {
     const GENERATOR_BOUND_PCT: f64 = 80.0;
     let mut verdict = "**missed**".to_owned();
     let met = paired.iter().filter(|(_, met)| *met).count();
-    if met > 0 {
+    if met > 0 && paired.len() > 1 {
         let _ = write!(verdict, " (met in {met} of {} repetitions)", paired.len());
     }
     match data.median(t.cell, t.subject, "gen_cpu_pct") {
@@ -865,9 +871,10 @@ pub(crate) fn run(args: &ReportArgs) -> Result<(), BoxError> {
     }
     let _ = writeln!(
         md,
-        "## Targets\n\nThe ratio is of the medians; in brackets, the lowest and highest ratio of \
-         the two servers' runs in the same repetition (made one right after the other), where \
-         there are several: how far it moved within this run.\n"
+        "## Targets\n\nThe ratio is of the medians; in brackets, where it differs, the lowest \
+         and highest ratio of the two servers' runs in the same repetition of the cell (in a full \
+         run, made with only the cell's other servers between them): how far it moved within \
+         the run. A missed target says in how many repetitions that ratio met it, if any.\n"
     );
     targets(&data, &mut md);
     let _ = writeln!(md);
@@ -947,8 +954,9 @@ fn distinct_errors(errors: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{distinct_errors, missed, section_table, targets, Data, SECTIONS, TARGETS};
+    use super::{distinct_errors, missed, rep_of, section_table, targets, Data, SECTIONS, TARGETS};
     use crate::stats::RunResult;
+    use std::path::Path;
 
     fn run(server: &str, cell: &str, metric: &str, value: f64) -> RunResult {
         let mut r = RunResult::new("echo", cell, server);
@@ -1062,8 +1070,13 @@ mod tests {
             .expect("a cluster target");
         let data = |gen_pct: f64| Data {
             runs: vec![
-                run("socketlet-2w", "cores-echo-max", "gen_cpu_pct", gen_pct),
-                run("socketlet-cluster", "cluster-all", "gen_cpu_pct", gen_pct),
+                run(
+                    two_workers.subject,
+                    two_workers.cell,
+                    "gen_cpu_pct",
+                    gen_pct,
+                ),
+                run(cluster.subject, cluster.cell, "gen_cpu_pct", gen_pct),
             ],
             servers: vec!["socketlet-2w".into(), "socketlet-cluster".into()],
             versions: Default::default(),
@@ -1083,6 +1096,22 @@ mod tests {
             ),
             "**missed** (met in 1 of 3 repetitions): the generator took 87 % of a core"
         );
+        // A single pair says nothing the ratio does not.
+        assert_eq!(
+            missed(&data(60.0), two_workers, &[(1.7, true)]),
+            "**missed**"
+        );
+    }
+
+    #[test]
+    fn a_results_repetition_is_read_from_its_file_name() {
+        assert_eq!(
+            rep_of(Path::new("raw/socketlet/broadcast-10k-tail-3.json")),
+            Some(3)
+        );
+        assert_eq!(rep_of(Path::new("raw/node/echo-max-12.json")), Some(12));
+        assert_eq!(rep_of(Path::new("raw/node/idle-ws-10k.json")), None);
+        assert_eq!(rep_of(Path::new("raw/node/echo.json")), None);
     }
 
     #[test]
@@ -1092,16 +1121,23 @@ mod tests {
             r.rep = Some(n);
             r
         };
+        let failed = {
+            let mut r = rep("socketioxide", 4, 1.0);
+            r.ok = false;
+            r
+        };
         let data = Data {
+            // Out of order, as files of several runs may be: pairs go by repetition.
             runs: vec![
+                rep("socketlet", 3, 140.0),
                 rep("socketlet", 1, 100.0),
                 rep("socketioxide", 1, 80.0),
+                rep("socketioxide", 3, 100.0),
                 rep("socketlet", 2, 90.0),
                 rep("socketioxide", 2, 100.0),
-                rep("socketlet", 3, 140.0),
-                rep("socketioxide", 3, 100.0),
                 // A repetition the peer did not complete is left out of the pairs.
                 rep("socketlet", 4, 500.0),
+                failed,
             ],
             servers: vec!["socketlet".into(), "socketioxide".into()],
             versions: Default::default(),

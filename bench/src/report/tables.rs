@@ -550,7 +550,7 @@ pub(super) struct Target {
     /// An absolute bound on the subject's figure (at most).
     pub(super) absolute: Option<f64>,
     /// The target holds only where the generator leaves the server room: a miss says how much
-    /// of a core the generator took in the subject's runs.
+    /// of a core the generator took in the subject's runs, when that was most of one.
     pub(super) generator_permitting: bool,
 }
 
