@@ -59,17 +59,17 @@ impl Data {
     /// `a`'s figure over `b`'s, for each repetition in which both completed with a finite
     /// figure: the spread around the ratio of their medians.
     fn paired_ratios(&self, cell: &str, a: &str, b: &str, metric: &str) -> Vec<f64> {
-        let figure = |server, rep| {
-            self.runs_of(cell, server)
-                .find(|r| r.ok && r.rep == Some(rep))
-                .and_then(|r| r.metrics.get(metric).copied())
+        let figure = |r: &RunResult| {
+            r.ok.then(|| r.metrics.get(metric).copied())
+                .flatten()
                 .filter(|x| x.is_finite())
         };
         self.runs_of(cell, a)
-            .filter_map(|r| r.rep)
-            .filter_map(|rep| match (figure(a, rep), figure(b, rep)) {
-                (Some(x), Some(y)) if y > 0.0 => Some(x / y),
-                _ => None,
+            .filter_map(|ours| {
+                let rep = ours.rep?;
+                let theirs = self.runs_of(cell, b).find(|r| r.rep == Some(rep) && r.ok)?;
+                let (x, y) = (figure(ours)?, figure(theirs)?);
+                (y > 0.0).then(|| x / y)
             })
             .collect()
     }
